@@ -1,0 +1,78 @@
+import Foundation
+
+/// Client authentication at the token, revocation and introspection endpoints (RFC 6749 §2.3).
+///
+/// Methods: `client_secret_basic` (§2.3.1, HTTP Basic with form-urlencoded id and secret),
+/// `client_secret_post` (§2.3.1, in the body) and `none` for public clients (§2.1, client_id only).
+public struct ClientAuthenticator: Sendable {
+    public enum Method: String, Sendable, CaseIterable {
+        case clientSecretBasic = "client_secret_basic"
+        case clientSecretPost = "client_secret_post"
+        case none
+    }
+
+    let clients: any ClientStore
+    public init(clients: any ClientStore) { self.clients = clients }
+
+    /// Authenticates the client of a request. Throws `invalid_client` (401) for unknown clients, wrong
+    /// secrets and confidential clients without a secret; `invalid_request` when two methods are mixed.
+    public func authenticate(_ parameters: RequestParameters, authorization: String?) async throws -> (
+        ClientRecord, Method
+    ) {
+        let basic = try authorization.map(Self.parseBasic)
+        let postID = try parameters.single("client_id")
+        let postSecret = try parameters.single("client_secret")
+        // §2.3: "The client MUST NOT use more than one authentication method in each request."
+        if basic != nil, postSecret != nil {
+            throw OAuthError.invalidRequest.with(description: "Use only one client authentication method.")
+        }
+        if let basic, let postID, postID != basic.id {
+            throw OAuthError.invalidRequest.with(description: "client_id does not match the authenticated client.")
+        }
+        guard let id = basic?.id ?? postID else {
+            throw OAuthError.invalidClient.with(description: "Client authentication is required.")
+        }
+        let secret = basic?.secret ?? postSecret
+        guard let client = try await clients.client(id: id) else {
+            // Spend the same work as a real check so timing does not reveal which client ids exist.
+            if let secret { _ = Secrets.verify(secret, hash: Self.unknownClientHash) }
+            throw OAuthError.invalidClient.with(description: "Client authentication failed.", debug: "unknown client \(id)")
+        }
+        guard let storedHash = client.secretHash else {
+            // A public client has no secret; presenting one is an error, not a bonus.
+            guard secret == nil else {
+                throw OAuthError.invalidClient.with(description: "Client authentication failed.", debug: "secret sent for public client")
+            }
+            return (client, .none)
+        }
+        guard let secret, Secrets.verify(secret, hash: storedHash) else {
+            throw OAuthError.invalidClient.with(description: "Client authentication failed.", debug: "bad or missing secret for \(id)")
+        }
+        return (client, basic != nil ? .clientSecretBasic : .clientSecretPost)
+    }
+
+    /// Parses `Authorization: Basic …` (RFC 7617) whose user and password are form-urlencoded
+    /// (RFC 6749 §2.3.1, Appendix B).
+    public static func parseBasic(_ header: String) throws -> (id: String, secret: String) {
+        let invalid = OAuthError.invalidClient.with(description: "Malformed Basic authorization header.")
+        let parts = header.split(separator: " ", maxSplits: 1, omittingEmptySubsequences: true)
+        guard parts.count == 2, parts[0].lowercased() == "basic" else {
+            throw OAuthError.invalidClient.with(description: "Unsupported authorization scheme; use Basic.")
+        }
+        guard let data = Data(base64Encoded: String(parts[1]).trimmingCharacters(in: .whitespaces)),
+            let decoded = String(data: data, encoding: .utf8),
+            let colon = decoded.firstIndex(of: ":")
+        else { throw invalid }
+        guard let id = formDecode(String(decoded[..<colon])), let secret = formDecode(String(decoded[decoded.index(after: colon)...])),
+            !id.isEmpty
+        else { throw invalid }
+        return (id, secret)
+    }
+
+    /// application/x-www-form-urlencoded decoding of one value.
+    static func formDecode(_ s: String) -> String? {
+        s.replacingOccurrences(of: "+", with: " ").removingPercentEncoding
+    }
+
+    private static let unknownClientHash = Secrets.hash(Secrets.generate())
+}

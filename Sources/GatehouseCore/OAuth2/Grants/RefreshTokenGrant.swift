@@ -1,0 +1,124 @@
+import Crypto
+import Foundation
+
+/// RFC 6749 §6 with OAuth 2.1 §4.3.1 / RFC 9700 §4.14.2 rotation.
+///
+/// Every use rotates: the presented token is consumed atomically and a new one of the same family is
+/// returned. A second use of a consumed token revokes the whole family (grant), unless it comes within
+/// the configured grace period, in which case it receives the same new pair (sealed with a key only the
+/// holder of the old token can derive). The scope may only be narrowed (§6).
+public struct RefreshTokenGrant: TokenGrant {
+    public static let grantType = GrantType.refreshToken
+    public static let allowsPublicClients = true
+    public init() {}
+
+    public func handle(_ parameters: RequestParameters, client: ClientRecord, context: TokenContext) async throws
+        -> TokenResponse
+    {
+        let raw = try parameters.required("refresh_token")
+        let invalid = OAuthError.invalidGrant.with(description: "The refresh token is invalid, expired or revoked.")
+        let now = context.clock.nowSeconds
+        guard var record = try await context.storage.refreshToken(hash: Secrets.hash(raw)) else {
+            throw invalid.with(description: invalid.description, debug: "unknown refresh token")
+        }
+        // Bound to its client (§6: "the refresh token was issued to the authenticated client").
+        guard record.clientID == client.id else {
+            throw invalid.with(description: invalid.description, debug: "refresh token of another client")
+        }
+        guard let grant = try await context.storage.grant(id: record.grantID), grant.revokedAt == nil else {
+            throw invalid.with(description: invalid.description, debug: "grant revoked")
+        }
+        guard record.expiresAt > now else {
+            throw invalid.with(description: invalid.description, debug: "refresh token expired")
+        }
+        // The user must still exist.
+        if let userID = record.userID, try await context.storage.user(id: userID) == nil {
+            throw invalid.with(description: invalid.description, debug: "user deleted")
+        }
+        // §6: the new scope must not include any scope not originally granted.
+        var scope = record.scope
+        if let requested = try parameters.single("scope") {
+            guard let narrowed = Scope(parsing: requested), narrowed.isSubset(of: record.scope) else {
+                throw OAuthError.invalidScope.with(description: "A refresh may only narrow the granted scope.")
+            }
+            if !narrowed.isEmpty { scope = narrowed }
+        }
+        var resources = record.resources
+        let requestedResources = parameters.all("resource")
+        if !requestedResources.isEmpty {
+            resources = try context.resolveResources(requestedResources, allowed: record.resources)
+        }
+
+        if record.usedAt == nil {
+            let next = context.makeRefreshToken(
+                grantID: record.grantID, client: client, userID: record.userID, scope: record.scope,
+                resources: record.resources)
+            let access = try await context.mintAccessToken(
+                client: client, subject: record.userID ?? client.id, scope: scope, resources: resources,
+                grantID: record.grantID)
+            let response = TokenResponse(
+                access_token: access.token, expires_in: access.expiresIn, scope: scope.description,
+                refresh_token: next.raw)
+            let sealed = try SuccessorSeal.seal(response, expiresAt: now + access.expiresIn, with: raw)
+            switch try await context.storage.rotateRefreshToken(
+                hash: record.hash, usedAt: now, sealedSuccessor: sealed, next: next.record)
+            {
+            case .rotated: return response
+            case .alreadyUsed(let current): record = current  // lost a race: treat as reuse below
+            }
+        }
+        return try await handleReuse(record, raw: raw, now: now, context: context)
+    }
+
+    /// A consumed token came back: inside the grace period the holder gets the same pair again, otherwise
+    /// the family is revoked (RFC 9700 §4.14.2).
+    private func handleReuse(_ record: RefreshTokenRecord, raw: String, now: Int64, context: TokenContext) async throws
+        -> TokenResponse
+    {
+        let grace = context.settings.refreshGracePeriod
+        if grace > 0, let usedAt = record.usedAt, now - usedAt <= grace, let sealed = record.sealedSuccessor,
+            let (response, expiresAt) = SuccessorSeal.open(sealed, with: raw), expiresAt > now
+        {
+            var again = response
+            again.expires_in = expiresAt - now
+            return again
+        }
+        try await context.storage.revokeGrant(id: record.grantID, at: now)
+        var error = OAuthError.invalidGrant.with(
+            description: "The refresh token was already used; the grant has been revoked.",
+            debug: "refresh token reuse, family \(record.grantID) revoked")
+        error.event = "refresh_token.reused"
+        throw error
+    }
+}
+
+/// Seals the successor pair of a refresh token with AES-GCM under a key derived (HKDF-SHA256) from the
+/// old token's value: the database alone cannot open it.
+enum SuccessorSeal {
+    private struct Payload: Codable {
+        var response: TokenResponse
+        var expiresAt: Int64
+    }
+
+    static func key(for raw: String) -> SymmetricKey {
+        HKDF<SHA256>.deriveKey(
+            inputKeyMaterial: SymmetricKey(data: Data(raw.utf8)), info: Data("gatehouse refresh successor v1".utf8),
+            outputByteCount: 32)
+    }
+
+    static func seal(_ response: TokenResponse, expiresAt: Int64, with raw: String) throws -> String {
+        let data = try JSONEncoder().encode(Payload(response: response, expiresAt: expiresAt))
+        guard let combined = try AES.GCM.seal(data, using: key(for: raw)).combined else {
+            throw OAuthError.serverError.with(description: OAuthError.serverError.description, debug: "seal failed")
+        }
+        return combined.base64EncodedString()
+    }
+
+    static func open(_ sealed: String, with raw: String) -> (TokenResponse, Int64)? {
+        guard let data = Data(base64Encoded: sealed), let box = try? AES.GCM.SealedBox(combined: data),
+            let plain = try? AES.GCM.open(box, using: key(for: raw)),
+            let payload = try? JSONDecoder().decode(Payload.self, from: plain)
+        else { return nil }
+        return (payload.response, payload.expiresAt)
+    }
+}

@@ -1,0 +1,46 @@
+import Foundation
+
+/// Redirect URI rules (RFC 6749 §3.1.2, RFC 8252 §7, RFC 9700 §4.1, OAuth 2.1 §2.3.1).
+public enum RedirectURI {
+    /// The out-of-band value still used by command-line clients.
+    public static let outOfBand = "urn:ietf:wg:oauth:2.0:oob"
+
+    /// Registration: absolute, no fragment (§3.1.2), no user info, no wildcards; https, or http on a
+    /// loopback address (RFC 8252 §7.3), or a private-use scheme in reverse-domain form (RFC 8252 §7.1);
+    /// never `javascript:`, `data:`, `vbscript:` or `file:`.
+    public static func validateForRegistration(_ uri: String) throws {
+        func fail(_ why: String) -> Administration.ValidationError {
+            Administration.ValidationError("invalid redirect URI '\(uri)': \(why)")
+        }
+        if uri == outOfBand { return }
+        guard !uri.isEmpty, uri.count <= 2000, !uri.unicodeScalars.contains(where: { $0.value <= 0x20 || $0.value == 0x7F })
+        else { throw fail("empty, too long, or contains spaces or control characters") }
+        guard !uri.contains("#") else { throw fail("fragments are not allowed") }
+        guard !uri.contains("*") else { throw fail("wildcards are not allowed") }
+        guard let components = URLComponents(string: uri), let scheme = components.scheme?.lowercased() else {
+            throw fail("not an absolute URI")
+        }
+        guard !["javascript", "data", "vbscript", "file", "about", "blob"].contains(scheme) else {
+            throw fail("the \(scheme): scheme is not allowed")
+        }
+        guard components.user == nil, components.password == nil else { throw fail("user info is not allowed") }
+        switch scheme {
+        case "https":
+            guard let host = components.host, !host.isEmpty else { throw fail("missing host") }
+        case "http":
+            guard let host = components.host, isLoopback(host) else {
+                throw fail("http is only allowed for loopback addresses (127.0.0.1, [::1], localhost); use https")
+            }
+        default:
+            // RFC 8252 §7.1: private-use schemes are reverse domain names, e.g. com.example.app:/callback.
+            guard scheme.contains(".") else {
+                throw fail("custom schemes must be reverse-domain names such as com.example.app")
+            }
+        }
+    }
+
+    public static func isLoopback(_ host: String) -> Bool {
+        let h = host.lowercased().trimmingCharacters(in: CharacterSet(charactersIn: "[]"))
+        return h == "localhost" || h == "::1" || h.hasPrefix("127.")
+    }
+}

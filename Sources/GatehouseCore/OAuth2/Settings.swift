@@ -1,0 +1,26 @@
+/// The authorization server's protocol settings. Every default lives here, documented in README.md.
+public struct ServerSettings: Sendable {
+    /// The issuer identifier (RFC 8414 §2): an https URL (http only on loopback), no query or fragment.
+    public var issuer: String
+    /// `aud` of access tokens when the request names no `resource` (RFC 8707). Defaults to the issuer.
+    public var defaultAudience: String?
+    /// Access-token lifetime in seconds (default 10 minutes: JWTs stay valid offline until they expire).
+    public var accessTokenLifetime: Int64 = 600
+    /// Refresh-token lifetime in seconds; each rotation starts a new period (default 30 days).
+    public var refreshTokenLifetime: Int64 = 30 * 24 * 3600
+    /// Seconds after a refresh token's first use during which a retry gets the same new pair instead of
+    /// revoking the family (default 0: any reuse revokes the family, RFC 9700 §4.14.2).
+    public var refreshGracePeriod: Int64 = 0
+    /// The algorithm of the key generated on first start and by `keys rotate` without `--algorithm`.
+    public var signingAlgorithm: SigningAlgorithm = .default
+    /// Failed password-grant attempts per username before a temporary lockout.
+    public var passwordMaxFailures: Int = 10
+    /// Lockout and counting window for failed password attempts, in seconds.
+    public var passwordLockoutWindow: Int64 = 15 * 60
+
+    public init(issuer: String) { self.issuer = issuer }
+
+    public var audience: String { defaultAudience ?? issuer }
+    /// How long a deactivated signing key stays published: the longest token lifetime plus 60 s of skew.
+    public var keyRetention: Int64 { accessTokenLifetime + 60 }
+}

@@ -1,0 +1,107 @@
+import Foundation
+
+/// What every grant needs: storage, settings, the clock and the token signer; plus the shared steps of
+/// deciding scope and audience and of minting tokens.
+public struct TokenContext: Sendable {
+    public let storage: any GatehouseStorage
+    public let settings: ServerSettings
+    public let clock: Clock
+    public let issuer: AccessTokenIssuer
+    public let passwords: PasswordHasher
+    public let passwordLimiter: FailureLimiter
+
+    public init(
+        storage: any GatehouseStorage, settings: ServerSettings, clock: Clock, keys: KeyRing,
+        passwords: PasswordHasher = PasswordHasher()
+    ) {
+        self.storage = storage
+        self.settings = settings
+        self.clock = clock
+        self.issuer = AccessTokenIssuer(keys: keys)
+        self.passwords = passwords
+        self.passwordLimiter = FailureLimiter(
+            maxFailures: settings.passwordMaxFailures, window: settings.passwordLockoutWindow, clock: clock)
+    }
+
+    /// RFC 6749 §3.3: the requested scope must be allowed for the client; when omitted, the client's
+    /// default scope is used. Both space- and comma-separated lists are read.
+    public func resolveScope(_ requested: String?, client: ClientRecord) throws -> Scope {
+        guard let requested else { return client.defaultScope }
+        guard let scope = Scope(parsing: requested) else {
+            throw OAuthError.invalidScope.with(description: "The scope parameter is malformed.")
+        }
+        if scope.isEmpty { return client.defaultScope }
+        let notAllowed = scope.tokens.filter { !client.scope.contains($0) }
+        guard notAllowed.isEmpty else {
+            throw OAuthError.invalidScope.with(
+                description: "The scope \(notAllowed.joined(separator: " ")) is not allowed for this client.")
+        }
+        return scope
+    }
+
+    /// RFC 8707 §2: each `resource` must be an absolute URI without a fragment, and registered for the
+    /// client; otherwise `invalid_target`.
+    public func resolveResources(_ requested: [String], allowed: [String]) throws -> [String] {
+        var out: [String] = []
+        for r in requested {
+            guard let url = URL(string: r), url.scheme != nil, url.fragment == nil, !r.contains("#") else {
+                throw OAuthError.invalidTarget.with(description: "The resource \(r) is not an absolute URI.")
+            }
+            guard allowed.contains(r) else {
+                throw OAuthError.invalidTarget.with(description: "The resource \(r) is not allowed for this client.")
+            }
+            if !out.contains(r) { out.append(r) }
+        }
+        return out
+    }
+
+    /// Signs an RFC 9068 access token.
+    public func mintAccessToken(
+        client: ClientRecord, subject: String, scope: Scope, resources: [String], grantID: String?
+    ) async throws -> (token: String, expiresIn: Int64) {
+        let now = clock.nowSeconds
+        let claims = AccessTokenClaims(
+            iss: settings.issuer, sub: subject,
+            aud: Audience(resources.isEmpty ? [settings.audience] : resources),
+            client_id: client.id, scope: scope.description, jti: Secrets.identifier(), iat: now,
+            exp: now + settings.accessTokenLifetime, grant_id: grantID)
+        return (try await issuer.sign(claims), settings.accessTokenLifetime)
+    }
+
+    /// A new refresh token for a grant: the raw value (returned once) and the record to store.
+    public func makeRefreshToken(grantID: String, client: ClientRecord, userID: String?, scope: Scope, resources: [String])
+        -> (raw: String, record: RefreshTokenRecord)
+    {
+        let raw = Secrets.generate()
+        let now = clock.nowSeconds
+        return (
+            raw,
+            RefreshTokenRecord(
+                hash: Secrets.hash(raw), grantID: grantID, clientID: client.id, userID: userID, scope: scope,
+                resources: resources, issuedAt: now, expiresAt: now + settings.refreshTokenLifetime)
+        )
+    }
+
+    /// Issues tokens for a new grant: an access token and, when `withRefreshToken`, a refresh token whose
+    /// family is created with it.
+    public func issueNewGrant(
+        client: ClientRecord, userID: String?, scope: Scope, resources: [String], withRefreshToken: Bool
+    ) async throws -> TokenResponse {
+        guard withRefreshToken else {
+            let access = try await mintAccessToken(
+                client: client, subject: userID ?? client.id, scope: scope, resources: resources, grantID: nil)
+            return TokenResponse(
+                access_token: access.token, expires_in: access.expiresIn, scope: scope.description, refresh_token: nil)
+        }
+        let grant = GrantRecord(
+            id: Secrets.identifier(), clientID: client.id, userID: userID, scope: scope,
+            createdAt: clock.nowSeconds, revokedAt: nil)
+        let refresh = makeRefreshToken(grantID: grant.id, client: client, userID: userID, scope: scope, resources: resources)
+        let access = try await mintAccessToken(
+            client: client, subject: userID ?? client.id, scope: scope, resources: resources, grantID: grant.id)
+        try await storage.insertGrant(grant, refreshToken: refresh.record)
+        return TokenResponse(
+            access_token: access.token, expires_in: access.expiresIn, scope: scope.description,
+            refresh_token: refresh.raw)
+    }
+}

@@ -1,0 +1,15 @@
+/// A successful access-token response (RFC 6749 §5.1).
+public struct TokenResponse: Sendable, Codable, Equatable {
+    public var access_token: String
+    public var token_type: String = "Bearer"
+    public var expires_in: Int64
+    public var scope: String
+    public var refresh_token: String?
+
+    public init(access_token: String, expires_in: Int64, scope: String, refresh_token: String?) {
+        self.access_token = access_token
+        self.expires_in = expires_in
+        self.scope = scope
+        self.refresh_token = refresh_token
+    }
+}

@@ -1,0 +1,39 @@
+import Synchronization
+
+/// Counts failed attempts per key (a username, a client address) and locks the key out for a while after
+/// too many. In memory, per instance: a restart forgets it, which only helps an attacker by one window.
+public final class FailureLimiter: Sendable {
+    private struct Entry { var failures: Int; var windowStart: Int64 }
+    private let table = Mutex<[String: Entry]>([:])
+    let maxFailures: Int
+    let window: Int64
+    let clock: Clock
+
+    public init(maxFailures: Int, window: Int64, clock: Clock) {
+        self.maxFailures = maxFailures
+        self.window = window
+        self.clock = clock
+    }
+
+    public func isLocked(_ key: String) -> Bool {
+        let now = clock.nowSeconds
+        return table.withLock { t in
+            guard let e = t[key] else { return false }
+            if now - e.windowStart >= window { t[key] = nil; return false }
+            return e.failures >= maxFailures
+        }
+    }
+
+    public func recordFailure(_ key: String) {
+        let now = clock.nowSeconds
+        table.withLock { t in
+            if t.count > 100_000 { t = t.filter { now - $0.value.windowStart < window } }
+            var e = t[key] ?? Entry(failures: 0, windowStart: now)
+            if now - e.windowStart >= window { e = Entry(failures: 0, windowStart: now) }
+            e.failures += 1
+            t[key] = e
+        }
+    }
+
+    public func reset(_ key: String) { table.withLock { _ = $0.removeValue(forKey: key) } }
+}

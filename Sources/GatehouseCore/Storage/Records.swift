@@ -1,0 +1,178 @@
+import Foundation
+
+/// A registered OAuth client (RFC 6749 §2).
+public struct ClientRecord: Sendable, Equatable, Codable {
+    public var id: String
+    public var name: String
+    /// SHA-256 hex of the client secret; `nil` for public clients (RFC 6749 §2.1).
+    public var secretHash: String?
+    public var redirectURIs: [String]
+    public var grantTypes: [String]
+    /// Scopes the client may request.
+    public var scope: Scope
+    /// Scopes granted when a request omits `scope` (RFC 6749 §3.3).
+    public var defaultScope: Scope
+    /// Resource indicators (RFC 8707) the client may request as audience.
+    public var resources: [String]
+    public var skipConsent: Bool
+    public var createdAt: Int64
+    public var updatedAt: Int64
+
+    public var isPublic: Bool { secretHash == nil }
+    public func allows(grantType: String) -> Bool { grantTypes.contains(grantType) }
+
+    public init(
+        id: String, name: String, secretHash: String?, redirectURIs: [String], grantTypes: [String],
+        scope: Scope, defaultScope: Scope, resources: [String], skipConsent: Bool, createdAt: Int64,
+        updatedAt: Int64
+    ) {
+        self.id = id
+        self.name = name
+        self.secretHash = secretHash
+        self.redirectURIs = redirectURIs
+        self.grantTypes = grantTypes
+        self.scope = scope
+        self.defaultScope = defaultScope
+        self.resources = resources
+        self.skipConsent = skipConsent
+        self.createdAt = createdAt
+        self.updatedAt = updatedAt
+    }
+}
+
+extension Scope: Codable {
+    public init(from decoder: any Decoder) throws {
+        let raw = try decoder.singleValueContainer().decode(String.self)
+        self = Scope(parsing: raw) ?? Scope.empty
+    }
+    public func encode(to encoder: any Encoder) throws {
+        var c = encoder.singleValueContainer()
+        try c.encode(description)
+    }
+}
+
+/// A person who can sign in. `id` is the stable, opaque subject identifier (`sub`).
+public struct UserRecord: Sendable, Equatable {
+    public var id: String
+    public var username: String
+    public var email: String?
+    public var name: String?
+    /// bcrypt hash; `nil` when the user has no password (e.g. signs in through a provider).
+    public var passwordHash: String?
+    public var createdAt: Int64
+    public var updatedAt: Int64
+
+    public init(
+        id: String, username: String, email: String?, name: String?, passwordHash: String?, createdAt: Int64,
+        updatedAt: Int64
+    ) {
+        self.id = id
+        self.username = username
+        self.email = email
+        self.name = name
+        self.passwordHash = passwordHash
+        self.createdAt = createdAt
+        self.updatedAt = updatedAt
+    }
+}
+
+/// A scope the server knows, with the description shown to people.
+public struct ScopeRecord: Sendable, Equatable, Codable {
+    public var name: String
+    public var description: String
+    /// Granted to clients that registered it when a request omits `scope`.
+    public var isDefault: Bool
+    public init(name: String, description: String, isDefault: Bool) {
+        self.name = name
+        self.description = description
+        self.isDefault = isDefault
+    }
+
+    /// The OpenID Connect scopes that exist from the start.
+    public static let builtIn: [ScopeRecord] = [
+        .init(name: "openid", description: "Sign you in with your account", isDefault: false),
+        .init(name: "profile", description: "Read your name, username and picture", isDefault: false),
+        .init(name: "email", description: "Read your email address", isDefault: false),
+        .init(name: "address", description: "Read your postal address", isDefault: false),
+        .init(name: "phone", description: "Read your phone number", isDefault: false),
+        .init(name: "offline_access", description: "Stay signed in when you are not using the app", isDefault: false),
+    ]
+}
+
+/// A signing key, stored with its private half (PEM).
+public struct SigningKeyRecord: Sendable, Equatable {
+    public var kid: String
+    public var algorithm: SigningAlgorithm
+    /// PKCS#8 / PEM private key; wiped (`nil`) once the key is retired.
+    public var privatePEM: String?
+    public var createdAt: Int64
+    /// When another key took over signing; `nil` while this key signs.
+    public var deactivatedAt: Int64?
+    /// When the key left the key set for good.
+    public var retiredAt: Int64?
+
+    public init(
+        kid: String, algorithm: SigningAlgorithm, privatePEM: String?, createdAt: Int64, deactivatedAt: Int64?,
+        retiredAt: Int64?
+    ) {
+        self.kid = kid
+        self.algorithm = algorithm
+        self.privatePEM = privatePEM
+        self.createdAt = createdAt
+        self.deactivatedAt = deactivatedAt
+        self.retiredAt = retiredAt
+    }
+}
+
+/// An authorization that tokens were issued from: the family a refresh-token chain belongs to.
+/// Revoking it revokes every refresh token of the family and every access token carrying its id.
+public struct GrantRecord: Sendable, Equatable {
+    public var id: String
+    public var clientID: String
+    public var userID: String?
+    public var scope: Scope
+    public var createdAt: Int64
+    public var revokedAt: Int64?
+
+    public init(id: String, clientID: String, userID: String?, scope: Scope, createdAt: Int64, revokedAt: Int64?) {
+        self.id = id
+        self.clientID = clientID
+        self.userID = userID
+        self.scope = scope
+        self.createdAt = createdAt
+        self.revokedAt = revokedAt
+    }
+}
+
+/// A refresh token, keyed by the SHA-256 of its value.
+public struct RefreshTokenRecord: Sendable, Equatable {
+    public var hash: String
+    public var grantID: String
+    public var clientID: String
+    public var userID: String?
+    public var scope: Scope
+    public var resources: [String]
+    public var issuedAt: Int64
+    public var expiresAt: Int64
+    /// When the token was exchanged for its successor; `nil` while unused.
+    public var usedAt: Int64?
+    /// The successor pair, sealed with a key derived from this token's value (so only its holder can
+    /// open it): lets a retry inside the grace period receive the same answer.
+    public var sealedSuccessor: String?
+
+    public init(
+        hash: String, grantID: String, clientID: String, userID: String?, scope: Scope, resources: [String],
+        issuedAt: Int64, expiresAt: Int64, usedAt: Int64? = nil, sealedSuccessor: String? = nil
+    ) {
+        self.hash = hash
+        self.grantID = grantID
+        self.clientID = clientID
+        self.userID = userID
+        self.scope = scope
+        self.resources = resources
+        self.issuedAt = issuedAt
+        self.expiresAt = expiresAt
+        self.usedAt = usedAt
+        self.sealedSuccessor = sealedSuccessor
+    }
+}

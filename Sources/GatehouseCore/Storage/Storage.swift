@@ -1,0 +1,75 @@
+/// Storage protocols. Each part of the core asks only for the store it uses; `GatehouseStorage` is all of
+/// them, as the SQL implementation provides.
+
+public enum StorageError: Error, Sendable, Equatable, CustomStringConvertible {
+    /// A unique value already exists (`what` names it for the message).
+    case duplicate(String)
+    case notFound(String)
+
+    public var description: String {
+        switch self {
+        case .duplicate(let what): return "\(what) already exists"
+        case .notFound(let what): return "\(what) not found"
+        }
+    }
+}
+
+public protocol ClientStore: Sendable {
+    func insertClient(_ client: ClientRecord) async throws
+    func client(id: String) async throws -> ClientRecord?
+    func listClients() async throws -> [ClientRecord]
+    /// Deletes the client and revokes every grant it holds. Returns `false` when it did not exist.
+    func deleteClient(id: String, at time: Int64) async throws -> Bool
+    func updateClientSecret(id: String, secretHash: String, at time: Int64) async throws -> Bool
+}
+
+public protocol UserStore: Sendable {
+    /// Throws `StorageError.duplicate` when the username (compared case-insensitively) is taken.
+    func insertUser(_ user: UserRecord) async throws
+    func user(id: String) async throws -> UserRecord?
+    /// Case-insensitive lookup.
+    func user(username: String) async throws -> UserRecord?
+}
+
+public protocol ScopeStore: Sendable {
+    func insertScope(_ scope: ScopeRecord) async throws
+    func listScopes() async throws -> [ScopeRecord]
+}
+
+public protocol KeyStore: Sendable {
+    func listKeys() async throws -> [SigningKeyRecord]
+    /// Inserts `key` as the signing key and deactivates every other active key, atomically.
+    func activateKey(_ key: SigningKeyRecord) async throws
+    /// Inserts `key` only when no active key exists (first start). Returns the active key either way.
+    func insertFirstKey(_ key: SigningKeyRecord) async throws -> SigningKeyRecord
+    /// Marks keys retired and wipes their private half.
+    func retireKeys(kids: [String], at time: Int64) async throws
+}
+
+/// What happened when a refresh token was presented for rotation.
+public enum RotationOutcome: Sendable, Equatable {
+    /// This request consumed the token and its successor was stored.
+    case rotated
+    /// The token had already been used (by an earlier or a concurrent request).
+    case alreadyUsed(RefreshTokenRecord)
+}
+
+public protocol TokenStore: Sendable {
+    /// Creates a grant and, when given, its first refresh token, atomically.
+    func insertGrant(_ grant: GrantRecord, refreshToken: RefreshTokenRecord?) async throws
+    func grant(id: String) async throws -> GrantRecord?
+    func refreshToken(hash: String) async throws -> RefreshTokenRecord?
+    /// Atomically marks `hash` used (only if unused), stores the sealed successor on it and inserts `next`.
+    func rotateRefreshToken(hash: String, usedAt: Int64, sealedSuccessor: String, next: RefreshTokenRecord)
+        async throws -> RotationOutcome
+    /// Revokes a grant (idempotent): its refresh tokens and access tokens stop being valid.
+    func revokeGrant(id: String, at time: Int64) async throws
+    /// Records a revoked access token until it would have expired anyway.
+    func revokeAccessToken(jti: String, expiresAt: Int64) async throws
+    /// `true` when the access token `jti` or the grant it came from was revoked, or its client deleted.
+    func isAccessTokenRevoked(jti: String, grantID: String?, clientID: String) async throws -> Bool
+    /// Deletes expired refresh tokens and revocation entries. Returns the number of rows removed.
+    func purgeExpired(before time: Int64) async throws -> Int
+}
+
+public typealias GatehouseStorage = ClientStore & UserStore & ScopeStore & KeyStore & TokenStore

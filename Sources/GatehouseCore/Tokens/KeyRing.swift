@@ -1,0 +1,135 @@
+import Foundation
+import JWTKit
+import Synchronization
+
+/// The server's signing keys: the one that signs now, and every key whose tokens may still be alive.
+///
+/// Readers get an immutable `Snapshot` without waiting; `reload(from:)` builds a new one from storage, so
+/// a `gatehouse keys rotate` run against the shared database takes effect on every instance at its next
+/// reload. Keys leave the set (and lose their private half) once every token they signed has expired.
+public final class KeyRing: Sendable {
+    public struct Snapshot: Sendable {
+        public let signingKey: SigningKey
+        /// Keys accepted for verification and published in the JWKS, newest first.
+        public let publishedKeys: [SigningKey]
+        /// jwt-kit collection holding every published key.
+        public let collection: JWTKeyCollection
+        /// The JWKS document (RFC 7517 §5), pre-encoded.
+        public let jwksJSON: [UInt8]
+        public func key(kid: String) -> SigningKey? { publishedKeys.first { $0.kid == kid } }
+    }
+
+    private let current: Mutex<Snapshot?> = Mutex(nil)
+    /// How long a deactivated key stays published: the longest lifetime of a token it may have signed,
+    /// plus leeway for clock skew.
+    public let retention: Int64
+    private let clock: Clock
+
+    public init(retention: Int64, clock: Clock = .system) {
+        self.retention = retention
+        self.clock = clock
+    }
+
+    public var snapshot: Snapshot {
+        get throws {
+            guard let s = current.withLock({ $0 }) else { throw KeyRingError.notLoaded }
+            return s
+        }
+    }
+
+    /// Makes sure a signing key exists (creating one of `algorithm` on first start), then loads the set.
+    public func bootstrap(store: any KeyStore, algorithm: SigningAlgorithm) async throws {
+        let keys = try await store.listKeys()
+        if !keys.contains(where: { $0.deactivatedAt == nil && $0.retiredAt == nil }) {
+            let key = try SigningKey.generate(algorithm)
+            _ = try await store.insertFirstKey(
+                SigningKeyRecord(
+                    kid: key.kid, algorithm: algorithm, privatePEM: key.pemRepresentation,
+                    createdAt: clock.nowSeconds, deactivatedAt: nil, retiredAt: nil))
+        }
+        try await reload(from: store)
+    }
+
+    /// Rebuilds the snapshot from storage and retires keys whose tokens have all expired.
+    @discardableResult
+    public func reload(from store: any KeyStore) async throws -> Snapshot {
+        let now = clock.nowSeconds
+        let records = try await store.listKeys()
+        let plan = KeyRing.plan(records, now: now, retention: retention)
+        if !plan.toRetire.isEmpty {
+            try await store.retireKeys(kids: plan.toRetire, at: now)
+        }
+        guard let signingRecord = plan.signing, let signingPEM = signingRecord.privatePEM else {
+            throw KeyRingError.noSigningKey
+        }
+        // Reuse parsed keys from the previous snapshot (RSA parsing is not free).
+        let previous = current.withLock { $0 }
+        func load(_ r: SigningKeyRecord) throws -> SigningKey? {
+            if let existing = previous?.key(kid: r.kid), existing.algorithm == r.algorithm { return existing }
+            guard let pem = r.privatePEM else { return nil }
+            return try SigningKey(kid: r.kid, algorithm: r.algorithm, pem: pem)
+        }
+        let signing = try load(signingRecord) ?? SigningKey(kid: signingRecord.kid, algorithm: signingRecord.algorithm, pem: signingPEM)
+        let published = try plan.published.compactMap(load)
+        let collection = JWTKeyCollection()
+        for key in published { await key.add(to: collection) }
+        let jwks = try JSONEncoder.sortedWithoutEscapingSlashes.encode(
+            ["keys": try published.map { try $0.publicJWK() }])
+        let snapshot = Snapshot(
+            signingKey: signing, publishedKeys: published, collection: collection, jwksJSON: Array(jwks))
+        current.withLock { $0 = snapshot }
+        return snapshot
+    }
+
+    /// Which key signs, which are published and which must be retired, given the stored keys.
+    static func plan(_ records: [SigningKeyRecord], now: Int64, retention: Int64)
+        -> (signing: SigningKeyRecord?, published: [SigningKeyRecord], toRetire: [String])
+    {
+        let live = records.filter { $0.retiredAt == nil }
+        // Newest active key signs (two instances racing on first start may both have made one).
+        let signing = live.filter { $0.deactivatedAt == nil }.max { ($0.createdAt, $0.kid) < ($1.createdAt, $1.kid) }
+        var published: [SigningKeyRecord] = []
+        var toRetire: [String] = []
+        for r in live.sorted(by: { $0.createdAt > $1.createdAt }) {
+            if let off = r.deactivatedAt, off + retention <= now {
+                toRetire.append(r.kid)
+            } else {
+                published.append(r)
+            }
+        }
+        return (signing, published, toRetire)
+    }
+
+    /// Generates a key of `algorithm`, makes it the signing key, and reloads.
+    @discardableResult
+    public static func rotate(store: any KeyStore, algorithm: SigningAlgorithm, clock: Clock = .system) async throws
+        -> SigningKeyRecord
+    {
+        let key = try SigningKey.generate(algorithm)
+        let record = SigningKeyRecord(
+            kid: key.kid, algorithm: algorithm, privatePEM: key.pemRepresentation, createdAt: clock.nowSeconds,
+            deactivatedAt: nil, retiredAt: nil)
+        try await store.activateKey(record)
+        return record
+    }
+}
+
+public enum KeyRingError: Error, CustomStringConvertible {
+    case notLoaded
+    case noSigningKey
+    public var description: String {
+        switch self {
+        case .notLoaded: return "signing keys are not loaded"
+        case .noSigningKey: return "no active signing key in the database (run `gatehouse keys rotate`)"
+        }
+    }
+}
+
+extension JSONEncoder {
+    /// Stable output for documents we publish (JWKS, metadata).
+    public static var sortedWithoutEscapingSlashes: JSONEncoder {
+        let e = JSONEncoder()
+        e.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        return e
+    }
+}

@@ -1,0 +1,166 @@
+import Foundation
+import Logging
+import NIOPosix
+import NIOSSL
+import PostgresKit
+import SQLKit
+import SQLiteKit
+import Synchronization
+
+/// How the store reaches its database: reads may run concurrently; writes run as one transaction each.
+protocol SQLBackend: Sendable {
+    var isPostgres: Bool { get }
+    func read<T: Sendable>(_ body: @Sendable (any SQLDatabase) async throws -> T) async throws -> T
+    /// Runs `body` in a transaction; rolled back when it throws.
+    func transaction<T: Sendable>(_ body: @Sendable (any SQLDatabase) async throws -> T) async throws -> T
+    func shutdown() async
+}
+
+/// A FIFO async mutex: holds the SQLite writer for the length of a transaction, across suspension points.
+actor AsyncLock {
+    private var locked = false
+    private var waiters: [CheckedContinuation<Void, Never>] = []
+
+    func lock() async {
+        if !locked { locked = true; return }
+        await withCheckedContinuation { waiters.append($0) }
+    }
+
+    func unlock() {
+        if waiters.isEmpty { locked = false } else { waiters.removeFirst().resume() }
+    }
+
+    func withLock<T: Sendable>(_ body: @Sendable () async throws -> T) async throws -> T {
+        await lock()
+        do {
+            let value = try await body()
+            unlock()
+            return value
+        } catch {
+            unlock()
+            throw error
+        }
+    }
+}
+
+/// SQLite: every write goes through one connection, serialised by a lock (concurrent writers on several
+/// connections spin in SQLite's busy handler); reads use a few more connections in WAL mode. An in-memory
+/// database lives in one connection, so there reads take the lock too.
+final class SQLiteBackend: SQLBackend {
+    let isPostgres = false
+    private let writer: SQLiteConnection
+    private let readers: [SQLiteConnection]
+    private let lock = AsyncLock()
+    private let next = Atomic<Int>(0)
+
+    private init(writer: SQLiteConnection, readers: [SQLiteConnection]) {
+        self.writer = writer
+        self.readers = readers
+    }
+
+    static func open(_ url: DatabaseURL, readers readerCount: Int, logger: Logger) async throws -> SQLiteBackend {
+        switch url {
+        case .sqliteMemory:
+            let c = try await SQLiteConnection.open(storage: .memory, threadPool: .singleton, logger: logger, on: MultiThreadedEventLoopGroup.singleton.any())
+            try await configure(c, wal: false)
+            return SQLiteBackend(writer: c, readers: [])
+        case .sqliteFile(let path):
+            let writer = try await SQLiteConnection.open(storage: .file(path: path), threadPool: .singleton, logger: logger, on: MultiThreadedEventLoopGroup.singleton.any())
+            var readers: [SQLiteConnection] = []
+            do {
+                try await configure(writer, wal: true)
+                for _ in 0..<readerCount {
+                    let r = try await SQLiteConnection.open(storage: .file(path: path), threadPool: .singleton, logger: logger, on: MultiThreadedEventLoopGroup.singleton.any())
+                    readers.append(r)
+                    try await configure(r, wal: false)
+                }
+            } catch {
+                for r in readers { try? await r.close() }
+                try? await writer.close()
+                throw error
+            }
+            return SQLiteBackend(writer: writer, readers: readers)
+        default:
+            preconditionFailure("not an SQLite URL")
+        }
+    }
+
+    private static func configure(_ c: SQLiteConnection, wal: Bool) async throws {
+        let db = c.sql()
+        if wal { try await db.raw("PRAGMA journal_mode=WAL").run() }
+        try await db.raw("PRAGMA busy_timeout=5000").run()
+        try await db.raw("PRAGMA synchronous=NORMAL").run()
+        try await db.raw("PRAGMA foreign_keys=ON").run()
+    }
+
+    func read<T: Sendable>(_ body: @Sendable (any SQLDatabase) async throws -> T) async throws -> T {
+        if readers.isEmpty {
+            let writer = self.writer
+            return try await lock.withLock { try await body(writer.sql()) }
+        }
+        let i = next.wrappingAdd(1, ordering: .relaxed).oldValue
+        return try await body(readers[abs(i % readers.count)].sql())
+    }
+
+    func transaction<T: Sendable>(_ body: @Sendable (any SQLDatabase) async throws -> T) async throws -> T {
+        let writer = self.writer
+        return try await lock.withLock {
+            let db = writer.sql()
+            try await db.raw("BEGIN IMMEDIATE").run()
+            do {
+                let value = try await body(db)
+                try await db.raw("COMMIT").run()
+                return value
+            } catch {
+                try? await db.raw("ROLLBACK").run()
+                throw error
+            }
+        }
+    }
+
+    func shutdown() async {
+        for r in readers { try? await r.close() }
+        try? await writer.close()
+    }
+}
+
+/// PostgreSQL through postgres-nio's `PostgresClient` connection pool.
+final class PostgresBackend: SQLBackend {
+    let isPostgres = true
+    private let client: PostgresClient
+    private let runner: Task<Void, Never>
+    private let logger: Logger
+
+    init(_ url: DatabaseURL, maxConnections: Int, logger: Logger) throws {
+        guard case .postgres(let host, let port, let user, let password, let database, let sslMode) = url else {
+            preconditionFailure("not a PostgreSQL URL")
+        }
+        let tls: PostgresClient.Configuration.TLS
+        switch sslMode {
+        case .disable: tls = .disable
+        case .prefer: tls = .prefer(.makeClientConfiguration())
+        case .require: tls = .require(.makeClientConfiguration())
+        }
+        var config = PostgresClient.Configuration(
+            host: host, port: port, username: user, password: password, database: database, tls: tls)
+        config.options.maximumConnections = maxConnections
+        config.options.minimumConnections = 1
+        let client = PostgresClient(configuration: config, backgroundLogger: logger)
+        self.client = client
+        self.logger = logger
+        self.runner = Task { await client.run() }
+    }
+
+    func read<T: Sendable>(_ body: @Sendable (any SQLDatabase) async throws -> T) async throws -> T {
+        try await client.withConnection { conn in try await body(conn.sql()) }
+    }
+
+    func transaction<T: Sendable>(_ body: @Sendable (any SQLDatabase) async throws -> T) async throws -> T {
+        try await client.withTransaction(logger: logger) { conn in try await body(conn.sql()) }
+    }
+
+    func shutdown() async {
+        runner.cancel()
+        await runner.value
+    }
+}

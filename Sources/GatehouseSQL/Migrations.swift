@@ -1,0 +1,87 @@
+import Foundation
+import GatehouseCore
+import SQLKit
+
+/// Versioned schema migrations: one list of portable SQL (SQLite and PostgreSQL), applied in order, each
+/// in a transaction, and recorded in `gatehouse_migrations`. Never edit a released migration; add one.
+///
+/// Portability rules: identifiers as TEXT, times as BIGINT unix seconds, booleans as INTEGER 0/1, lists
+/// as JSON text.
+enum Migrations {
+    struct Migration: Sendable {
+        let version: Int
+        let name: String
+        let statements: [String]
+    }
+
+    static let all: [Migration] = [
+        Migration(
+            version: 1, name: "core schema",
+            statements: [
+                """
+                CREATE TABLE clients (
+                    id TEXT PRIMARY KEY, name TEXT NOT NULL, secret_hash TEXT,
+                    redirect_uris TEXT NOT NULL, grant_types TEXT NOT NULL, scope TEXT NOT NULL,
+                    default_scope TEXT NOT NULL, resources TEXT NOT NULL, skip_consent INTEGER NOT NULL,
+                    created_at BIGINT NOT NULL, updated_at BIGINT NOT NULL)
+                """,
+                """
+                CREATE TABLE users (
+                    id TEXT PRIMARY KEY, username TEXT NOT NULL, username_key TEXT NOT NULL UNIQUE,
+                    email TEXT, name TEXT, password_hash TEXT,
+                    created_at BIGINT NOT NULL, updated_at BIGINT NOT NULL)
+                """,
+                "CREATE TABLE scopes (name TEXT PRIMARY KEY, description TEXT NOT NULL, is_default INTEGER NOT NULL)",
+                """
+                CREATE TABLE signing_keys (
+                    kid TEXT PRIMARY KEY, algorithm TEXT NOT NULL, private_pem TEXT,
+                    created_at BIGINT NOT NULL, deactivated_at BIGINT, retired_at BIGINT)
+                """,
+                """
+                CREATE TABLE grants (
+                    id TEXT PRIMARY KEY, client_id TEXT NOT NULL, user_id TEXT, scope TEXT NOT NULL,
+                    created_at BIGINT NOT NULL, revoked_at BIGINT)
+                """,
+                "CREATE INDEX grants_client_id ON grants (client_id)",
+                """
+                CREATE TABLE refresh_tokens (
+                    hash TEXT PRIMARY KEY, grant_id TEXT NOT NULL, client_id TEXT NOT NULL, user_id TEXT,
+                    scope TEXT NOT NULL, resources TEXT NOT NULL, issued_at BIGINT NOT NULL,
+                    expires_at BIGINT NOT NULL, used_at BIGINT, sealed_successor TEXT)
+                """,
+                "CREATE INDEX refresh_tokens_grant_id ON refresh_tokens (grant_id)",
+                "CREATE INDEX refresh_tokens_expires_at ON refresh_tokens (expires_at)",
+                "CREATE TABLE revoked_access_tokens (jti TEXT PRIMARY KEY, expires_at BIGINT NOT NULL)",
+            ] + ScopeRecord.builtIn.map { s in
+                "INSERT INTO scopes (name, description, is_default) VALUES ('\(s.name)', '\(s.description.replacingOccurrences(of: "'", with: "''"))', \(s.isDefault ? 1 : 0))"
+            }
+        )
+    ]
+
+    /// Applies pending migrations. Returns the versions applied.
+    static func migrate(_ backend: any SQLBackend, clock: Clock) async throws -> [Int] {
+        try await backend.transaction { db in
+            try await db.raw(
+                "CREATE TABLE IF NOT EXISTS gatehouse_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at BIGINT NOT NULL)"
+            ).run()
+        }
+        let isPostgres = backend.isPostgres
+        return try await backend.transaction { db in
+            // Two instances starting together on PostgreSQL: the second waits here, then finds nothing to do.
+            if isPostgres { try await db.raw("LOCK TABLE gatehouse_migrations IN EXCLUSIVE MODE").run() }
+            let rows = try await db.raw("SELECT version FROM gatehouse_migrations").all()
+            let done = Set(try rows.map { try $0.decode(column: "version", as: Int.self) })
+            var applied: [Int] = []
+            for m in all where !done.contains(m.version) {
+                for statement in m.statements { try await db.raw(SQLQueryString(statement)).run() }
+                try await db.raw(
+                    "INSERT INTO gatehouse_migrations (version, name, applied_at) VALUES (\(bind: m.version), \(bind: m.name), \(bind: clock.nowSeconds))"
+                ).run()
+                applied.append(m.version)
+            }
+            return applied
+        }
+    }
+
+    static var latestVersion: Int { all.map(\.version).max() ?? 0 }
+}

@@ -1,0 +1,359 @@
+import Foundation
+import GatehouseCore
+import Logging
+import SQLKit
+
+/// Gatehouse storage over SQLKit, on SQLite (default) or PostgreSQL.
+public final class SQLStore: GatehouseStorage {
+    let backend: any SQLBackend
+    public let url: DatabaseURL
+    let clock: Clock
+
+    private init(backend: any SQLBackend, url: DatabaseURL, clock: Clock) {
+        self.backend = backend
+        self.url = url
+        self.clock = clock
+    }
+
+    /// Opens the database (creating an SQLite file if needed). Call `migrate()` before use and
+    /// `close()` when done.
+    public static func open(_ url: DatabaseURL, logger: Logger = Logger(label: "gatehouse.sql"), clock: Clock = .system)
+        async throws -> SQLStore
+    {
+        let backend: any SQLBackend
+        switch url {
+        case .sqliteFile, .sqliteMemory:
+            backend = try await SQLiteBackend.open(url, readers: 3, logger: logger)
+        case .postgres:
+            backend = try PostgresBackend(url, maxConnections: 16, logger: logger)
+        }
+        return SQLStore(backend: backend, url: url, clock: clock)
+    }
+
+    /// Applies pending migrations; returns the versions applied.
+    @discardableResult
+    public func migrate() async throws -> [Int] { try await Migrations.migrate(backend, clock: clock) }
+
+    public func close() async { await backend.shutdown() }
+
+    // MARK: Clients
+
+    public func insertClient(_ c: ClientRecord) async throws {
+        try await backend.transaction { db in
+            try await db.raw(
+                """
+                INSERT INTO clients (id, name, secret_hash, redirect_uris, grant_types, scope, default_scope,
+                    resources, skip_consent, created_at, updated_at)
+                VALUES (\(bind: c.id), \(bind: c.name), \(bind: c.secretHash), \(bind: JSONList.encode(c.redirectURIs)),
+                    \(bind: JSONList.encode(c.grantTypes)), \(bind: c.scope.description), \(bind: c.defaultScope.description),
+                    \(bind: JSONList.encode(c.resources)), \(bind: c.skipConsent ? 1 : 0), \(bind: c.createdAt), \(bind: c.updatedAt))
+                """
+            ).run()
+        }
+    }
+
+    public func client(id: String) async throws -> ClientRecord? {
+        try await backend.read { db in
+            try await db.raw("SELECT * FROM clients WHERE id = \(bind: id)").first().map(Self.decodeClient)
+        }
+    }
+
+    public func listClients() async throws -> [ClientRecord] {
+        try await backend.read { db in
+            try await db.raw("SELECT * FROM clients ORDER BY created_at, id").all().map(Self.decodeClient)
+        }
+    }
+
+    public func deleteClient(id: String, at time: Int64) async throws -> Bool {
+        try await backend.transaction { db in
+            let deleted = try await db.raw("DELETE FROM clients WHERE id = \(bind: id) RETURNING id").all()
+            guard !deleted.isEmpty else { return false }
+            try await db.raw(
+                "UPDATE grants SET revoked_at = \(bind: time) WHERE client_id = \(bind: id) AND revoked_at IS NULL"
+            ).run()
+            return true
+        }
+    }
+
+    public func updateClientSecret(id: String, secretHash: String, at time: Int64) async throws -> Bool {
+        try await backend.transaction { db in
+            try await !db.raw(
+                """
+                UPDATE clients SET secret_hash = \(bind: secretHash), updated_at = \(bind: time)
+                WHERE id = \(bind: id) AND secret_hash IS NOT NULL RETURNING id
+                """
+            ).all().isEmpty
+        }
+    }
+
+    static func decodeClient(_ row: any SQLRow) throws -> ClientRecord {
+        ClientRecord(
+            id: try row.decode(column: "id", as: String.self),
+            name: try row.decode(column: "name", as: String.self),
+            secretHash: try row.decode(column: "secret_hash", as: String?.self),
+            redirectURIs: JSONList.decode(try row.decode(column: "redirect_uris", as: String.self)),
+            grantTypes: JSONList.decode(try row.decode(column: "grant_types", as: String.self)),
+            scope: Scope(parsing: try row.decode(column: "scope", as: String.self)) ?? .empty,
+            defaultScope: Scope(parsing: try row.decode(column: "default_scope", as: String.self)) ?? .empty,
+            resources: JSONList.decode(try row.decode(column: "resources", as: String.self)),
+            skipConsent: try row.decode(column: "skip_consent", as: Int.self) != 0,
+            createdAt: try row.decode(column: "created_at", as: Int64.self),
+            updatedAt: try row.decode(column: "updated_at", as: Int64.self))
+    }
+
+    // MARK: Users
+
+    public func insertUser(_ u: UserRecord) async throws {
+        let inserted = try await backend.transaction { db in
+            try await db.raw(
+                """
+                INSERT INTO users (id, username, username_key, email, name, password_hash, created_at, updated_at)
+                VALUES (\(bind: u.id), \(bind: u.username), \(bind: u.username.lowercased()), \(bind: u.email),
+                    \(bind: u.name), \(bind: u.passwordHash), \(bind: u.createdAt), \(bind: u.updatedAt))
+                ON CONFLICT DO NOTHING RETURNING id
+                """
+            ).all().count
+        }
+        guard inserted == 1 else { throw StorageError.duplicate("user \(u.username)") }
+    }
+
+    public func user(id: String) async throws -> UserRecord? {
+        try await backend.read { db in
+            try await db.raw("SELECT * FROM users WHERE id = \(bind: id)").first().map(Self.decodeUser)
+        }
+    }
+
+    public func user(username: String) async throws -> UserRecord? {
+        try await backend.read { db in
+            try await db.raw("SELECT * FROM users WHERE username_key = \(bind: username.lowercased())").first()
+                .map(Self.decodeUser)
+        }
+    }
+
+    static func decodeUser(_ row: any SQLRow) throws -> UserRecord {
+        UserRecord(
+            id: try row.decode(column: "id", as: String.self),
+            username: try row.decode(column: "username", as: String.self),
+            email: try row.decode(column: "email", as: String?.self),
+            name: try row.decode(column: "name", as: String?.self),
+            passwordHash: try row.decode(column: "password_hash", as: String?.self),
+            createdAt: try row.decode(column: "created_at", as: Int64.self),
+            updatedAt: try row.decode(column: "updated_at", as: Int64.self))
+    }
+
+    // MARK: Scopes
+
+    public func insertScope(_ s: ScopeRecord) async throws {
+        let inserted = try await backend.transaction { db in
+            try await db.raw(
+                """
+                INSERT INTO scopes (name, description, is_default)
+                VALUES (\(bind: s.name), \(bind: s.description), \(bind: s.isDefault ? 1 : 0))
+                ON CONFLICT DO NOTHING RETURNING name
+                """
+            ).all().count
+        }
+        guard inserted == 1 else { throw StorageError.duplicate("scope \(s.name)") }
+    }
+
+    public func listScopes() async throws -> [ScopeRecord] {
+        try await backend.read { db in
+            try await db.raw("SELECT * FROM scopes ORDER BY name").all().map { row in
+                ScopeRecord(
+                    name: try row.decode(column: "name", as: String.self),
+                    description: try row.decode(column: "description", as: String.self),
+                    isDefault: try row.decode(column: "is_default", as: Int.self) != 0)
+            }
+        }
+    }
+
+    // MARK: Keys
+
+    public func listKeys() async throws -> [SigningKeyRecord] {
+        try await backend.read { db in
+            try await db.raw("SELECT * FROM signing_keys ORDER BY created_at, kid").all().map { row in
+                let alg = try row.decode(column: "algorithm", as: String.self)
+                guard let algorithm = SigningAlgorithm(rawValue: alg) else {
+                    throw StorageError.notFound("signing algorithm \(alg)")
+                }
+                return SigningKeyRecord(
+                    kid: try row.decode(column: "kid", as: String.self), algorithm: algorithm,
+                    privatePEM: try row.decode(column: "private_pem", as: String?.self),
+                    createdAt: try row.decode(column: "created_at", as: Int64.self),
+                    deactivatedAt: try row.decode(column: "deactivated_at", as: Int64?.self),
+                    retiredAt: try row.decode(column: "retired_at", as: Int64?.self))
+            }
+        }
+    }
+
+    private static func insertKey(_ k: SigningKeyRecord, _ db: any SQLDatabase) async throws {
+        try await db.raw(
+            """
+            INSERT INTO signing_keys (kid, algorithm, private_pem, created_at, deactivated_at, retired_at)
+            VALUES (\(bind: k.kid), \(bind: k.algorithm.rawValue), \(bind: k.privatePEM), \(bind: k.createdAt),
+                \(bind: k.deactivatedAt), \(bind: k.retiredAt))
+            """
+        ).run()
+    }
+
+    public func activateKey(_ key: SigningKeyRecord) async throws {
+        try await backend.transaction { db in
+            try await db.raw(
+                "UPDATE signing_keys SET deactivated_at = \(bind: key.createdAt) WHERE deactivated_at IS NULL AND retired_at IS NULL"
+            ).run()
+            try await Self.insertKey(key, db)
+        }
+    }
+
+    public func insertFirstKey(_ key: SigningKeyRecord) async throws -> SigningKeyRecord {
+        let isPostgres = backend.isPostgres
+        try await backend.transaction { db in
+            if isPostgres { try await db.raw("LOCK TABLE signing_keys IN EXCLUSIVE MODE").run() }
+            let active = try await db.raw(
+                "SELECT kid FROM signing_keys WHERE deactivated_at IS NULL AND retired_at IS NULL"
+            ).all()
+            if active.isEmpty { try await Self.insertKey(key, db) }
+        }
+        return try await listKeys().last { $0.deactivatedAt == nil && $0.retiredAt == nil } ?? key
+    }
+
+    public func retireKeys(kids: [String], at time: Int64) async throws {
+        guard !kids.isEmpty else { return }
+        try await backend.transaction { db in
+            for kid in kids {
+                try await db.raw(
+                    "UPDATE signing_keys SET retired_at = \(bind: time), private_pem = NULL WHERE kid = \(bind: kid) AND retired_at IS NULL"
+                ).run()
+            }
+        }
+    }
+
+    // MARK: Grants and tokens
+
+    private static func insertRefreshToken(_ t: RefreshTokenRecord, _ db: any SQLDatabase) async throws {
+        try await db.raw(
+            """
+            INSERT INTO refresh_tokens (hash, grant_id, client_id, user_id, scope, resources, issued_at,
+                expires_at, used_at, sealed_successor)
+            VALUES (\(bind: t.hash), \(bind: t.grantID), \(bind: t.clientID), \(bind: t.userID),
+                \(bind: t.scope.description), \(bind: JSONList.encode(t.resources)), \(bind: t.issuedAt),
+                \(bind: t.expiresAt), \(bind: t.usedAt), \(bind: t.sealedSuccessor))
+            """
+        ).run()
+    }
+
+    public func insertGrant(_ g: GrantRecord, refreshToken: RefreshTokenRecord?) async throws {
+        try await backend.transaction { db in
+            try await db.raw(
+                """
+                INSERT INTO grants (id, client_id, user_id, scope, created_at, revoked_at)
+                VALUES (\(bind: g.id), \(bind: g.clientID), \(bind: g.userID), \(bind: g.scope.description),
+                    \(bind: g.createdAt), \(bind: g.revokedAt))
+                """
+            ).run()
+            if let refreshToken { try await Self.insertRefreshToken(refreshToken, db) }
+        }
+    }
+
+    public func grant(id: String) async throws -> GrantRecord? {
+        try await backend.read { db in
+            try await db.raw("SELECT * FROM grants WHERE id = \(bind: id)").first().map { row in
+                GrantRecord(
+                    id: try row.decode(column: "id", as: String.self),
+                    clientID: try row.decode(column: "client_id", as: String.self),
+                    userID: try row.decode(column: "user_id", as: String?.self),
+                    scope: Scope(parsing: try row.decode(column: "scope", as: String.self)) ?? .empty,
+                    createdAt: try row.decode(column: "created_at", as: Int64.self),
+                    revokedAt: try row.decode(column: "revoked_at", as: Int64?.self))
+            }
+        }
+    }
+
+    public func refreshToken(hash: String) async throws -> RefreshTokenRecord? {
+        try await backend.read { db in
+            try await db.raw("SELECT * FROM refresh_tokens WHERE hash = \(bind: hash)").first().map(Self.decodeRefresh)
+        }
+    }
+
+    static func decodeRefresh(_ row: any SQLRow) throws -> RefreshTokenRecord {
+        RefreshTokenRecord(
+            hash: try row.decode(column: "hash", as: String.self),
+            grantID: try row.decode(column: "grant_id", as: String.self),
+            clientID: try row.decode(column: "client_id", as: String.self),
+            userID: try row.decode(column: "user_id", as: String?.self),
+            scope: Scope(parsing: try row.decode(column: "scope", as: String.self)) ?? .empty,
+            resources: JSONList.decode(try row.decode(column: "resources", as: String.self)),
+            issuedAt: try row.decode(column: "issued_at", as: Int64.self),
+            expiresAt: try row.decode(column: "expires_at", as: Int64.self),
+            usedAt: try row.decode(column: "used_at", as: Int64?.self),
+            sealedSuccessor: try row.decode(column: "sealed_successor", as: String?.self))
+    }
+
+    public func rotateRefreshToken(hash: String, usedAt: Int64, sealedSuccessor: String, next: RefreshTokenRecord)
+        async throws -> RotationOutcome
+    {
+        try await backend.transaction { db in
+            // The conditional UPDATE is the single point of truth: of N concurrent uses exactly one
+            // matches `used_at IS NULL` (SQLite: one writer; PostgreSQL: the row lock, then re-check).
+            let won = try await db.raw(
+                """
+                UPDATE refresh_tokens SET used_at = \(bind: usedAt), sealed_successor = \(bind: sealedSuccessor)
+                WHERE hash = \(bind: hash) AND used_at IS NULL RETURNING hash
+                """
+            ).all()
+            if won.isEmpty {
+                guard let current = try await db.raw("SELECT * FROM refresh_tokens WHERE hash = \(bind: hash)").first()
+                else { throw StorageError.notFound("refresh token") }
+                return .alreadyUsed(try Self.decodeRefresh(current))
+            }
+            try await Self.insertRefreshToken(next, db)
+            return .rotated
+        }
+    }
+
+    public func revokeGrant(id: String, at time: Int64) async throws {
+        try await backend.transaction { db in
+            try await db.raw("UPDATE grants SET revoked_at = \(bind: time) WHERE id = \(bind: id) AND revoked_at IS NULL").run()
+        }
+    }
+
+    public func revokeAccessToken(jti: String, expiresAt: Int64) async throws {
+        try await backend.transaction { db in
+            try await db.raw(
+                "INSERT INTO revoked_access_tokens (jti, expires_at) VALUES (\(bind: jti), \(bind: expiresAt)) ON CONFLICT DO NOTHING"
+            ).run()
+        }
+    }
+
+    public func isAccessTokenRevoked(jti: String, grantID: String?, clientID: String) async throws -> Bool {
+        try await backend.read { db in
+            // One round trip: revoked jti, revoked grant, or deleted client.
+            let row = try await db.raw(
+                """
+                SELECT (SELECT COUNT(*) FROM revoked_access_tokens WHERE jti = \(bind: jti))
+                     + (SELECT COUNT(*) FROM grants WHERE id = \(bind: grantID ?? "") AND revoked_at IS NOT NULL)
+                     + (SELECT COUNT(*) FROM clients WHERE id = \(bind: clientID)) * -1 + 1 AS n
+                """
+            ).first()
+            return try (row?.decode(column: "n", as: Int64.self) ?? 1) != 0
+        }
+    }
+
+    public func purgeExpired(before time: Int64) async throws -> Int {
+        try await backend.transaction { db in
+            let a = try await db.raw("DELETE FROM refresh_tokens WHERE expires_at < \(bind: time) RETURNING hash").all().count
+            let b = try await db.raw("DELETE FROM revoked_access_tokens WHERE expires_at < \(bind: time) RETURNING jti").all().count
+            return a + b
+        }
+    }
+}
+
+/// Lists stored as JSON text (portable across SQLite and PostgreSQL).
+enum JSONList {
+    static func encode(_ list: [String]) -> String {
+        (try? String(decoding: JSONEncoder().encode(list), as: UTF8.self)) ?? "[]"
+    }
+    static func decode(_ text: String) -> [String] {
+        (try? JSONDecoder().decode([String].self, from: Data(text.utf8))) ?? []
+    }
+}

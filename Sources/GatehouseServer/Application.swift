@@ -1,0 +1,183 @@
+import Foundation
+import GatehouseCore
+import GatehouseSQL
+import Hummingbird
+import Logging
+import ServiceLifecycle
+
+/// Everything the endpoints share, built once per process.
+public struct GatehouseServices: Sendable {
+    public let storage: any GatehouseStorage
+    public let settings: ServerSettings
+    public let clock: Clock
+    public let keys: KeyRing
+    public let token: TokenEndpoint
+    public let revocation: RevocationEndpoint
+    public let introspection: IntrospectionEndpoint
+
+    /// Loads (on first start: creates) the signing keys, then wires the endpoints.
+    public static func make(
+        storage: any GatehouseStorage, settings: ServerSettings, clock: Clock = .system,
+        passwords: PasswordHasher = PasswordHasher()
+    ) async throws -> GatehouseServices {
+        let keys = KeyRing(retention: settings.keyRetention, clock: clock)
+        try await keys.bootstrap(store: storage, algorithm: settings.signingAlgorithm)
+        let context = TokenContext(storage: storage, settings: settings, clock: clock, keys: keys, passwords: passwords)
+        let verifier = AccessTokenVerifier(keys: keys, issuer: settings.issuer, clock: clock)
+        return GatehouseServices(
+            storage: storage, settings: settings, clock: clock, keys: keys, token: TokenEndpoint(context: context),
+            revocation: RevocationEndpoint(storage: storage, verifier: verifier, clock: clock),
+            introspection: IntrospectionEndpoint(storage: storage, verifier: verifier, clock: clock))
+    }
+}
+
+/// The HTTP routes. Handlers decode, call the core, encode.
+public func buildRouter(_ services: GatehouseServices, logger: Logger) -> Router<BasicRequestContext> {
+    let router = Router(context: BasicRequestContext.self)
+    router.add(middleware: SecurityHeadersMiddleware())
+    typealias Path = ServerMetadata.Path
+
+    // RFC 8414 §3 and OpenID Connect Discovery §4: the same truthful document.
+    @Sendable func metadata(_ request: Request, _ context: BasicRequestContext) async -> Response {
+        await HTTP.endpoint("discovery", logger: logger) {
+            let scopes = try await services.storage.listScopes().map(\.name)
+            let doc = ServerMetadata(
+                issuer: services.settings.issuer, grantTypes: services.token.supportedGrantTypes, scopes: scopes)
+            var response = try HTTP.json(doc, noStore: false)
+            response.headers[.cacheControl] = "public, max-age=300"
+            response.headers[.accessControlAllowOrigin] = "*"
+            return response
+        }
+    }
+    router.get(RouterPath(Path.openIDConfiguration), use: metadata)
+    router.get(RouterPath(Path.authorizationServer), use: metadata)
+
+    router.get(RouterPath(Path.jwks)) { _, _ in
+        await HTTP.endpoint("jwks", logger: logger) {
+            var response = HTTP.raw(try services.keys.snapshot.jwksJSON, noStore: false, contentType: "application/jwk-set+json")
+            // Short enough that a rotated-in key is seen soon; verifiers refetch on an unknown kid anyway.
+            response.headers[.cacheControl] = "public, max-age=300"
+            response.headers[.accessControlAllowOrigin] = "*"
+            return response
+        }
+    }
+
+    router.post(RouterPath(Path.token)) { request, _ in
+        var request = request
+        return await HTTP.endpoint("token", logger: logger) {
+            let parameters = try await HTTP.parameters(&request)
+            let response = try await services.token.handle(parameters, authorization: request.headers[.authorization])
+            return try HTTP.json(response)
+        }
+    }
+
+    router.post(RouterPath(Path.revocation)) { request, _ in
+        var request = request
+        return await HTTP.endpoint("revocation", logger: logger) {
+            let parameters = try await HTTP.parameters(&request)
+            try await services.revocation.handle(parameters, authorization: request.headers[.authorization])
+            return HTTP.raw([], noStore: true)  // RFC 7009 §2.2: 200, body ignored
+        }
+    }
+
+    router.post(RouterPath(Path.introspection)) { request, _ in
+        var request = request
+        return await HTTP.endpoint("introspection", logger: logger) {
+            let parameters = try await HTTP.parameters(&request)
+            return try HTTP.json(
+                try await services.introspection.handle(parameters, authorization: request.headers[.authorization]))
+        }
+    }
+
+    // The OAuth endpoints accept POST only (RFC 6749 §3.2, RFC 7009 §2.1, RFC 7662 §2.1).
+    for path in [Path.token, Path.revocation, Path.introspection] {
+        router.get(RouterPath(path)) { _, _ in
+            var response = HTTP.error(OAuthError.invalidRequest.with(description: "Use POST."))
+            response.status = .methodNotAllowed
+            response.headers[.allow] = "POST"
+            return response
+        }
+    }
+
+    router.get("/healthz") { _, _ in
+        await HTTP.endpoint("health", logger: logger) {
+            _ = try await services.storage.listScopes()
+            return HTTP.raw(Array(#"{"status":"ok"}"#.utf8), noStore: true)
+        }
+    }
+    return router
+}
+
+/// Periodic upkeep: re-reads signing keys (so `keys rotate` reaches a running server) and deletes
+/// expired refresh tokens and revocation entries.
+struct MaintenanceService: Service {
+    let services: GatehouseServices
+    let keyReloadInterval: Int64
+    let logger: Logger
+
+    func run() async throws {
+        await cancelWhenGracefulShutdown {
+            var sincePurge: Int64 = 0
+            while !Task.isCancelled {
+                try? await Task.sleep(for: .seconds(keyReloadInterval))
+                if Task.isCancelled { break }
+                do {
+                    let before = try services.keys.snapshot.signingKey.kid
+                    let after = try await services.keys.reload(from: services.storage).signingKey.kid
+                    if before != after { logger.notice("signing key changed", metadata: ["kid": .string(after)]) }
+                } catch {
+                    logger.error("reloading signing keys failed", metadata: ["detail": .string("\(error)")])
+                }
+                sincePurge += keyReloadInterval
+                if sincePurge >= 3600 {
+                    sincePurge = 0
+                    let removed = (try? await services.storage.purgeExpired(before: services.clock.nowSeconds)) ?? 0
+                    logger.debug("purged expired rows", metadata: ["rows": .stringConvertible(removed)])
+                }
+            }
+        }
+    }
+}
+
+/// The application for `gatehouse serve`: opens and migrates the database, loads keys, and serves.
+public func buildApplication(_ config: GatehouseConfiguration, logger: Logger) async throws -> some ApplicationProtocol {
+    let store = try await SQLStore.open(config.database, logger: logger)
+    do {
+        try await store.migrate()
+        let services = try await GatehouseServices.make(storage: store, settings: config.settings)
+        let router = buildRouter(services, logger: logger)
+        let base = config.issuer.hasSuffix("/") ? String(config.issuer.dropLast()) : config.issuer
+        let kid = try services.keys.snapshot.signingKey
+        var app = Application(
+            router: router,
+            configuration: .init(address: .hostname(config.host, port: config.port), serverName: nil),
+            services: [MaintenanceService(services: services, keyReloadInterval: config.keyReloadInterval, logger: logger),
+                       StoreCloser(store: store)],
+            onServerRunning: { channel in
+                logger.info(
+                    """
+                    Gatehouse is running
+                      listening  http://\(config.host):\(channel.localAddress?.port ?? config.port)
+                      issuer     \(config.issuer)
+                      database   \(config.database)
+                      discovery  \(base)\(ServerMetadata.Path.openIDConfiguration)
+                      signing    \(kid.algorithm.rawValue) key \(kid.kid)
+                    """)
+            },
+            logger: logger)
+        app.logger.logLevel = config.logLevel
+        return app
+    } catch {
+        await store.close()
+        throw error
+    }
+}
+
+/// Closes the database connections when the server shuts down.
+struct StoreCloser: Service {
+    let store: SQLStore
+    func run() async throws {
+        try? await gracefulShutdown()
+        await store.close()
+    }
+}

@@ -1,0 +1,179 @@
+import Foundation
+import GatehouseCore
+import GatehouseSQL
+import Logging
+
+/// Gatehouse's configuration. Each setting is read from, in order of precedence: a command-line flag,
+/// an environment variable, the optional JSON config file, then its default. `Setting.all` is the one
+/// table of every setting (README.md's configuration table is generated from the same names).
+public struct GatehouseConfiguration: Sendable {
+    public var host = "127.0.0.1"
+    public var port = 8080
+    public var issuer: String
+    public var database: DatabaseURL = .default
+    public var settings: ServerSettings
+    public var keyReloadInterval: Int64 = 10
+    public var logLevel: Logger.Level = .info
+
+    public init(issuer: String? = nil, host: String = "127.0.0.1", port: Int = 8080) {
+        self.host = host
+        self.port = port
+        let issuer = issuer ?? "http://\(host):\(port)"
+        self.issuer = issuer
+        self.settings = ServerSettings(issuer: issuer)
+    }
+
+    /// A malformed setting: the message names the setting and where it came from.
+    public struct Error: Swift.Error, CustomStringConvertible {
+        public let description: String
+    }
+
+    /// One configurable value.
+    public struct Setting: Sendable {
+        public let key: String  // config-file key
+        public let flag: String
+        public let environment: String
+        public let defaultDescription: String
+        public let help: String
+    }
+
+    public static let settingsTable: [Setting] = [
+        .init(key: "config", flag: "--config", environment: "GATEHOUSE_CONFIG", defaultDescription: "(none)",
+              help: "Path of a JSON config file whose keys are the names in this column's first cell"),
+        .init(key: "host", flag: "--host", environment: "GATEHOUSE_HOST", defaultDescription: "127.0.0.1",
+              help: "Address to listen on"),
+        .init(key: "port", flag: "--port", environment: "GATEHOUSE_PORT", defaultDescription: "8080",
+              help: "TCP port to listen on"),
+        .init(key: "issuer", flag: "--issuer", environment: "GATEHOUSE_ISSUER", defaultDescription: "http://HOST:PORT",
+              help: "Issuer identifier (RFC 8414): https, or http on a loopback host only"),
+        .init(key: "database_url", flag: "--database", environment: "GATEHOUSE_DATABASE_URL",
+              defaultDescription: "sqlite://gatehouse.sqlite",
+              help: "sqlite://PATH, sqlite::memory: or postgres://user:pass@host:port/db[?sslmode=disable|prefer|require]"),
+        .init(key: "default_audience", flag: "--default-audience", environment: "GATEHOUSE_DEFAULT_AUDIENCE",
+              defaultDescription: "the issuer", help: "`aud` of access tokens requested without `resource`"),
+        .init(key: "access_token_ttl", flag: "--access-token-ttl", environment: "GATEHOUSE_ACCESS_TOKEN_TTL",
+              defaultDescription: "10m", help: "Access-token lifetime (seconds, or 90s / 10m / 1h / 30d)"),
+        .init(key: "refresh_token_ttl", flag: "--refresh-token-ttl", environment: "GATEHOUSE_REFRESH_TOKEN_TTL",
+              defaultDescription: "30d", help: "Refresh-token lifetime, renewed at each rotation"),
+        .init(key: "refresh_grace_period", flag: "--refresh-grace-period", environment: "GATEHOUSE_REFRESH_GRACE_PERIOD",
+              defaultDescription: "0", help: "Window in which a reused refresh token returns the same new pair instead of revoking its family"),
+        .init(key: "signing_algorithm", flag: "--signing-algorithm", environment: "GATEHOUSE_SIGNING_ALGORITHM",
+              defaultDescription: "ES256", help: "Algorithm of the key generated on first start: ES256, ES384, RS256, PS256, EdDSA"),
+        .init(key: "key_reload_interval", flag: "--key-reload-interval", environment: "GATEHOUSE_KEY_RELOAD_INTERVAL",
+              defaultDescription: "10s", help: "How often a running server re-reads signing keys (picks up `keys rotate`)"),
+        .init(key: "log_level", flag: "--log-level", environment: "GATEHOUSE_LOG_LEVEL", defaultDescription: "info",
+              help: "trace, debug, info, notice, warning, error, critical"),
+    ]
+
+    /// Resolves every setting from flags (keyed by config-file key), environment and config file.
+    public static func load(flags: [String: String], environment: [String: String]) throws -> GatehouseConfiguration {
+        var file: [String: String] = [:]
+        if let path = flags["config"] ?? environment["GATEHOUSE_CONFIG"] {
+            file = try readFile(path)
+        }
+        func value(_ key: String) -> (String, String)? {
+            let setting = settingsTable.first { $0.key == key }!
+            if let v = flags[key] { return (v, setting.flag) }
+            if let v = environment[setting.environment] { return (v, setting.environment) }
+            if let v = file[key] { return (v, "\(key) in the config file") }
+            return nil
+        }
+        func fail(_ source: String, _ why: String) -> Error { Error(description: "invalid \(source): \(why)") }
+
+        var host = "127.0.0.1"
+        if let (v, src) = value("host") {
+            guard !v.isEmpty, !v.contains(" "), !v.contains("/") else { throw fail(src, "'\(v)' is not a host name or address") }
+            host = v
+        }
+        var port = 8080
+        if let (v, src) = value("port") {
+            guard let p = Int(v), (1...65535).contains(p) else { throw fail(src, "'\(v)' is not a port number (1-65535)") }
+            port = p
+        }
+        var issuer: String? = nil
+        if let (v, src) = value("issuer") {
+            try validateIssuer(v, source: src)
+            issuer = v
+        }
+        var config = GatehouseConfiguration(issuer: issuer, host: host, port: port)
+        if issuer == nil { try validateIssuer(config.issuer, source: "the default issuer (from --host/--port)") }
+        if let (v, src) = value("database_url") {
+            do { config.database = try DatabaseURL(parsing: v) } catch { throw fail(src, "\(error)") }
+        }
+        if let (v, src) = value("default_audience") {
+            guard let u = URL(string: v), u.scheme != nil, !v.contains("#") else { throw fail(src, "'\(v)' is not an absolute URI") }
+            config.settings.defaultAudience = v
+        }
+        if let (v, src) = value("access_token_ttl") {
+            guard let d = parseDuration(v), d >= 1, d <= 86_400 else { throw fail(src, "'\(v)' is not a duration between 1s and 24h") }
+            config.settings.accessTokenLifetime = d
+        }
+        if let (v, src) = value("refresh_token_ttl") {
+            guard let d = parseDuration(v), d >= 60 else { throw fail(src, "'\(v)' is not a duration of at least 60s") }
+            config.settings.refreshTokenLifetime = d
+        }
+        if let (v, src) = value("refresh_grace_period") {
+            guard let d = parseDuration(v, allowZero: true), d <= 300 else { throw fail(src, "'\(v)' is not a duration between 0 and 5m") }
+            config.settings.refreshGracePeriod = d
+        }
+        if let (v, src) = value("signing_algorithm") {
+            guard let a = SigningAlgorithm(name: v) else { throw fail(src, "'\(v)' is not one of ES256, ES384, RS256, PS256, EdDSA") }
+            config.settings.signingAlgorithm = a
+        }
+        if let (v, src) = value("key_reload_interval") {
+            guard let d = parseDuration(v), d <= 3600 else { throw fail(src, "'\(v)' is not a duration between 1s and 1h") }
+            config.keyReloadInterval = d
+        }
+        if let (v, src) = value("log_level") {
+            guard let l = Logger.Level(rawValue: v.lowercased()) else { throw fail(src, "'\(v)' is not a log level") }
+            config.logLevel = l
+        }
+        return config
+    }
+
+    /// RFC 8414 §2: https URL with no query or fragment. Plain http is accepted for loopback hosts only.
+    static func validateIssuer(_ v: String, source: String) throws {
+        guard let c = URLComponents(string: v), let scheme = c.scheme?.lowercased(), let host = c.host, !host.isEmpty else {
+            throw Error(description: "invalid \(source): '\(v)' is not an absolute URL")
+        }
+        guard c.query == nil, c.fragment == nil, c.user == nil else {
+            throw Error(description: "invalid \(source): the issuer must not have a query, fragment or user info")
+        }
+        guard scheme == "https" || (scheme == "http" && (RedirectURI.isLoopback(host) || host == "0.0.0.0")) else {
+            throw Error(description: "invalid \(source): the issuer must use https (http only for loopback hosts)")
+        }
+    }
+
+    /// `90`, `90s`, `10m`, `1h`, `30d` → seconds.
+    public static func parseDuration(_ s: String, allowZero: Bool = false) -> Int64? {
+        let t = s.trimmingCharacters(in: .whitespaces).lowercased()
+        let units: [Character: Int64] = ["s": 1, "m": 60, "h": 3600, "d": 86_400]
+        var number = t
+        var unit: Int64 = 1
+        if let last = t.last, let u = units[last] { number = String(t.dropLast()); unit = u }
+        guard let n = Int64(number), n >= (allowZero ? 0 : 1), n <= 10 * 365 * 86_400 / unit else { return nil }
+        return n * unit
+    }
+
+    static func readFile(_ path: String) throws -> [String: String] {
+        guard let data = FileManager.default.contents(atPath: path) else {
+            throw Error(description: "invalid --config/GATEHOUSE_CONFIG: cannot read \(path)")
+        }
+        guard let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else {
+            throw Error(description: "invalid config file \(path): expected a JSON object")
+        }
+        var out: [String: String] = [:]
+        let known = Set(settingsTable.map(\.key))
+        for (k, v) in object {
+            guard known.contains(k), k != "config" else {
+                throw Error(description: "invalid config file \(path): unknown setting '\(k)'")
+            }
+            switch v {
+            case let s as String: out[k] = s
+            case let n as NSNumber: out[k] = n.stringValue
+            default: throw Error(description: "invalid \(k) in the config file: expected a string or a number")
+            }
+        }
+        return out
+    }
+}

@@ -1,0 +1,289 @@
+import ArgumentParser
+import Foundation
+import GatehouseCore
+import GatehouseSQL
+import GatehouseServer
+
+// MARK: users
+
+struct Users: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Manage users.", subcommands: [Create.self])
+
+    struct Create: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Create a user.")
+        @OptionGroup var common: CommonOptions
+        @Option(help: "Username (unique, case-insensitive).") var username: String
+        @Option(help: "Email address.") var email: String?
+        @Option(help: "Display name.") var name: String?
+        @Flag(help: "Read the password from standard input.") var passwordStdin = false
+
+        func run() async throws {
+            var password: String? = nil
+            if passwordStdin {
+                let data = FileHandle.standardInput.readDataToEndOfFile()
+                var text = String(decoding: data, as: UTF8.self)
+                while text.hasSuffix("\n") || text.hasSuffix("\r") { text.removeLast() }
+                password = text
+            }
+            struct Out: Encodable { let id: String; let username: String; let email: String?; let name: String? }
+            try await common.withStore { store, _ in
+                let user = try await Administration(storage: store).createUser(
+                    username: username, email: email, name: name, password: password)
+                try common.print(
+                    json: Out(id: user.id, username: user.username, email: user.email, name: user.name),
+                    text: "created user \(user.username) (id \(user.id))")
+            }
+        }
+    }
+}
+
+// MARK: clients
+
+struct ClientOutput: Encodable {
+    let client_id: String
+    let client_secret: String?
+    let name: String
+    let `public`: Bool
+    let token_endpoint_auth_method: String
+    let grant_types: [String]
+    let redirect_uris: [String]
+    let scope: String
+    let default_scope: String
+    let resources: [String]
+    let skip_consent: Bool
+    let created_at: Int64
+
+    init(_ c: ClientRecord, secret: String? = nil) {
+        client_id = c.id
+        client_secret = secret
+        name = c.name
+        `public` = c.isPublic
+        token_endpoint_auth_method = c.isPublic ? "none" : "client_secret_basic"
+        grant_types = c.grantTypes
+        redirect_uris = c.redirectURIs
+        scope = c.scope.description
+        default_scope = c.defaultScope.description
+        resources = c.resources
+        skip_consent = c.skipConsent
+        created_at = c.createdAt
+    }
+
+    var text: String {
+        var lines = [
+            "client_id:      \(client_id)",
+            "name:           \(name)",
+            "type:           \(`public` ? "public" : "confidential")",
+            "grant_types:    \(grant_types.joined(separator: " "))",
+            "scope:          \(scope)",
+            "default_scope:  \(default_scope)",
+        ]
+        if !redirect_uris.isEmpty { lines.append("redirect_uris:  \(redirect_uris.joined(separator: " "))") }
+        if !resources.isEmpty { lines.append("resources:      \(resources.joined(separator: " "))") }
+        if let client_secret { lines.append("client_secret:  \(client_secret)   (shown once: store it now)") }
+        return lines.joined(separator: "\n")
+    }
+}
+
+struct Clients: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Manage OAuth clients.", subcommands: [Create.self, List.self, Show.self, Delete.self, RotateSecret.self])
+
+    struct Create: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Register a client.")
+        @OptionGroup var common: CommonOptions
+        @Option(help: "Display name.") var name: String
+        @Option(name: .customLong("redirect-uri"), help: "Redirect URI (repeatable).") var redirectURIs: [String] = []
+        @Option(name: .customLong("grant-type"), help: "Grant type (repeatable; default authorization_code refresh_token).")
+        var grantTypes: [String] = []
+        @Option(help: "Scopes the client may request, space-separated.") var scope: String?
+        @Option(help: "Scopes granted when a request names none (default: the client's default-flagged scopes, else all of --scope).")
+        var defaultScope: String?
+        @Option(name: .customLong("resource"), help: "Resource indicator (RFC 8707) the client may request as audience (repeatable).")
+        var resources: [String] = []
+        @Flag(help: "A public client (no secret: native and browser apps).") var `public` = false
+        @Flag(help: "First-party app: skip the consent page.") var skipConsent = false
+        @Flag(help: "Allow the legacy password grant.") var allowPasswordGrant = false
+
+        func run() async throws {
+            try await common.withStore { store, _ in
+                var new = Administration.NewClient(name: name)
+                new.redirectURIs = redirectURIs
+                new.grantTypes = grantTypes
+                new.scope = scope
+                new.defaultScope = defaultScope
+                new.resources = resources
+                new.isPublic = `public`
+                new.skipConsent = skipConsent
+                new.allowPasswordGrant = allowPasswordGrant
+                let (client, secret) = try await Administration(storage: store).createClient(new)
+                let out = ClientOutput(client, secret: secret)
+                try common.print(json: out, text: out.text)
+            }
+        }
+    }
+
+    struct List: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "List clients.")
+        @OptionGroup var common: CommonOptions
+        func run() async throws {
+            try await common.withStore { store, _ in
+                let out = try await store.listClients().map { ClientOutput($0) }
+                try common.print(
+                    json: out,
+                    text: out.isEmpty ? "no clients" : out.map { "\($0.client_id)  \($0.name)  [\($0.grant_types.joined(separator: " "))]" }.joined(separator: "\n"))
+            }
+        }
+    }
+
+    struct Show: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Show one client.")
+        @OptionGroup var common: CommonOptions
+        @Argument(help: "client_id") var id: String
+        func run() async throws {
+            try await common.withStore { store, _ in
+                guard let client = try await store.client(id: id) else { throw CLIError("no client '\(id)'") }
+                let out = ClientOutput(client)
+                try common.print(json: out, text: out.text)
+            }
+        }
+    }
+
+    struct Delete: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Delete a client and revoke its grants.")
+        @OptionGroup var common: CommonOptions
+        @Argument(help: "client_id") var id: String
+        func run() async throws {
+            struct Out: Encodable { let deleted: String }
+            try await common.withStore { store, _ in
+                try await Administration(storage: store).deleteClient(id: id)
+                try common.print(json: Out(deleted: id), text: "deleted client \(id)")
+            }
+        }
+    }
+
+    struct RotateSecret: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "rotate-secret", abstract: "Replace a client's secret (the old one stops working).")
+        @OptionGroup var common: CommonOptions
+        @Argument(help: "client_id") var id: String
+        func run() async throws {
+            struct Out: Encodable { let client_id: String; let client_secret: String }
+            try await common.withStore { store, _ in
+                let secret = try await Administration(storage: store).rotateSecret(clientID: id)
+                try common.print(
+                    json: Out(client_id: id, client_secret: secret),
+                    text: "client_secret:  \(secret)   (shown once: store it now)")
+            }
+        }
+    }
+}
+
+// MARK: scopes
+
+struct Scopes: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Manage scopes.", subcommands: [Create.self, List.self])
+
+    struct ScopeOutput: Encodable {
+        let name: String
+        let description: String
+        let `default`: Bool
+        init(_ s: ScopeRecord) { name = s.name; description = s.description; `default` = s.isDefault }
+    }
+
+    struct Create: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Create a scope.")
+        @OptionGroup var common: CommonOptions
+        @Argument(help: "Scope name.") var name: String
+        @Option(help: "Description shown on the consent page.") var description: String?
+        @Flag(help: "Granted by default to clients that registered it.") var `default` = false
+        func run() async throws {
+            try await common.withStore { store, _ in
+                let s = try await Administration(storage: store).createScope(
+                    name: name, description: description, isDefault: `default`)
+                try common.print(json: ScopeOutput(s), text: "created scope \(s.name)")
+            }
+        }
+    }
+
+    struct List: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "List scopes.")
+        @OptionGroup var common: CommonOptions
+        func run() async throws {
+            try await common.withStore { store, _ in
+                let scopes = try await store.listScopes()
+                try common.print(
+                    json: scopes.map(ScopeOutput.init),
+                    text: scopes.map { "\($0.name)\($0.isDefault ? " (default)" : "")  \($0.description)" }
+                        .joined(separator: "\n"))
+            }
+        }
+    }
+}
+
+// MARK: keys
+
+struct Keys: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Manage signing keys.", subcommands: [List.self, Rotate.self])
+
+    struct KeyOutput: Encodable {
+        let kid: String
+        let algorithm: String
+        let status: String
+        let created_at: Int64
+        let deactivated_at: Int64?
+        let retired_at: Int64?
+    }
+
+    static func outputs(_ store: SQLStore, retention: Int64) async throws -> [KeyOutput] {
+        let now = Clock.system.nowSeconds
+        return try await store.listKeys().map { k in
+            let status: String
+            if k.retiredAt != nil { status = "retired" }
+            else if let off = k.deactivatedAt { status = off + retention <= now ? "expiring" : "published" }
+            else { status = "signing" }
+            return KeyOutput(
+                kid: k.kid, algorithm: k.algorithm.rawValue, status: status, created_at: k.createdAt,
+                deactivated_at: k.deactivatedAt, retired_at: k.retiredAt)
+        }
+    }
+
+    static func text(_ keys: [KeyOutput]) -> String {
+        keys.isEmpty ? "no keys yet (the server creates one on first start)"
+            : keys.map { "\($0.kid)  \($0.algorithm)  \($0.status)" }.joined(separator: "\n")
+    }
+
+    struct List: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "List signing keys.")
+        @OptionGroup var common: CommonOptions
+        func run() async throws {
+            try await common.withStore { store, config in
+                let out = try await Keys.outputs(store, retention: config.settings.keyRetention)
+                try common.print(json: out, text: Keys.text(out))
+            }
+        }
+    }
+
+    struct Rotate: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Make a new key the signing key; old keys stay published until their tokens expire.")
+        @OptionGroup var common: CommonOptions
+        @Option(help: "ES256, ES384, RS256, PS256 or EdDSA (default: the configured signing algorithm).")
+        var algorithm: String?
+        func run() async throws {
+            try await common.withStore { store, config in
+                var alg = config.settings.signingAlgorithm
+                if let algorithm {
+                    guard let a = SigningAlgorithm(name: algorithm) else {
+                        throw CLIError("unknown algorithm '\(algorithm)' (ES256, ES384, RS256, PS256, EdDSA)")
+                    }
+                    alg = a
+                }
+                let record = try await KeyRing.rotate(store: store, algorithm: alg)
+                let out = try await Keys.outputs(store, retention: config.settings.keyRetention)
+                try common.print(
+                    json: out.first { $0.kid == record.kid }!,
+                    text: "new signing key \(record.kid) (\(alg.rawValue)); running servers pick it up within the key reload interval\n" + Keys.text(out))
+            }
+        }
+    }
+}

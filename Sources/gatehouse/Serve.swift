@@ -1,0 +1,68 @@
+import ArgumentParser
+import Foundation
+import GatehouseCore
+import GatehouseSQL
+import GatehouseServer
+import Hummingbird
+import Logging
+
+struct Serve: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Run the server (default: 127.0.0.1:8080 on ./gatehouse.sqlite, no configuration needed).")
+
+    @OptionGroup var common: CommonOptions
+    @Option(help: "Address to listen on (env GATEHOUSE_HOST, default 127.0.0.1).") var host: String?
+    @Option(help: "Port to listen on (env GATEHOUSE_PORT, default 8080).") var port: String?
+    @Option(help: "Issuer URL (env GATEHOUSE_ISSUER, default http://HOST:PORT).") var issuer: String?
+    @Option(help: "Default access-token audience (env GATEHOUSE_DEFAULT_AUDIENCE, default: the issuer).")
+    var defaultAudience: String?
+    @Option(help: "Access-token lifetime (env GATEHOUSE_ACCESS_TOKEN_TTL, default 10m).") var accessTokenTtl: String?
+    @Option(help: "Refresh-token lifetime (env GATEHOUSE_REFRESH_TOKEN_TTL, default 30d).") var refreshTokenTtl: String?
+    @Option(help: "Refresh-token reuse grace period (env GATEHOUSE_REFRESH_GRACE_PERIOD, default 0).")
+    var refreshGracePeriod: String?
+    @Option(help: "Algorithm of the first signing key (env GATEHOUSE_SIGNING_ALGORITHM, default ES256).")
+    var signingAlgorithm: String?
+    @Option(help: "Signing-key reload interval (env GATEHOUSE_KEY_RELOAD_INTERVAL, default 10s).")
+    var keyReloadInterval: String?
+    @Option(help: "Log level (env GATEHOUSE_LOG_LEVEL, default info).") var logLevel: String?
+
+    func run() async throws {
+        var flags: [String: String] = [:]
+        flags["host"] = host
+        flags["port"] = port
+        flags["issuer"] = issuer
+        flags["default_audience"] = defaultAudience
+        flags["access_token_ttl"] = accessTokenTtl
+        flags["refresh_token_ttl"] = refreshTokenTtl
+        flags["refresh_grace_period"] = refreshGracePeriod
+        flags["signing_algorithm"] = signingAlgorithm
+        flags["key_reload_interval"] = keyReloadInterval
+        flags["log_level"] = logLevel
+        let config = try common.configuration(extra: flags)
+        var logger = Logger(label: "gatehouse")
+        logger.logLevel = config.logLevel
+        let app: any ApplicationProtocol
+        do {
+            app = try await buildApplication(config, logger: logger)
+        } catch {
+            throw CLIError("cannot start: \(error)")
+        }
+        try await app.runService()
+    }
+}
+
+struct Migrate: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Apply pending database migrations.")
+    @OptionGroup var common: CommonOptions
+
+    func run() async throws {
+        struct Out: Encodable { let applied: [Int]; let database: String }
+        try await common.withStore { store, config in
+            // withStore has migrated already; run again to report (idempotent) what this run applied.
+            let applied = try await store.migrate()
+            try common.print(
+                json: Out(applied: applied, database: config.database.description),
+                text: "database \(config.database) is up to date")
+        }
+    }
+}
