@@ -82,6 +82,13 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        // Helpers shared by the test targets (test databases, a settable clock).
+        .target(
+            name: "GatehouseTestSupport",
+            dependencies: ["GatehouseCore", "GatehouseSQL", .product(name: "Logging", package: "swift-log"), .product(name: "SQLKit", package: "sql-kit")],
+            path: "Tests/GatehouseTestSupport",
+            swiftSettings: swiftSettings
+        ),
         .testTarget(
             name: "GatehouseCoreTests",
             dependencies: ["GatehouseCore"],
@@ -89,13 +96,13 @@ let package = Package(
         ),
         .testTarget(
             name: "GatehouseSQLTests",
-            dependencies: ["GatehouseSQL", "GatehouseCore"],
+            dependencies: ["GatehouseSQL", "GatehouseCore", "GatehouseTestSupport"],
             swiftSettings: swiftSettings
         ),
         .testTarget(
             name: "GatehouseServerTests",
             dependencies: [
-                "GatehouseServer", "GatehouseSQL", "GatehouseCore",
+                "GatehouseServer", "GatehouseSQL", "GatehouseCore", "GatehouseTestSupport",
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
             ],
             swiftSettings: swiftSettings

@@ -60,15 +60,14 @@ enum Migrations {
 
     /// Applies pending migrations. Returns the versions applied.
     static func migrate(_ backend: any SQLBackend, clock: Clock) async throws -> [Int] {
-        try await backend.transaction { db in
+        let isPostgres = backend.isPostgres
+        return try await backend.transaction { db in
+            // Instances starting together on PostgreSQL: the second waits here, then finds nothing to do.
+            // (SQLite: BEGIN IMMEDIATE already holds the database's write lock.)
+            if isPostgres { try await db.raw("SELECT pg_advisory_xact_lock(7245735)").run() }
             try await db.raw(
                 "CREATE TABLE IF NOT EXISTS gatehouse_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at BIGINT NOT NULL)"
             ).run()
-        }
-        let isPostgres = backend.isPostgres
-        return try await backend.transaction { db in
-            // Two instances starting together on PostgreSQL: the second waits here, then finds nothing to do.
-            if isPostgres { try await db.raw("LOCK TABLE gatehouse_migrations IN EXCLUSIVE MODE").run() }
             let rows = try await db.raw("SELECT version FROM gatehouse_migrations").all()
             let done = Set(try rows.map { try $0.decode(column: "version", as: Int.self) })
             var applied: [Int] = []
