@@ -104,6 +104,8 @@ let package = Package(
             dependencies: [
                 "GatehouseServer", "GatehouseSQL", "GatehouseCore", "GatehouseTestSupport",
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
+                .product(name: "HTTPTypes", package: "swift-http-types"),
+                .product(name: "JWTKit", package: "jwt-kit"),
             ],
             swiftSettings: swiftSettings
         ),

@@ -8,11 +8,8 @@ import Logging
 /// becomes HTTP (RFC 6749 §5.2).
 enum HTTP {
     static let maxBodySize = 64 * 1024
-    static let jsonEncoder: JSONEncoder = {
-        let e = JSONEncoder()
-        e.outputFormatting = [.withoutEscapingSlashes]
-        return e
-    }()
+    /// Sorted keys: stable documents (metadata) and readable responses.
+    static let jsonEncoder = JSONEncoder.sortedWithoutEscapingSlashes
 
     /// Reads the parameters of a POST to an OAuth endpoint: `application/x-www-form-urlencoded` (the
     /// standard) or `application/json` (some existing clients send JSON). Parameters in the query string
