@@ -130,17 +130,25 @@ final class PostgresBackend: SQLBackend {
     private let client: PostgresClient
     private let runner: Task<Void, Never>
     private let logger: Logger
+    private let direct: PostgresConnection.Configuration
 
     init(_ url: DatabaseURL, maxConnections: Int, logger: Logger) throws {
         guard case .postgres(let host, let port, let user, let password, let database, let sslMode) = url else {
             preconditionFailure("not a PostgreSQL URL")
         }
         let tls: PostgresClient.Configuration.TLS
+        let directTLS: PostgresConnection.Configuration.TLS
         switch sslMode {
-        case .disable: tls = .disable
-        case .prefer: tls = .prefer(.makeClientConfiguration())
-        case .require: tls = .require(.makeClientConfiguration())
+        case .disable: (tls, directTLS) = (.disable, .disable)
+        case .prefer:
+            tls = .prefer(.makeClientConfiguration())
+            directTLS = .prefer(try NIOSSLContext(configuration: .makeClientConfiguration()))
+        case .require:
+            tls = .require(.makeClientConfiguration())
+            directTLS = .require(try NIOSSLContext(configuration: .makeClientConfiguration()))
         }
+        self.direct = PostgresConnection.Configuration(
+            host: host, port: port, username: user, password: password, database: database, tls: directTLS)
         var config = PostgresClient.Configuration(
             host: host, port: port, username: user, password: password, database: database, tls: tls)
         config.options.maximumConnections = maxConnections
@@ -149,6 +157,37 @@ final class PostgresBackend: SQLBackend {
         self.client = client
         self.logger = logger
         self.runner = Task { await client.run() }
+    }
+
+    /// Proves the server answers with one direct connection (the pool would retry a refused
+    /// connection or bad password for a minute before giving up), then lets the pool start.
+    func checkConnection() async throws {
+        let direct = self.direct
+        let logger = self.logger
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask {
+                let connection = try await PostgresConnection.connect(configuration: direct, id: 0, logger: logger)
+                try await connection.close()
+            }
+            group.addTask {
+                try await Task.sleep(for: .seconds(10))
+                throw SQLStoreError(description: "timed out after 10 s")
+            }
+            try await group.next()
+            group.cancelAll()
+        }
+        try await read { db in try await db.raw("SELECT 1").run() }
+    }
+
+    /// A readable reason from postgres-nio's errors.
+    static func explain(_ error: any Error) -> String {
+        if let e = error as? PSQLError {
+            if let message = e.serverInfo?[.message] { return message }
+            if let underlying = e.underlying { return "\(underlying)" }
+            return "\(e.code)"
+        }
+        if "\(error)".contains("CircuitBreaker") { return "connection refused or unreachable" }
+        return "\(error)"
     }
 
     func read<T: Sendable>(_ body: @Sendable (any SQLDatabase) async throws -> T) async throws -> T {

@@ -55,7 +55,11 @@ enum Migrations {
             ] + ScopeRecord.builtIn.map { s in
                 "INSERT INTO scopes (name, description, is_default) VALUES ('\(s.name)', '\(s.description.replacingOccurrences(of: "'", with: "''"))', \(s.isDefault ? 1 : 0))"
             }
-        )
+        ),
+        Migration(
+            version: 2, name: "shared settings",
+            statements: ["CREATE TABLE gatehouse_settings (name TEXT PRIMARY KEY, value BIGINT NOT NULL)"]
+        ),
     ]
 
     /// Applies pending migrations. Returns the versions applied.

@@ -24,8 +24,16 @@ public final class SQLStore: GatehouseStorage {
         switch url {
         case .sqliteFile, .sqliteMemory:
             backend = try await SQLiteBackend.open(url, readers: 3, logger: logger)
-        case .postgres:
-            backend = try PostgresBackend(url, maxConnections: 16, logger: logger)
+        case .postgres(let host, let port, _, _, let database, _):
+            let pg = try PostgresBackend(url, maxConnections: 16, logger: logger)
+            do {
+                try await pg.checkConnection()
+            } catch {
+                await pg.shutdown()
+                throw SQLStoreError(
+                    description: "cannot connect to PostgreSQL database \(database) at \(host):\(port): \(PostgresBackend.explain(error))")
+            }
+            backend = pg
         }
         return SQLStore(backend: backend, url: url, clock: clock)
     }
@@ -228,6 +236,27 @@ public final class SQLStore: GatehouseStorage {
         }
     }
 
+    public func raiseKeyRetention(atLeast seconds: Int64) async throws -> Int64 {
+        try await backend.transaction { db in
+            let row = try await db.raw(
+                """
+                INSERT INTO gatehouse_settings (name, value) VALUES ('key_retention', \(bind: seconds))
+                ON CONFLICT (name) DO UPDATE SET value = CASE WHEN excluded.value > gatehouse_settings.value
+                    THEN excluded.value ELSE gatehouse_settings.value END
+                RETURNING value
+                """
+            ).first()
+            return try row?.decode(column: "value", as: Int64.self) ?? seconds
+        }
+    }
+
+    public func keyRetention() async throws -> Int64? {
+        try await backend.read { db in
+            try await db.raw("SELECT value FROM gatehouse_settings WHERE name = 'key_retention'").first()?
+                .decode(column: "value", as: Int64.self)
+        }
+    }
+
     // MARK: Grants and tokens
 
     private static func insertRefreshToken(_ t: RefreshTokenRecord, _ db: any SQLDatabase) async throws {
@@ -346,6 +375,11 @@ public final class SQLStore: GatehouseStorage {
             return a + b
         }
     }
+}
+
+/// The database could not be opened; the message says where and why, without the password.
+public struct SQLStoreError: Error, CustomStringConvertible {
+    public let description: String
 }
 
 /// Lists stored as JSON text (portable across SQLite and PostgreSQL).

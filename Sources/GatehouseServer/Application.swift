@@ -76,7 +76,8 @@ public func buildRouter(_ services: GatehouseServices, logger: Logger) -> Router
         return await HTTP.endpoint("revocation", logger: logger) {
             let parameters = try await HTTP.parameters(&request)
             try await services.revocation.handle(parameters, authorization: request.headers[.authorization])
-            return HTTP.raw([], noStore: true)  // RFC 7009 §2.2: 200, body ignored
+            // RFC 7009 §2.2: 200 with an empty body.
+            return Response(status: .ok, headers: [.cacheControl: "no-store"])
         }
     }
 
@@ -112,10 +113,10 @@ public func buildRouter(_ services: GatehouseServices, logger: Logger) -> Router
 /// expired refresh tokens and revocation entries.
 struct MaintenanceService: Service {
     let services: GatehouseServices
-    let keyReloadInterval: Int64
     let logger: Logger
 
     func run() async throws {
+        let keyReloadInterval = services.settings.keyReloadInterval
         await cancelWhenGracefulShutdown {
             var sincePurge: Int64 = 0
             while !Task.isCancelled {
@@ -139,45 +140,32 @@ struct MaintenanceService: Service {
     }
 }
 
-/// The application for `gatehouse serve`: opens and migrates the database, loads keys, and serves.
-public func buildApplication(_ config: GatehouseConfiguration, logger: Logger) async throws -> some ApplicationProtocol {
-    let store = try await SQLStore.open(config.database, logger: logger)
-    do {
-        try await store.migrate()
-        let services = try await GatehouseServices.make(storage: store, settings: config.settings)
-        let router = buildRouter(services, logger: logger)
-        let base = config.issuer.hasSuffix("/") ? String(config.issuer.dropLast()) : config.issuer
-        let kid = try services.keys.snapshot.signingKey
-        var app = Application(
-            router: router,
-            configuration: .init(address: .hostname(config.host, port: config.port), serverName: nil),
-            services: [MaintenanceService(services: services, keyReloadInterval: config.keyReloadInterval, logger: logger),
-                       StoreCloser(store: store)],
-            onServerRunning: { channel in
-                logger.info(
-                    """
-                    Gatehouse is running
-                      listening  http://\(config.host):\(channel.localAddress?.port ?? config.port)
-                      issuer     \(config.issuer)
-                      database   \(config.database)
-                      discovery  \(base)\(ServerMetadata.Path.openIDConfiguration)
-                      signing    \(kid.algorithm.rawValue) key \(kid.kid)
-                    """)
-            },
-            logger: logger)
-        app.logger.logLevel = config.logLevel
-        return app
-    } catch {
-        await store.close()
-        throw error
-    }
-}
-
-/// Closes the database connections when the server shuts down.
-struct StoreCloser: Service {
-    let store: SQLStore
-    func run() async throws {
-        try? await gracefulShutdown()
-        await store.close()
-    }
+/// The application for `gatehouse serve` over an open store: migrates it, loads the keys, and serves.
+/// The caller owns the store and closes it after `runService()` returns or throws.
+public func buildApplication(_ config: GatehouseConfiguration, store: SQLStore, logger: Logger) async throws
+    -> some ApplicationProtocol
+{
+    try await store.migrate()
+    let services = try await GatehouseServices.make(storage: store, settings: config.settings)
+    let router = buildRouter(services, logger: logger)
+    let base = config.issuer.hasSuffix("/") ? String(config.issuer.dropLast()) : config.issuer
+    let key = try services.keys.snapshot.signingKey
+    var app = Application(
+        router: router,
+        configuration: .init(address: .hostname(config.host, port: config.port), serverName: nil),
+        services: [MaintenanceService(services: services, logger: logger)],
+        onServerRunning: { channel in
+            logger.info(
+                """
+                Gatehouse is running
+                  listening  http://\(config.host):\(channel.localAddress?.port ?? config.port)
+                  issuer     \(config.issuer)
+                  database   \(config.database)
+                  discovery  \(base)\(ServerMetadata.Path.openIDConfiguration)
+                  signing    \(key.algorithm.rawValue) key \(key.kid)
+                """)
+        },
+        logger: logger)
+    app.logger.logLevel = config.logLevel
+    return app
 }

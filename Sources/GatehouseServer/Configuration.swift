@@ -12,13 +12,12 @@ public struct GatehouseConfiguration: Sendable {
     public var issuer: String
     public var database: DatabaseURL = .default
     public var settings: ServerSettings
-    public var keyReloadInterval: Int64 = 10
     public var logLevel: Logger.Level = .info
 
     public init(issuer: String? = nil, host: String = "127.0.0.1", port: Int = 8080) {
         self.host = host
         self.port = port
-        let issuer = issuer ?? "http://\(host):\(port)"
+        let issuer = issuer ?? "http://\(host.contains(":") ? "[\(host)]" : host):\(port)"
         self.issuer = issuer
         self.settings = ServerSettings(issuer: issuer)
     }
@@ -95,8 +94,11 @@ public struct GatehouseConfiguration: Sendable {
             try validateIssuer(v, source: src)
             issuer = v
         }
+        if issuer == nil, !RedirectURI.isLoopback(host) {
+            // The default issuer http://HOST:PORT is only right on loopback; elsewhere say what clients see.
+            throw Error(description: "invalid --host/GATEHOUSE_HOST: listening on \(host) needs an explicit --issuer (GATEHOUSE_ISSUER), e.g. https://auth.example.com")
+        }
         var config = GatehouseConfiguration(issuer: issuer, host: host, port: port)
-        if issuer == nil { try validateIssuer(config.issuer, source: "the default issuer (from --host/--port)") }
         if let (v, src) = value("database_url") {
             do { config.database = try DatabaseURL(parsing: v) } catch { throw fail(src, "\(error)") }
         }
@@ -121,8 +123,8 @@ public struct GatehouseConfiguration: Sendable {
             config.settings.signingAlgorithm = a
         }
         if let (v, src) = value("key_reload_interval") {
-            guard let d = parseDuration(v), d <= 3600 else { throw fail(src, "'\(v)' is not a duration between 1s and 1h") }
-            config.keyReloadInterval = d
+            guard let d = parseDuration(v), d <= 300 else { throw fail(src, "'\(v)' is not a duration between 1s and 5m") }
+            config.settings.keyReloadInterval = d
         }
         if let (v, src) = value("log_level") {
             guard let l = Logger.Level(rawValue: v.lowercased()) else { throw fail(src, "'\(v)' is not a log level") }
@@ -139,7 +141,7 @@ public struct GatehouseConfiguration: Sendable {
         guard c.query == nil, c.fragment == nil, c.user == nil else {
             throw Error(description: "invalid \(source): the issuer must not have a query, fragment or user info")
         }
-        guard scheme == "https" || (scheme == "http" && (RedirectURI.isLoopback(host) || host == "0.0.0.0")) else {
+        guard scheme == "https" || (scheme == "http" && RedirectURI.isLoopback(host)) else {
             throw Error(description: "invalid \(source): the issuer must use https (http only for loopback hosts)")
         }
     }

@@ -234,8 +234,9 @@ struct Keys: AsyncParsableCommand {
         let retired_at: Int64?
     }
 
-    static func outputs(_ store: SQLStore, retention: Int64) async throws -> [KeyOutput] {
+    static func outputs(_ store: SQLStore, retention configured: Int64) async throws -> [KeyOutput] {
         let now = Clock.system.nowSeconds
+        let retention = max(configured, try await store.keyRetention() ?? 0)
         return try await store.listKeys().map { k in
             let status: String
             if k.retiredAt != nil { status = "retired" }

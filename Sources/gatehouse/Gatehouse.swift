@@ -35,7 +35,7 @@ struct CommonOptions: ParsableArguments {
     }
 
     /// Opens and migrates the database, runs `body`, and closes the database whatever happens.
-    func withStore<T>(_ body: (SQLStore, GatehouseConfiguration) async throws -> T) async throws -> T {
+    func withStore<T>(migrating: Bool = true, _ body: (SQLStore, GatehouseConfiguration) async throws -> T) async throws -> T {
         let config = try configuration()
         var logger = Logger(label: "gatehouse")
         logger.logLevel = .warning
@@ -46,7 +46,7 @@ struct CommonOptions: ParsableArguments {
             throw CLIError("cannot open database \(config.database): \(error)")
         }
         do {
-            try await store.migrate()
+            if migrating { try await store.migrate() }
             let result = try await body(store, config)
             await store.close()
             return result

@@ -41,13 +41,20 @@ struct Serve: AsyncParsableCommand {
         let config = try common.configuration(extra: flags)
         var logger = Logger(label: "gatehouse")
         logger.logLevel = config.logLevel
-        let app: any ApplicationProtocol
+        let store: SQLStore
         do {
-            app = try await buildApplication(config, logger: logger)
+            store = try await SQLStore.open(config.database, logger: logger)
         } catch {
-            throw CLIError("cannot start: \(error)")
+            throw CLIError("cannot open database \(config.database): \(error)")
         }
-        try await app.runService()
+        do {
+            let app = try await buildApplication(config, store: store, logger: logger)
+            try await app.runService()
+        } catch {
+            await store.close()
+            throw CLIError("cannot serve on \(config.host):\(config.port): \(error)")
+        }
+        await store.close()
     }
 }
 
@@ -57,12 +64,12 @@ struct Migrate: AsyncParsableCommand {
 
     func run() async throws {
         struct Out: Encodable { let applied: [Int]; let database: String }
-        try await common.withStore { store, config in
-            // withStore has migrated already; run again to report (idempotent) what this run applied.
+        try await common.withStore(migrating: false) { store, config in
             let applied = try await store.migrate()
             try common.print(
                 json: Out(applied: applied, database: config.database.description),
-                text: "database \(config.database) is up to date")
+                text: applied.isEmpty ? "database \(config.database) was up to date"
+                    : "database \(config.database): applied migrations \(applied.map(String.init).joined(separator: ", "))")
         }
     }
 }

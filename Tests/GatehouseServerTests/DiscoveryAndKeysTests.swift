@@ -76,13 +76,33 @@ struct DiscoveryAndKeysTests {
             #expect(try await RefreshTokenTests.isActive(h, c, newToken))
 
             // Past the retention (token lifetime + 60 s) the old key is retired and its private half wiped.
-            h.testClock.advance(seconds: 600 + 60)
+            h.testClock.advance(seconds: h.services.settings.keyRetention)
             try await h.services.keys.reload(from: h.store)
             let after = (try await h.get("/.well-known/jwks.json").json["keys"] as? [[String: Any]])?.compactMap { $0["kid"] as? String }
             #expect(after == [header["kid"] as! String])
             let stored = try await h.store.listKeys().first { $0.kid == oldKid }
             #expect(stored?.retiredAt != nil)
             #expect(stored?.privatePEM == nil)
+        }
+    }
+
+    /// Instances with different token lifetimes share one database: the longest retention wins, so a
+    /// short-lived instance never retires a key whose tokens a long-lived instance signed.
+    @Test(arguments: TestDatabase.available)
+    func retentionIsTheLargestOfAllInstances(db: TestDatabase) async throws {
+        let clock = TestClock()
+        try await db.withStore(clock: clock.clock) { store in
+            let long = KeyRing(retention: 3600, clock: clock.clock)
+            try await long.bootstrap(store: store, algorithm: .es256)
+            let oldKid = try long.snapshot.signingKey.kid
+            try await KeyRing.rotate(store: store, algorithm: .es256, clock: clock.clock)
+            let short = KeyRing(retention: 70, clock: clock.clock)
+            clock.advance(seconds: 600)
+            let seen = try await short.reload(from: store)
+            #expect(seen.publishedKeys.map(\.kid).contains(oldKid))
+            #expect(try await store.keyRetention() == 3600)
+            clock.advance(seconds: 3000)
+            #expect(try await short.reload(from: store).publishedKeys.map(\.kid).contains(oldKid) == false)
         }
     }
 
@@ -143,6 +163,17 @@ struct ConfigurationTests {
         } throws: { error in
             "\(error)".contains(name)
         }
+    }
+
+    @Test func hostsAndIssuers() throws {
+        #expect(try GatehouseConfiguration.load(flags: ["host": "::1"], environment: [:]).issuer == "http://[::1]:8080")
+        // Listening beyond loopback needs the public issuer spelled out.
+        #expect { try GatehouseConfiguration.load(flags: ["host": "0.0.0.0"], environment: [:]) } throws: {
+            "\($0)".contains("--issuer")
+        }
+        let c = try GatehouseConfiguration.load(flags: ["host": "0.0.0.0", "issuer": "https://auth.example.com"], environment: [:])
+        #expect(c.issuer == "https://auth.example.com")
+        #expect { try GatehouseConfiguration.load(flags: ["issuer": "http://127.0.0.1.evil.example"], environment: [:]) } throws: { _ in true }
     }
 
     @Test func environmentErrorsNameTheVariable() throws {

@@ -52,6 +52,19 @@ struct RefreshTokenTests {
         }
     }
 
+    /// A replay that also asks for something invalid is still a replay.
+    @Test(arguments: TestDatabase.available)
+    func replayWithAnInvalidScopeStillRevokesTheFamily(db: TestDatabase) async throws {
+        try await Harness.run(db) { h in
+            let (c, first) = try await Self.start(h)
+            let rt1 = try #require(first.string("refresh_token"))
+            let rt2 = try #require(try await Self.refresh(h, c, rt1).string("refresh_token"))
+            let replay = try await Self.refresh(h, c, rt1, scope: "read admin")
+            #expect(replay.error == "invalid_grant")
+            #expect(try await Self.refresh(h, c, rt2).error == "invalid_grant")
+        }
+    }
+
     @Test(arguments: TestDatabase.available)
     func scopeMayOnlyNarrow(db: TestDatabase) async throws {
         try await Harness.run(db) { h in

@@ -105,6 +105,7 @@ struct RevocationIntrospectionTests {
             let revoked = try await h.post("/oauth2/revoke", [("token", token), ("token_type_hint", "access_token")], auth: c)
             #expect(revoked.status == .ok)
             #expect(revoked.headers[.cacheControl] == "no-store")
+            #expect(revoked.body.isEmpty)
             #expect(try await RefreshTokenTests.isActive(h, c, token) == false)
             // Any confidential client (a resource server) sees it inactive too.
             #expect(try await RefreshTokenTests.isActive(h, other, token) == false)

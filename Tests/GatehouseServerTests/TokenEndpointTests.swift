@@ -206,6 +206,24 @@ struct TokenEndpointTests {
         }
     }
 
+    /// Guesses sent in parallel are counted before the slow hash check, so they cannot exceed the limit.
+    @Test func parallelPasswordGuessesAreCounted() async throws {
+        try await Harness.run(.sqlite) { h in
+            let c = try await h.makeClient(grantTypes: ["client_credentials"], scope: "read", allowPassword: true)
+            _ = try await h.admin.createUser(username: "dave", email: nil, name: nil, password: "correct horse")
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                for _ in 0..<20 {
+                    group.addTask {
+                        _ = try await h.token(c, [("grant_type", "password"), ("username", "dave"), ("password", "guess guess")])
+                    }
+                }
+                try await group.waitForAll()
+            }
+            let r = try await h.token(c, [("grant_type", "password"), ("username", "dave"), ("password", "correct horse")])
+            #expect(r.error == "invalid_grant")
+        }
+    }
+
     @Test func passwordGrantLocksOutAfterRepeatedFailures() async throws {
         try await Harness.run(.sqlite) { h in
             let c = try await h.makeClient(grantTypes: ["client_credentials"], scope: "read", allowPassword: true)

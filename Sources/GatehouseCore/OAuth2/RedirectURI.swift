@@ -28,8 +28,9 @@ public enum RedirectURI {
         case "https":
             guard let host = components.host, !host.isEmpty else { throw fail("missing host") }
         case "http":
-            guard let host = components.host, isLoopback(host) else {
-                throw fail("http is only allowed for loopback addresses (127.0.0.1, [::1], localhost); use https")
+            // RFC 8252 §7.3 / §8.3: loopback IP literals, not the name "localhost".
+            guard let host = components.host, isLoopback(host), host.lowercased() != "localhost" else {
+                throw fail("http is only allowed for loopback addresses (127.0.0.1, [::1]); use https")
             }
         default:
             // RFC 8252 §7.1: private-use schemes are reverse domain names, e.g. com.example.app:/callback.

@@ -13,6 +13,8 @@ public struct ServerSettings: Sendable {
     public var refreshGracePeriod: Int64 = 0
     /// The algorithm of the key generated on first start and by `keys rotate` without `--algorithm`.
     public var signingAlgorithm: SigningAlgorithm = .default
+    /// How often a running server re-reads the signing keys from the database, in seconds.
+    public var keyReloadInterval: Int64 = 10
     /// Failed password-grant attempts per username before a temporary lockout.
     public var passwordMaxFailures: Int = 10
     /// Lockout and counting window for failed password attempts, in seconds.
@@ -21,6 +23,8 @@ public struct ServerSettings: Sendable {
     public init(issuer: String) { self.issuer = issuer }
 
     public var audience: String { defaultAudience ?? issuer }
-    /// How long a deactivated signing key stays published: the longest token lifetime plus 60 s of skew.
-    public var keyRetention: Int64 { accessTokenLifetime + 60 }
+    /// How long a deactivated signing key stays published: an instance may sign with it until its next
+    /// key reload, and the token lives `accessTokenLifetime` after that; plus 60 s of clock skew. The
+    /// database keeps the largest value any instance asked for (see `KeyStore.raiseKeyRetention`).
+    public var keyRetention: Int64 { accessTokenLifetime + keyReloadInterval + 60 }
 }

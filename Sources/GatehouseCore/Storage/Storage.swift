@@ -44,6 +44,11 @@ public protocol KeyStore: Sendable {
     func insertFirstKey(_ key: SigningKeyRecord) async throws -> SigningKeyRecord
     /// Marks keys retired and wipes their private half.
     func retireKeys(kids: [String], at time: Int64) async throws
+    /// Records that deactivated keys must stay published at least `seconds` and returns the largest value
+    /// any instance has recorded, so instances with different token lifetimes never retire a key early.
+    func raiseKeyRetention(atLeast seconds: Int64) async throws -> Int64
+    /// The recorded retention, if any instance has recorded one.
+    func keyRetention() async throws -> Int64?
 }
 
 /// What happened when a refresh token was presented for rotation.

@@ -104,7 +104,7 @@ public struct Administration: Sendable {
         if let email, !(email.contains("@") && !email.contains(" ") && email.count <= 254) {
             throw ValidationError("--email is not an email address: \(email)")
         }
-        if let password, password.count < 8 || password.utf8.count > 72 {
+        if let password, password.utf8.count < 8 || password.utf8.count > 72 {
             throw ValidationError("the password must be 8 to 72 bytes long")
         }
         let now = clock.nowSeconds

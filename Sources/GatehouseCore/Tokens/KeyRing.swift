@@ -20,8 +20,8 @@ public final class KeyRing: Sendable {
     }
 
     private let current: Mutex<Snapshot?> = Mutex(nil)
-    /// How long a deactivated key stays published: the longest lifetime of a token it may have signed,
-    /// plus leeway for clock skew.
+    /// How long this instance needs a deactivated key to stay published (`ServerSettings.keyRetention`);
+    /// the database's shared value, the largest of all instances', is what is applied.
     public let retention: Int64
     private let clock: Clock
 
@@ -54,6 +54,7 @@ public final class KeyRing: Sendable {
     @discardableResult
     public func reload(from store: any KeyStore) async throws -> Snapshot {
         let now = clock.nowSeconds
+        let retention = try await store.raiseKeyRetention(atLeast: self.retention)
         let records = try await store.listKeys()
         let plan = KeyRing.plan(records, now: now, retention: retention)
         if !plan.toRetire.isEmpty {

@@ -18,10 +18,11 @@ public struct PasswordGrant: TokenGrant {
         guard !context.passwordLimiter.isLocked(limiterKey) else {
             throw failed.with(description: "Too many failed attempts; try again later.", debug: "locked out: \(username)")
         }
+        // Counted before the (slow) check, so parallel guesses cannot all slip under the limit.
+        context.passwordLimiter.recordFailure(limiterKey)
         let user = try await context.storage.user(username: username)
         // Verify even for unknown users (a dummy hash) so timing does not reveal accounts.
         guard try await context.passwords.verify(password, hash: user?.passwordHash), let user else {
-            context.passwordLimiter.recordFailure(limiterKey)
             throw failed
         }
         context.passwordLimiter.reset(limiterKey)

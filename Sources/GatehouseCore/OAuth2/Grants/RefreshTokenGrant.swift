@@ -18,7 +18,7 @@ public struct RefreshTokenGrant: TokenGrant {
         let raw = try parameters.required("refresh_token")
         let invalid = OAuthError.invalidGrant.with(description: "The refresh token is invalid, expired or revoked.")
         let now = context.clock.nowSeconds
-        guard var record = try await context.storage.refreshToken(hash: Secrets.hash(raw)) else {
+        guard let record = try await context.storage.refreshToken(hash: Secrets.hash(raw)) else {
             throw invalid.with(description: invalid.description, debug: "unknown refresh token")
         }
         // Bound to its client (§6: "the refresh token was issued to the authenticated client").
@@ -30,6 +30,11 @@ public struct RefreshTokenGrant: TokenGrant {
         }
         guard record.expiresAt > now else {
             throw invalid.with(description: invalid.description, debug: "refresh token expired")
+        }
+        // A consumed token is reuse, whatever else the request says (checked before scope and resource,
+        // so a replay cannot dodge detection by also asking for something invalid).
+        if record.usedAt != nil {
+            return try await handleReuse(record, raw: raw, now: now, context: context)
         }
         // The user must still exist.
         if let userID = record.userID, try await context.storage.user(id: userID) == nil {
@@ -49,25 +54,24 @@ public struct RefreshTokenGrant: TokenGrant {
             resources = try context.resolveResources(requestedResources, allowed: record.resources)
         }
 
-        if record.usedAt == nil {
-            let next = context.makeRefreshToken(
-                grantID: record.grantID, client: client, userID: record.userID, scope: record.scope,
-                resources: record.resources)
-            let access = try await context.mintAccessToken(
-                client: client, subject: record.userID ?? client.id, scope: scope, resources: resources,
-                grantID: record.grantID)
-            let response = TokenResponse(
-                access_token: access.token, expires_in: access.expiresIn, scope: scope.description,
-                refresh_token: next.raw)
-            let sealed = try SuccessorSeal.seal(response, expiresAt: now + access.expiresIn, with: raw)
-            switch try await context.storage.rotateRefreshToken(
-                hash: record.hash, usedAt: now, sealedSuccessor: sealed, next: next.record)
-            {
-            case .rotated: return response
-            case .alreadyUsed(let current): record = current  // lost a race: treat as reuse below
-            }
+        let next = context.makeRefreshToken(
+            grantID: record.grantID, client: client, userID: record.userID, scope: record.scope,
+            resources: record.resources)
+        let access = try await context.mintAccessToken(
+            client: client, subject: record.userID ?? client.id, scope: scope, resources: resources,
+            grantID: record.grantID)
+        let response = TokenResponse(
+            access_token: access.token, expires_in: access.expiresIn, scope: scope.description,
+            refresh_token: next.raw)
+        let sealed = try SuccessorSeal.seal(response, expiresAt: now + access.expiresIn, with: raw)
+        switch try await context.storage.rotateRefreshToken(
+            hash: record.hash, usedAt: now, sealedSuccessor: sealed, next: next.record)
+        {
+        case .rotated: return response
+        case .alreadyUsed(let current):
+            // Lost a race with a concurrent use of the same token: that is reuse too.
+            return try await handleReuse(current, raw: raw, now: now, context: context)
         }
-        return try await handleReuse(record, raw: raw, now: now, context: context)
     }
 
     /// A consumed token came back: inside the grace period the holder gets the same pair again, otherwise
