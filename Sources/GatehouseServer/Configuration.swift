@@ -4,8 +4,8 @@ import GatehouseSQL
 import Logging
 
 /// Gatehouse's configuration. Each setting is read from, in order of precedence: a command-line flag,
-/// an environment variable, the optional JSON config file, then its default. `Setting.all` is the one
-/// table of every setting (README.md's configuration table is generated from the same names).
+/// an environment variable, the optional JSON config file, then its default. `settingsTable` lists every
+/// setting; README.md's configuration table mirrors it (keep them in step).
 public struct GatehouseConfiguration: Sendable {
     public var host = "127.0.0.1"
     public var port = 8080

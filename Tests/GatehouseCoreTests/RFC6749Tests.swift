@@ -141,6 +141,10 @@ struct SecretsTests {
         limiter.recordFailure("k")
         limiter.reset("k")
         #expect(!limiter.isLocked("k"))
+        // admit counts and refuses atomically.
+        #expect(limiter.admit("a") && limiter.admit("a") && limiter.admit("a"))
+        #expect(limiter.admit("a") == false)
+        #expect(limiter.isLocked("a"))
     }
 }
 

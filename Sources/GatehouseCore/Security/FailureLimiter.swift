@@ -24,6 +24,20 @@ public final class FailureLimiter: Sendable {
         }
     }
 
+    /// Counts an attempt and says whether it may go ahead, in one step: `false` when the key is locked.
+    /// Count before the (slow) check and `reset` on success, so parallel attempts cannot overshoot.
+    public func admit(_ key: String) -> Bool {
+        let now = clock.nowSeconds
+        return table.withLock { t in
+            var e = t[key] ?? Entry(failures: 0, windowStart: now)
+            if now - e.windowStart >= window { e = Entry(failures: 0, windowStart: now) }
+            guard e.failures < maxFailures else { return false }
+            e.failures += 1
+            t[key] = e
+            return true
+        }
+    }
+
     public func recordFailure(_ key: String) {
         let now = clock.nowSeconds
         table.withLock { t in

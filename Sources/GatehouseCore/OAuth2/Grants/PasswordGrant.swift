@@ -15,11 +15,10 @@ public struct PasswordGrant: TokenGrant {
         let resources = try context.resolveResources(parameters.all("resource"), allowed: client.resources)
         let limiterKey = username.lowercased()
         let failed = OAuthError.invalidGrant.with(description: "Invalid username or password.")
-        guard !context.passwordLimiter.isLocked(limiterKey) else {
+        // Counted before the (slow) check, atomically, so parallel guesses cannot slip under the limit.
+        guard context.passwordLimiter.admit(limiterKey) else {
             throw failed.with(description: "Too many failed attempts; try again later.", debug: "locked out: \(username)")
         }
-        // Counted before the (slow) check, so parallel guesses cannot all slip under the limit.
-        context.passwordLimiter.recordFailure(limiterKey)
         let user = try await context.storage.user(username: username)
         // Verify even for unknown users (a dummy hash) so timing does not reveal accounts.
         guard try await context.passwords.verify(password, hash: user?.passwordHash), let user else {
