@@ -17,9 +17,11 @@ public struct GatehouseServices: Sendable {
 
     /// Loads (on first start: creates) the signing keys, then wires the endpoints.
     public static func make(
-        storage: any GatehouseStorage, settings: ServerSettings, clock: Clock = .system,
+        storage database: any GatehouseStorage, settings: ServerSettings, clock: Clock = .system,
         passwords: PasswordHasher = PasswordHasher()
     ) async throws -> GatehouseServices {
+        let storage: any GatehouseStorage =
+            settings.cacheTTL > 0 ? CachingStorage(database, ttl: settings.cacheTTL, clock: clock) : database
         let keys = KeyRing(retention: settings.keyRetention, clock: clock)
         try await keys.bootstrap(store: storage, algorithm: settings.signingAlgorithm)
         let context = TokenContext(storage: storage, settings: settings, clock: clock, keys: keys, passwords: passwords)

@@ -60,6 +60,8 @@ public struct GatehouseConfiguration: Sendable {
               defaultDescription: "ES256", help: "Algorithm of the key generated on first start: ES256, ES384, RS256, PS256, EdDSA"),
         .init(key: "key_reload_interval", flag: "--key-reload-interval", environment: "GATEHOUSE_KEY_RELOAD_INTERVAL",
               defaultDescription: "10s", help: "How often a running server re-reads signing keys (picks up `keys rotate`)"),
+        .init(key: "cache_ttl", flag: "--cache-ttl", environment: "GATEHOUSE_CACHE_TTL", defaultDescription: "1s",
+              help: "How long client records and not-revoked answers are cached; CLI changes take effect within it (0 = off)"),
         .init(key: "log_level", flag: "--log-level", environment: "GATEHOUSE_LOG_LEVEL", defaultDescription: "info",
               help: "trace, debug, info, notice, warning, error, critical"),
     ]
@@ -125,6 +127,10 @@ public struct GatehouseConfiguration: Sendable {
         if let (v, src) = value("key_reload_interval") {
             guard let d = parseDuration(v), d <= 300 else { throw fail(src, "'\(v)' is not a duration between 1s and 5m") }
             config.settings.keyReloadInterval = d
+        }
+        if let (v, src) = value("cache_ttl") {
+            guard let d = parseDuration(v, allowZero: true), d <= 60 else { throw fail(src, "'\(v)' is not a duration between 0 and 60s") }
+            config.settings.cacheTTL = d
         }
         if let (v, src) = value("log_level") {
             guard let l = Logger.Level(rawValue: v.lowercased()) else { throw fail(src, "'\(v)' is not a log level") }

@@ -130,7 +130,7 @@ enum HTTP {
     }
 }
 
-/// Headers every response carries: no framing, no sniffing, no referrer, no caching of errors.
+/// Headers every response carries: no framing, no sniffing, no referrer.
 struct SecurityHeadersMiddleware<Context: RequestContext>: RouterMiddleware {
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws
         -> Response
@@ -145,6 +145,11 @@ struct SecurityHeadersMiddleware<Context: RequestContext>: RouterMiddleware {
         response.headers[.contentSecurityPolicy] = "default-src 'none'; frame-ancestors 'none'"
         response.headers[.referrerPolicy] = "no-referrer"
         response.headers[.xContentTypeOptions] = "nosniff"
+        // RFC 9112 §9.6: the connection closes after this response; say so, so the client does not
+        // send its next request down a closing socket.
+        if let connection = request.headers[.connection], connection.lowercased().contains("close") {
+            response.headers[.connection] = "close"
+        }
         return response
     }
 }

@@ -24,6 +24,8 @@ struct Serve: AsyncParsableCommand {
     var signingAlgorithm: String?
     @Option(help: "Signing-key reload interval (env GATEHOUSE_KEY_RELOAD_INTERVAL, default 10s).")
     var keyReloadInterval: String?
+    @Option(help: "Client and revocation cache lifetime (env GATEHOUSE_CACHE_TTL, default 1s; 0 = off).")
+    var cacheTtl: String?
     @Option(help: "Log level (env GATEHOUSE_LOG_LEVEL, default info).") var logLevel: String?
 
     func run() async throws {
@@ -37,6 +39,7 @@ struct Serve: AsyncParsableCommand {
         flags["refresh_grace_period"] = refreshGracePeriod
         flags["signing_algorithm"] = signingAlgorithm
         flags["key_reload_interval"] = keyReloadInterval
+        flags["cache_ttl"] = cacheTtl
         flags["log_level"] = logLevel
         let config = try common.configuration(extra: flags)
         var logger = Logger(label: "gatehouse")

@@ -26,6 +26,9 @@ struct Harness {
     ) async throws {
         let testClock = TestClock()
         var settings = ServerSettings(issuer: issuer)
+        // The harness's admin writes to the database directly, as the CLI does; with the cache on, those
+        // changes would only show after the TTL. CachingTests covers the cache itself.
+        settings.cacheTTL = 0
         configure(&settings)
         let frozen = settings
         try await db.withStore(clock: testClock.clock) { store in

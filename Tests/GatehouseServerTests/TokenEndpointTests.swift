@@ -3,6 +3,7 @@ import GatehouseCore
 import GatehouseSQL
 import GatehouseTestSupport
 import HTTPTypes
+import HummingbirdTesting
 import JWTKit
 import Testing
 
@@ -181,6 +182,8 @@ struct TokenEndpointTests {
                 #expect(r.headers[.contentSecurityPolicy]?.contains("frame-ancestors 'none'") == true)
                 #expect(r.headers[.init("Referrer-Policy")!] == "no-referrer")
             }
+            let close = try await h.client.execute(uri: "/healthz", method: .get, headers: [.connection: "close"]) { $0 }
+            #expect(close.headers[.connection] == "close")
         }
     }
 

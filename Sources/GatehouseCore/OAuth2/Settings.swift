@@ -15,6 +15,9 @@ public struct ServerSettings: Sendable {
     public var signingAlgorithm: SigningAlgorithm = .default
     /// How often a running server re-reads the signing keys from the database, in seconds.
     public var keyReloadInterval: Int64 = 10
+    /// Seconds a running server may serve client records and "not revoked" answers from memory; changes
+    /// made by the CLI or another instance take effect within this time (0 = no caching).
+    public var cacheTTL: Int64 = 1
     /// Failed password-grant attempts per username before a temporary lockout.
     public var passwordMaxFailures: Int = 10
     /// Lockout and counting window for failed password attempts, in seconds.

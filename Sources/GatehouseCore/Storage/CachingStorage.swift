@@ -1,0 +1,112 @@
+import Foundation
+import Synchronization
+
+/// Storage with two short-lived read caches in front of the hot paths: client lookups (every request
+/// authenticates a client) and "is this access token revoked?" (every introspection).
+///
+/// Writes made through this instance take effect at once (they invalidate the caches). Changes made
+/// by another process — the CLI, another server instance — reach this one within `ttl` seconds. Only
+/// positive client lookups and "not revoked" answers are cached, never a revocation. `ttl == 0`
+/// turns caching off.
+public final class CachingStorage: GatehouseStorage {
+    let base: any GatehouseStorage
+    let ttl: Int64
+    let clock: Clock
+    private let clients = Mutex<[String: (record: ClientRecord, until: Int64)]>([:])
+    private let notRevoked = Mutex<[String: Int64]>([:])
+    private static let capacity = 10_000
+
+    public init(_ base: any GatehouseStorage, ttl: Int64, clock: Clock) {
+        self.base = base
+        self.ttl = ttl
+        self.clock = clock
+    }
+
+    /// Monotonic enough for a cache: whole seconds are too coarse for a 1 s TTL, so use milliseconds.
+    private var nowMillis: Int64 { Int64(clock.now.timeIntervalSince1970 * 1000) }
+
+    // MARK: cached reads
+
+    public func client(id: String) async throws -> ClientRecord? {
+        let now = nowMillis
+        if ttl > 0, let hit = clients.withLock({ $0[id] }), hit.until > now { return hit.record }
+        guard let record = try await base.client(id: id) else { return nil }
+        if ttl > 0 {
+            clients.withLock { t in
+                if t.count >= Self.capacity { t.removeAll(keepingCapacity: true) }
+                t[id] = (record, now + ttl * 1000)
+            }
+        }
+        return record
+    }
+
+    public func isAccessTokenRevoked(jti: String, grantID: String?, clientID: String) async throws -> Bool {
+        let key = "\(jti)\u{0}\(grantID ?? "")\u{0}\(clientID)"
+        let now = nowMillis
+        if ttl > 0, let until = notRevoked.withLock({ $0[key] }), until > now { return false }
+        let revoked = try await base.isAccessTokenRevoked(jti: jti, grantID: grantID, clientID: clientID)
+        if ttl > 0, !revoked {
+            notRevoked.withLock { t in
+                if t.count >= Self.capacity { t.removeAll(keepingCapacity: true) }
+                t[key] = now + ttl * 1000
+            }
+        }
+        return revoked
+    }
+
+    private func forgetRevocations() { notRevoked.withLock { $0.removeAll() } }
+    private func forgetClient(_ id: String) { clients.withLock { _ = $0.removeValue(forKey: id) } }
+
+    // MARK: writes that invalidate
+
+    public func deleteClient(id: String, at time: Int64) async throws -> Bool {
+        defer { forgetClient(id); forgetRevocations() }
+        return try await base.deleteClient(id: id, at: time)
+    }
+
+    public func updateClientSecret(id: String, secretHash: String, at time: Int64) async throws -> Bool {
+        defer { forgetClient(id) }
+        return try await base.updateClientSecret(id: id, secretHash: secretHash, at: time)
+    }
+
+    public func revokeGrant(id: String, at time: Int64) async throws {
+        try await base.revokeGrant(id: id, at: time)
+        forgetRevocations()
+    }
+
+    public func revokeAccessToken(jti: String, expiresAt: Int64) async throws {
+        try await base.revokeAccessToken(jti: jti, expiresAt: expiresAt)
+        forgetRevocations()
+    }
+
+    // MARK: pass-through
+
+    public func insertClient(_ client: ClientRecord) async throws { try await base.insertClient(client) }
+    public func listClients() async throws -> [ClientRecord] { try await base.listClients() }
+    public func insertUser(_ user: UserRecord) async throws { try await base.insertUser(user) }
+    public func user(id: String) async throws -> UserRecord? { try await base.user(id: id) }
+    public func user(username: String) async throws -> UserRecord? { try await base.user(username: username) }
+    public func insertScope(_ scope: ScopeRecord) async throws { try await base.insertScope(scope) }
+    public func listScopes() async throws -> [ScopeRecord] { try await base.listScopes() }
+    public func listKeys() async throws -> [SigningKeyRecord] { try await base.listKeys() }
+    public func activateKey(_ key: SigningKeyRecord) async throws { try await base.activateKey(key) }
+    public func insertFirstKey(_ key: SigningKeyRecord) async throws -> SigningKeyRecord {
+        try await base.insertFirstKey(key)
+    }
+    public func retireKeys(kids: [String], at time: Int64) async throws { try await base.retireKeys(kids: kids, at: time) }
+    public func raiseKeyRetention(atLeast seconds: Int64) async throws -> Int64 {
+        try await base.raiseKeyRetention(atLeast: seconds)
+    }
+    public func keyRetention() async throws -> Int64? { try await base.keyRetention() }
+    public func insertGrant(_ grant: GrantRecord, refreshToken: RefreshTokenRecord?) async throws {
+        try await base.insertGrant(grant, refreshToken: refreshToken)
+    }
+    public func grant(id: String) async throws -> GrantRecord? { try await base.grant(id: id) }
+    public func refreshToken(hash: String) async throws -> RefreshTokenRecord? { try await base.refreshToken(hash: hash) }
+    public func rotateRefreshToken(hash: String, usedAt: Int64, sealedSuccessor: String, next: RefreshTokenRecord)
+        async throws -> RotationOutcome
+    {
+        try await base.rotateRefreshToken(hash: hash, usedAt: usedAt, sealedSuccessor: sealedSuccessor, next: next)
+    }
+    public func purgeExpired(before time: Int64) async throws -> Int { try await base.purgeExpired(before: time) }
+}
