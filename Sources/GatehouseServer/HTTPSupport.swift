@@ -52,9 +52,7 @@ enum HTTP {
         return RequestParameters(pairs: pairs)
     }
 
-    private static func decode(_ s: Substring) -> String? {
-        String(s).replacingOccurrences(of: "+", with: " ").removingPercentEncoding
-    }
+    static func decode(_ s: Substring) -> String? { FormEncoding.decode(s) }
 
     /// A JSON object whose members are strings (arrays of strings for repeatable parameters such as
     /// `resource`); numbers and booleans are read as their text.

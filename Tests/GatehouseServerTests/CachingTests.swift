@@ -5,6 +5,8 @@ import GatehouseTestSupport
 import HTTPTypes
 import Testing
 
+@testable import GatehouseServer
+
 /// The read caches: changes by another process (the CLI) show within the TTL; this server's own
 /// revocations show at once.
 @Suite("Caching")
@@ -32,5 +34,21 @@ struct CachingTests {
             h.testClock.advance(seconds: 1)
             #expect(try await RefreshTokenTests.isActive(h, rs, token2) == false)
         }
+    }
+}
+
+/// The form decoder (application/x-www-form-urlencoded).
+@Suite("Form decoding")
+struct FormDecodingTests {
+    @Test(arguments: [
+        ("plain", "plain"), ("a+b", "a b"), ("a%20b", "a b"), ("%2B%2f", "+/"), ("caf%C3%A9", "caf\u{E9}"), ("", ""),
+    ])
+    func decodes(raw: String, decoded: String) {
+        #expect(HTTP.decode(Substring(raw)) == decoded)
+    }
+
+    @Test(arguments: ["%", "%2", "%zz", "%C3", "a%G0"])
+    func refusesMalformed(raw: String) {
+        #expect(HTTP.decode(Substring(raw)) == nil)
     }
 }

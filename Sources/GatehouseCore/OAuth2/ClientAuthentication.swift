@@ -69,10 +69,7 @@ public struct ClientAuthenticator: Sendable {
         return (id, secret)
     }
 
-    /// application/x-www-form-urlencoded decoding of one value.
-    static func formDecode(_ s: String) -> String? {
-        s.replacingOccurrences(of: "+", with: " ").removingPercentEncoding
-    }
+    static func formDecode(_ s: String) -> String? { FormEncoding.decode(Substring(s)) }
 
     private static let unknownClientHash = Secrets.hash(Secrets.generate())
 }
