@@ -96,7 +96,9 @@ let package = Package(
         ),
         .testTarget(
             name: "GatehouseSQLTests",
-            dependencies: ["GatehouseSQL", "GatehouseCore", "GatehouseTestSupport"],
+            dependencies: [
+                "GatehouseSQL", "GatehouseCore", "GatehouseTestSupport", .product(name: "Logging", package: "swift-log"),
+            ],
             swiftSettings: swiftSettings
         ),
         .testTarget(

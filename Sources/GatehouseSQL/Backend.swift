@@ -65,6 +65,11 @@ final class SQLiteBackend: SQLBackend {
             try await configure(c, wal: false)
             return SQLiteBackend(writer: c, readers: [])
         case .sqliteFile(let path):
+            // The file holds signing keys: create it readable by its owner only (SQLite gives the -wal
+            // and -shm files the database file's mode).
+            if !FileManager.default.fileExists(atPath: path) {
+                FileManager.default.createFile(atPath: path, contents: nil, attributes: [.posixPermissions: 0o600])
+            }
             let writer = try await SQLiteConnection.open(storage: .file(path: path), threadPool: .singleton, logger: logger, on: MultiThreadedEventLoopGroup.singleton.any())
             var readers: [SQLiteConnection] = []
             do {
@@ -91,6 +96,8 @@ final class SQLiteBackend: SQLBackend {
         try await db.raw("PRAGMA busy_timeout=5000").run()
         try await db.raw("PRAGMA synchronous=NORMAL").run()
         try await db.raw("PRAGMA foreign_keys=ON").run()
+        // Erased rows (retired private keys) are overwritten, not left in free pages.
+        try await db.raw("PRAGMA secure_delete=ON").run()
     }
 
     func read<T: Sendable>(_ body: @Sendable (any SQLDatabase) async throws -> T) async throws -> T {

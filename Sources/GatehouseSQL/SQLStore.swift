@@ -20,6 +20,10 @@ public final class SQLStore: GatehouseStorage {
     public static func open(_ url: DatabaseURL, logger: Logger = Logger(label: "gatehouse.sql"), clock: Clock = .system)
         async throws -> SQLStore
     {
+        // The drivers log queries with their bind values at debug: those include private keys and
+        // token hashes, so the database layer never logs below info.
+        var logger = logger
+        if logger.logLevel < .info { logger.logLevel = .info }
         let backend: any SQLBackend
         switch url {
         case .sqliteFile, .sqliteMemory:
@@ -318,7 +322,7 @@ public final class SQLStore: GatehouseStorage {
             sealedSuccessor: try row.decode(column: "sealed_successor", as: String?.self))
     }
 
-    public func rotateRefreshToken(hash: String, usedAt: Int64, sealedSuccessor: String, next: RefreshTokenRecord)
+    public func rotateRefreshToken(hash: String, usedAt: Int64, sealedSuccessor: String?, next: RefreshTokenRecord)
         async throws -> RotationOutcome
     {
         try await backend.transaction { db in
@@ -372,6 +376,9 @@ public final class SQLStore: GatehouseStorage {
         try await backend.transaction { db in
             let a = try await db.raw("DELETE FROM refresh_tokens WHERE expires_at < \(bind: time) RETURNING hash").all().count
             let b = try await db.raw("DELETE FROM revoked_access_tokens WHERE expires_at < \(bind: time) RETURNING jti").all().count
+            try await db.raw(
+                "UPDATE refresh_tokens SET sealed_successor = NULL WHERE sealed_successor IS NOT NULL AND used_at < \(bind: time - 300)"
+            ).run()
             return a + b
         }
     }

@@ -154,6 +154,8 @@ public func buildApplication(_ config: GatehouseConfiguration, store: SQLStore, 
     let key = try services.keys.snapshot.signingKey
     var app = Application(
         router: router,
+        // Idle keep-alive connections close after 30 s (slow or abandoned clients cannot hoard sockets).
+        server: .http1(configuration: .init(idleTimeout: .seconds(30))),
         configuration: .init(address: .hostname(config.host, port: config.port), serverName: nil),
         services: [MaintenanceService(services: services, logger: logger)],
         onServerRunning: { channel in

@@ -129,7 +129,7 @@ public struct GatehouseConfiguration: Sendable {
             config.settings.keyReloadInterval = d
         }
         if let (v, src) = value("cache_ttl") {
-            guard let d = parseDuration(v, allowZero: true), d <= 60 else { throw fail(src, "'\(v)' is not a duration between 0 and 60s") }
+            guard let d = parseDuration(v, allowZero: true), d <= 10 else { throw fail(src, "'\(v)' is not a duration between 0 and 10s") }
             config.settings.cacheTTL = d
         }
         if let (v, src) = value("log_level") {

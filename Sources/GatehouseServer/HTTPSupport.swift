@@ -47,6 +47,8 @@ enum HTTP {
             guard let name = decode(kv[0]), let value = decode(kv.count > 1 ? kv[1] : "") else {
                 throw OAuthError.invalidRequest.with(description: "The request body has malformed percent-encoding.")
             }
+            // NUL is never meaningful in a parameter (and PostgreSQL refuses it in text).
+            guard !name.utf8.contains(0), !value.utf8.contains(0) else { throw Self.nul }
             pairs.append((name, value))
         }
         return RequestParameters(pairs: pairs)
@@ -60,10 +62,15 @@ enum HTTP {
         guard let object = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any] else {
             throw OAuthError.invalidRequest.with(description: "The request body is not a JSON object.")
         }
+        // JSONSerialization keeps the last of repeated keys; a repeated parameter must be refused.
+        guard let keys = TopLevelJSONKeys.scan(data), keys.count == object.count else {
+            throw OAuthError.invalidRequest.with(description: "A parameter must not be repeated.")
+        }
         var values: [String: [String]] = [:]
         for (k, v) in object {
             switch v {
             case let s as String: values[k] = [s]
+                guard !s.utf8.contains(0) else { throw Self.nul }
             case let list as [Any]:
                 let strings = list.compactMap { $0 as? String }
                 guard strings.count == list.count else {
@@ -77,6 +84,8 @@ enum HTTP {
         }
         return RequestParameters(values)
     }
+
+    static let nul = OAuthError.invalidRequest.with(description: "A parameter contains a NUL character.")
 
     static func json<T: Encodable>(_ value: T, status: HTTPResponse.Status = .ok, noStore: Bool = true) throws -> Response {
         let data = try jsonEncoder.encode(value)
@@ -96,13 +105,24 @@ enum HTTP {
     /// RFC 6749 §5.2 error response. 401 carries `WWW-Authenticate` (the client authenticates with Basic).
     static func error(_ error: OAuthError) -> Response {
         struct Body: Encodable { let error: String; let error_description: String }
-        var response = (try? json(Body(error: error.code, error_description: error.description),
+        var response = (try? json(Body(error: error.code, error_description: describe(error.description)),
                                    status: HTTPResponse.Status(code: error.status)))
             ?? Response(status: .internalServerError)
         if error.status == 401 {
             response.headers[.wwwAuthenticate] = "Basic realm=\"gatehouse\", charset=\"UTF-8\""
         }
         return response
+    }
+
+    /// RFC 6749 §5.2: `error_description` is limited to %x20-21 / %x23-5B / %x5D-7E. Descriptions may
+    /// quote request values, so anything else becomes `?`, and the text is cut at 200 characters.
+    static func describe(_ text: String) -> String {
+        var out = String(String.UnicodeScalarView(text.unicodeScalars.prefix(200).map { s in
+            let v = s.value
+            return (v == 0x20 || v == 0x21 || (0x23...0x5B).contains(v) || (0x5D...0x7E).contains(v)) ? s : "?"
+        }))
+        if text.unicodeScalars.count > 200 { out += "..." }
+        return out
     }
 
     /// Runs an endpoint body; OAuth errors become §5.2 responses, anything else `server_error` (logged).
@@ -157,4 +177,61 @@ extension HTTPField.Name {
     static let referrerPolicy = Self("Referrer-Policy")!
     static let xContentTypeOptions = Self("X-Content-Type-Options")!
     static let pragma = Self("Pragma")!
+}
+
+/// The keys of a JSON object's top level, as written (escapes decoded), duplicates kept; `nil` when the
+/// text is not an object. Values are skipped, not parsed (JSONSerialization parses them).
+enum TopLevelJSONKeys {
+    static func scan(_ data: Data) -> [String]? {
+        let b = [UInt8](data)
+        var i = 0
+        func ws() { while i < b.count, [0x20, 0x09, 0x0A, 0x0D].contains(b[i]) { i += 1 } }
+        /// Skips a string starting at b[i] == '"'; returns its raw bytes including quotes.
+        func string() -> ArraySlice<UInt8>? {
+            let start = i
+            i += 1
+            while i < b.count {
+                if b[i] == UInt8(ascii: "\\") { i += 2; continue }
+                if b[i] == UInt8(ascii: "\"") { i += 1; return b[start..<i] }
+                i += 1
+            }
+            return nil
+        }
+        func value() -> Bool {
+            var depth = 0
+            while i < b.count {
+                switch b[i] {
+                case UInt8(ascii: "\""): guard string() != nil else { return false }; continue
+                case UInt8(ascii: "{"), UInt8(ascii: "["): depth += 1
+                case UInt8(ascii: "}"), UInt8(ascii: "]"):
+                    if depth == 0 { return true }
+                    depth -= 1
+                case UInt8(ascii: ","): if depth == 0 { return true }
+                default: break
+                }
+                i += 1
+            }
+            return false
+        }
+        ws()
+        guard i < b.count, b[i] == UInt8(ascii: "{") else { return nil }
+        i += 1
+        var keys: [String] = []
+        ws()
+        if i < b.count, b[i] == UInt8(ascii: "}") { return keys }
+        while i < b.count {
+            ws()
+            guard i < b.count, b[i] == UInt8(ascii: "\""), let raw = string(),
+                let key = (try? JSONSerialization.jsonObject(with: Data(raw), options: .fragmentsAllowed)) as? String
+            else { return nil }
+            keys.append(key)
+            ws()
+            guard i < b.count, b[i] == UInt8(ascii: ":") else { return nil }
+            i += 1
+            guard value() else { return nil }
+            if b[i] == UInt8(ascii: "}") { return keys }
+            i += 1  // ","
+        }
+        return nil
+    }
 }

@@ -130,6 +130,25 @@ struct SecretsTests {
         #expect(try await hasher.verify("anything", hash: nil) == false)
     }
 
+    /// Beyond its limit the password gate refuses at once (503) instead of queueing.
+    @Test func passwordGateRefusesWhenFull() async throws {
+        let gate = Gate(limit: 1)
+        let (stream, release) = AsyncStream<Void>.makeStream()
+        async let first: Void = gate.run { for await _ in stream { break } }
+        try await Task.sleep(for: .milliseconds(50))
+        do {
+            try await gate.run {}
+            Issue.record("expected temporarily_unavailable")
+        } catch let e as OAuthError {
+            #expect(e.code == "temporarily_unavailable")
+            #expect(e.status == 503)
+        }
+        release.yield()
+        release.finish()
+        try await first
+        try await gate.run {}  // free again
+    }
+
     @Test func failureLimiterLocksAndExpires() {
         let clock = MutableClock()
         let limiter = FailureLimiter(maxFailures: 3, window: 60, clock: clock.clock)

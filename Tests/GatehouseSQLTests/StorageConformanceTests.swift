@@ -1,6 +1,8 @@
 import Foundation
 import GatehouseCore
 import GatehouseTestSupport
+import Logging
+import Synchronization
 import Testing
 
 @testable import GatehouseSQL
@@ -199,6 +201,20 @@ struct StorageConformanceTests {
         }
     }
 
+    /// The drivers log bind values at debug; the store never lets them (private keys are binds).
+    @Test func queriesAreNotLoggedBelowInfo() async throws {
+        let captured = Captured()
+        var logger = Logger(label: "capture", factory: { _ in CapturingLogHandler(sink: captured) })
+        logger.logLevel = .trace
+        let store = try await SQLStore.open(.sqliteMemory, logger: logger)
+        try await store.migrate()
+        _ = try await store.insertFirstKey(
+            SigningKeyRecord(kid: "k", algorithm: .es256, privatePEM: "-----BEGIN PRIVATE KEY-----SECRET", createdAt: 1, deactivatedAt: nil, retiredAt: nil))
+        _ = try await store.listKeys()
+        await store.close()
+        #expect(!captured.text.contains("SECRET"))
+    }
+
     @Test func databaseURLs() throws {
         #expect(try DatabaseURL(parsing: "sqlite::memory:") == .sqliteMemory)
         #expect(try DatabaseURL(parsing: "sqlite://data/gh.sqlite") == .sqliteFile(path: "data/gh.sqlite"))
@@ -219,6 +235,9 @@ struct StorageConformanceTests {
         defer { for s in ["", "-wal", "-shm"] { try? FileManager.default.removeItem(atPath: path + s) } }
         let first = try await SQLStore.open(.sqliteFile(path: path))
         try await first.migrate()
+        // It holds signing keys: owner-only.
+        let mode = try FileManager.default.attributesOfItem(atPath: path)[.posixPermissions] as? Int
+        #expect(mode == 0o600)
         let c = Self.client()
         try await first.insertClient(c)
         await first.close()
@@ -226,5 +245,24 @@ struct StorageConformanceTests {
         #expect(try await second.migrate() == [])
         #expect(try await second.client(id: c.id) == c)
         await second.close()
+    }
+}
+
+final class Captured: Sendable {
+    private let lines = Mutex<[String]>([])
+    func append(_ s: String) { lines.withLock { $0.append(s) } }
+    var text: String { lines.withLock { $0.joined(separator: "\n") } }
+}
+
+struct CapturingLogHandler: LogHandler {
+    let sink: Captured
+    var metadata: Logger.Metadata = [:]
+    var logLevel: Logger.Level = .trace
+    subscript(metadataKey key: String) -> Logger.Metadata.Value? {
+        get { metadata[key] }
+        set { metadata[key] = newValue }
+    }
+    func log(event: LogEvent) {
+        sink.append("\(event.message) \(event.metadata ?? [:])")
     }
 }

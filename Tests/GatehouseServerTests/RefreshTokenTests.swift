@@ -37,6 +37,10 @@ struct RefreshTokenTests {
 
             let second = try await Self.refresh(h, c, rt1)
             #expect(second.status == .ok)
+            // Without a grace period nothing but hashes is stored: no sealed successor.
+            let stored = try await h.store.refreshToken(hash: Secrets.hash(rt1))
+            #expect(stored?.usedAt != nil)
+            #expect(stored?.sealedSuccessor == nil)
             #expect(second.headers[.cacheControl] == "no-store")
             let rt2 = try #require(second.string("refresh_token"))
             #expect(rt2 != rt1)

@@ -116,6 +116,11 @@ struct TokenEndpointTests {
         .init(name: "malformed JSON", params: [], auth: .good, contentType: "application/json", rawBody: "{grant_type:", status: 400, error: "invalid_request"),
         .init(name: "JSON with an object value", params: [], auth: .good, contentType: "application/json", rawBody: #"{"grant_type":{"a":1}}"#, status: 400, error: "invalid_request"),
         .init(name: "bad percent-encoding", params: [], auth: .good, rawBody: "grant_type=%zz", status: 400, error: "invalid_request"),
+        .init(name: "repeated JSON key", params: [], auth: .good, contentType: "application/json", rawBody: #"{"grant_type":"client_credentials","scope":"read","scope":"write"}"#, status: 400, error: "invalid_request"),
+        .init(name: "repeated JSON key, escaped", params: [], auth: .good, contentType: "application/json", rawBody: #"{"grant_type":"client_credentials","scope":"read","sc\u006fpe":"write"}"#, status: 400, error: "invalid_request"),
+        .init(name: "NUL in a form value", params: [], auth: .good, rawBody: "grant_type=client_credentials&scope=re%00ad", status: 400, error: "invalid_request"),
+        .init(name: "NUL in a JSON value", params: [], auth: .good, contentType: "application/json", rawBody: #"{"grant_type":"client_credentials","scope":"re\u0000ad"}"#, status: 400, error: "invalid_request"),
+        .init(name: "implausible client id", params: [("grant_type", "client_credentials"), ("client_id", String(repeating: "a", count: 65)), ("client_secret", "x")], auth: .none, status: 401, error: "invalid_client"),
     ]
 
     @Test(arguments: refusals)
@@ -145,6 +150,18 @@ struct TokenEndpointTests {
             if refusal.status == 401 { #expect(r.headers[.wwwAuthenticate]?.hasPrefix("Basic") == true) }
             // Nothing secret leaks into errors.
             #expect(!r.body.contains(c.secret))
+        }
+    }
+
+    /// error_description keeps to RFC 6749 §5.2's characters even when it quotes the request.
+    @Test func errorDescriptionsAreSanitised() async throws {
+        try await Harness.run(.sqlite) { h in
+            let c = try await h.makeClient()
+            let r = try await h.token(c, [("grant_type", "evil\n\"grant\\" + String(repeating: "x", count: 500))])
+            #expect(r.error == "unsupported_grant_type")
+            let d = try #require(r.string("error_description"))
+            #expect(!d.contains("\n") && !d.contains("\"") && !d.contains("\\"))
+            #expect(d.count <= 203)
         }
     }
 
@@ -206,6 +223,10 @@ struct TokenEndpointTests {
             #expect(wrong.string("error_description") == unknown.string("error_description"))  // no enumeration
             let missing = try await h.token(c, [("grant_type", "password"), ("username", "alice")])
             #expect(missing.error == "invalid_request")
+            // A name no account can have is refused the same way, without work.
+            let bogus = try await h.token(c, [("grant_type", "password"), ("username", String(repeating: "z", count: 5000)), ("password", "x")])
+            #expect(bogus.error == "invalid_grant")
+            #expect(bogus.string("error_description") == unknown.string("error_description"))
         }
     }
 

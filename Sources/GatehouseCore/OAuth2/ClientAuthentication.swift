@@ -33,7 +33,11 @@ public struct ClientAuthenticator: Sendable {
             throw OAuthError.invalidClient.with(description: "Client authentication is required.")
         }
         let secret = basic?.secret ?? postSecret
-        guard let client = try await clients.client(id: id) else {
+        // Issued ids are base64url, at most 64 characters: anything else is not looked up at all.
+        let plausible = id.utf8.count <= 64 && id.utf8.allSatisfy { b in
+            (b >= 0x30 && b <= 0x39) || (b >= 0x41 && b <= 0x5A) || (b >= 0x61 && b <= 0x7A) || b == 0x2D || b == 0x5F
+        }
+        guard plausible, let client = try await clients.client(id: id) else {
             // Spend the same work as a real check so timing does not reveal which client ids exist.
             if let secret { _ = Secrets.verify(secret, hash: Self.unknownClientHash) }
             throw OAuthError.invalidClient.with(description: "Client authentication failed.", debug: "unknown client \(id)")

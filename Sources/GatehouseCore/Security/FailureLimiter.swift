@@ -24,11 +24,20 @@ public final class FailureLimiter: Sendable {
         }
     }
 
-    /// Counts an attempt and says whether it may go ahead, in one step: `false` when the key is locked.
-    /// Count before the (slow) check and `reset` on success, so parallel attempts cannot overshoot.
+    /// The most keys tracked at once. Expired entries are pruned first; when the table is still full,
+    /// new keys are refused rather than old ones evicted (evicting would let a flood wipe lockouts).
+    static let capacity = 100_000
+
+    /// Counts an attempt and says whether it may go ahead, in one step: `false` when the key is locked
+    /// (or the table is full). Count before the (slow) check and `reset` on success, so parallel
+    /// attempts cannot overshoot.
     public func admit(_ key: String) -> Bool {
         let now = clock.nowSeconds
         return table.withLock { t in
+            if t[key] == nil, t.count >= Self.capacity {
+                t = t.filter { now - $0.value.windowStart < window }
+                if t.count >= Self.capacity { return false }
+            }
             var e = t[key] ?? Entry(failures: 0, windowStart: now)
             if now - e.windowStart >= window { e = Entry(failures: 0, windowStart: now) }
             guard e.failures < maxFailures else { return false }
@@ -41,7 +50,7 @@ public final class FailureLimiter: Sendable {
     public func recordFailure(_ key: String) {
         let now = clock.nowSeconds
         table.withLock { t in
-            if t.count > 100_000 { t = t.filter { now - $0.value.windowStart < window } }
+            if t.count >= Self.capacity { t = t.filter { now - $0.value.windowStart < window } }
             var e = t[key] ?? Entry(failures: 0, windowStart: now)
             if now - e.windowStart >= window { e = Entry(failures: 0, windowStart: now) }
             e.failures += 1

@@ -2,28 +2,44 @@ import HummingbirdBcrypt
 import NIOPosix
 import Synchronization
 
-/// Slow password hashing for user passwords (bcrypt), always run on a thread pool, never on an event loop.
+/// Slow password hashing for user passwords (bcrypt), never on an event loop.
+///
+/// bcrypt runs on a pool of its own (not `NIOThreadPool.singleton`, where SQLite does its I/O), and at
+/// most `maxPending` checks may wait or run at once: beyond that the request is refused with
+/// `temporarily_unavailable` instead of queueing, so a flood of password guesses cannot stall the
+/// database work of every other request.
 public struct PasswordHasher: Sendable {
     public let cost: UInt8
     private let threadPool: NIOThreadPool
+    private let gate: Gate
 
     /// Cost 12 by default; tests may lower it (minimum 4).
-    public init(cost: UInt8 = 12, threadPool: NIOThreadPool = .singleton) {
+    public init(cost: UInt8 = 12, threadPool: NIOThreadPool = PasswordHasher.sharedPool, maxPending: Int = 16) {
         self.cost = max(4, cost)
         self.threadPool = threadPool
+        self.gate = Gate(limit: maxPending)
     }
+
+    /// Two threads for bcrypt, started once, separate from the SQLite pool.
+    public static let sharedPool: NIOThreadPool = {
+        let pool = NIOThreadPool(numberOfThreads: 2)
+        pool.start()
+        return pool
+    }()
 
     public func hash(_ password: String) async throws -> String {
         let cost = self.cost
-        return try await threadPool.runIfActive { Bcrypt.hash(password, cost: cost) }
+        return try await gate.run { try await threadPool.runIfActive { Bcrypt.hash(password, cost: cost) } }
     }
 
     /// Verifies a password. With `hash == nil` (unknown user) it still spends the same time on a dummy
     /// hash, so response time does not reveal whether the account exists.
     public func verify(_ password: String, hash: String?) async throws -> Bool {
         let cost = self.cost
-        let ok = try await threadPool.runIfActive {
-            Bcrypt.verify(password, hash: hash ?? PasswordHasher.dummyHash(cost: cost))
+        let ok = try await gate.run {
+            try await threadPool.runIfActive {
+                Bcrypt.verify(password, hash: hash ?? PasswordHasher.dummyHash(cost: cost))
+            }
         }
         return ok && hash != nil
     }
@@ -38,4 +54,21 @@ public struct PasswordHasher: Sendable {
         }
     }
     private static let dummies = Mutex<[UInt8: String]>([:])
+}
+
+/// Admits at most `limit` concurrent operations; the rest fail at once with `temporarily_unavailable`.
+final class Gate: Sendable {
+    private let inFlight = Atomic<Int>(0)
+    let limit: Int
+    init(limit: Int) { self.limit = limit }
+
+    func run<T: Sendable>(_ body: () async throws -> T) async throws -> T {
+        guard inFlight.wrappingAdd(1, ordering: .relaxed).newValue <= limit else {
+            inFlight.wrappingSubtract(1, ordering: .relaxed)
+            throw OAuthError.temporarilyUnavailable.with(
+                description: "Too many password checks in progress; retry shortly.", debug: "password gate full")
+        }
+        defer { inFlight.wrappingSubtract(1, ordering: .relaxed) }
+        return try await body()
+    }
 }

@@ -14,6 +14,10 @@ public final class CachingStorage: GatehouseStorage {
     let clock: Clock
     private let clients = Mutex<[String: (record: ClientRecord, until: Int64)]>([:])
     private let notRevoked = Mutex<[String: Int64]>([:])
+    /// Bumped by every invalidation: a lookup that started before one does not fill the cache with a
+    /// result that may predate it.
+    private let clientGeneration = Atomic<Int>(0)
+    private let revocationGeneration = Atomic<Int>(0)
     private static let capacity = 10_000
 
     public init(_ base: any GatehouseStorage, ttl: Int64, clock: Clock) {
@@ -30,9 +34,11 @@ public final class CachingStorage: GatehouseStorage {
     public func client(id: String) async throws -> ClientRecord? {
         let now = nowMillis
         if ttl > 0, let hit = clients.withLock({ $0[id] }), hit.until > now { return hit.record }
+        let generation = clientGeneration.load(ordering: .acquiring)
         guard let record = try await base.client(id: id) else { return nil }
         if ttl > 0 {
             clients.withLock { t in
+                guard clientGeneration.load(ordering: .acquiring) == generation else { return }
                 if t.count >= Self.capacity { t.removeAll(keepingCapacity: true) }
                 t[id] = (record, now + ttl * 1000)
             }
@@ -44,9 +50,11 @@ public final class CachingStorage: GatehouseStorage {
         let key = "\(jti)\u{0}\(grantID ?? "")\u{0}\(clientID)"
         let now = nowMillis
         if ttl > 0, let until = notRevoked.withLock({ $0[key] }), until > now { return false }
+        let generation = revocationGeneration.load(ordering: .acquiring)
         let revoked = try await base.isAccessTokenRevoked(jti: jti, grantID: grantID, clientID: clientID)
         if ttl > 0, !revoked {
             notRevoked.withLock { t in
+                guard revocationGeneration.load(ordering: .acquiring) == generation else { return }
                 if t.count >= Self.capacity { t.removeAll(keepingCapacity: true) }
                 t[key] = now + ttl * 1000
             }
@@ -54,19 +62,32 @@ public final class CachingStorage: GatehouseStorage {
         return revoked
     }
 
-    private func forgetRevocations() { notRevoked.withLock { $0.removeAll() } }
-    private func forgetClient(_ id: String) { clients.withLock { _ = $0.removeValue(forKey: id) } }
+    private func forgetRevocations() {
+        notRevoked.withLock { t in
+            revocationGeneration.wrappingAdd(1, ordering: .releasing)
+            t.removeAll()
+        }
+    }
+    private func forgetClient(_ id: String) {
+        clients.withLock { t in
+            clientGeneration.wrappingAdd(1, ordering: .releasing)
+            t.removeValue(forKey: id)
+        }
+    }
 
     // MARK: writes that invalidate
 
     public func deleteClient(id: String, at time: Int64) async throws -> Bool {
-        defer { forgetClient(id); forgetRevocations() }
-        return try await base.deleteClient(id: id, at: time)
+        let deleted = try await base.deleteClient(id: id, at: time)
+        forgetClient(id)
+        forgetRevocations()
+        return deleted
     }
 
     public func updateClientSecret(id: String, secretHash: String, at time: Int64) async throws -> Bool {
-        defer { forgetClient(id) }
-        return try await base.updateClientSecret(id: id, secretHash: secretHash, at: time)
+        let updated = try await base.updateClientSecret(id: id, secretHash: secretHash, at: time)
+        forgetClient(id)
+        return updated
     }
 
     public func revokeGrant(id: String, at time: Int64) async throws {
@@ -103,7 +124,7 @@ public final class CachingStorage: GatehouseStorage {
     }
     public func grant(id: String) async throws -> GrantRecord? { try await base.grant(id: id) }
     public func refreshToken(hash: String) async throws -> RefreshTokenRecord? { try await base.refreshToken(hash: hash) }
-    public func rotateRefreshToken(hash: String, usedAt: Int64, sealedSuccessor: String, next: RefreshTokenRecord)
+    public func rotateRefreshToken(hash: String, usedAt: Int64, sealedSuccessor: String?, next: RefreshTokenRecord)
         async throws -> RotationOutcome
     {
         try await base.rotateRefreshToken(hash: hash, usedAt: usedAt, sealedSuccessor: sealedSuccessor, next: next)

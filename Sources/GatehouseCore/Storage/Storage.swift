@@ -65,7 +65,7 @@ public protocol TokenStore: Sendable {
     func grant(id: String) async throws -> GrantRecord?
     func refreshToken(hash: String) async throws -> RefreshTokenRecord?
     /// Atomically marks `hash` used (only if unused), stores the sealed successor on it and inserts `next`.
-    func rotateRefreshToken(hash: String, usedAt: Int64, sealedSuccessor: String, next: RefreshTokenRecord)
+    func rotateRefreshToken(hash: String, usedAt: Int64, sealedSuccessor: String?, next: RefreshTokenRecord)
         async throws -> RotationOutcome
     /// Revokes a grant (idempotent): its refresh tokens and access tokens stop being valid.
     func revokeGrant(id: String, at time: Int64) async throws
@@ -73,7 +73,8 @@ public protocol TokenStore: Sendable {
     func revokeAccessToken(jti: String, expiresAt: Int64) async throws
     /// `true` when the access token `jti` or the grant it came from was revoked, or its client deleted.
     func isAccessTokenRevoked(jti: String, grantID: String?, clientID: String) async throws -> Bool
-    /// Deletes expired refresh tokens and revocation entries. Returns the number of rows removed.
+    /// Deletes expired refresh tokens and revocation entries, and erases sealed successors of tokens used
+    /// more than the longest grace period (5 minutes) before `time`. Returns the number of rows removed.
     func purgeExpired(before time: Int64) async throws -> Int
 }
 

@@ -76,7 +76,8 @@ public struct Administration: Sendable {
         return (record, secret)
     }
 
-    /// Replaces a confidential client's secret. The old one stops working at once.
+    /// Replaces a confidential client's secret. The old one stops working at once in the database; a
+    /// running server sees the change within its `cache_ttl`.
     public func rotateSecret(clientID: String) async throws -> String {
         guard let client = try await storage.client(id: clientID) else { throw ValidationError("no client '\(clientID)'") }
         guard !client.isPublic else { throw ValidationError("client '\(clientID)' is public and has no secret") }
@@ -96,9 +97,7 @@ public struct Administration: Sendable {
         -> UserRecord
     {
         let username = username.trimmingCharacters(in: .whitespacesAndNewlines)
-        guard (1...150).contains(username.count),
-            username.unicodeScalars.allSatisfy({ CharacterSet.alphanumerics.contains($0) || "._-@+".unicodeScalars.contains($0) })
-        else {
+        guard Self.isValidUsername(username) else {
             throw ValidationError("--username must be 1 to 150 letters, digits or . _ - @ +")
         }
         if let email, !(email.contains("@") && !email.contains(" ") && email.count <= 254) {
@@ -117,6 +116,14 @@ public struct Administration: Sendable {
             throw ValidationError("the username '\(username)' is already taken")
         }
         return user
+    }
+
+    /// 1 to 150 letters, digits or `. _ - @ +`.
+    public static func isValidUsername(_ username: String) -> Bool {
+        (1...150).contains(username.count)
+            && username.unicodeScalars.allSatisfy {
+                CharacterSet.alphanumerics.contains($0) || "._-@+".unicodeScalars.contains($0)
+            }
     }
 
     public func createScope(name: String, description: String?, isDefault: Bool) async throws -> ScopeRecord {

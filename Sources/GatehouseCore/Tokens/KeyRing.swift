@@ -54,7 +54,13 @@ public final class KeyRing: Sendable {
     @discardableResult
     public func reload(from store: any KeyStore) async throws -> Snapshot {
         let now = clock.nowSeconds
-        let retention = try await store.raiseKeyRetention(atLeast: self.retention)
+        // Recording our retention is a write; if it fails, still reload (with the largest value known).
+        let retention: Int64
+        do {
+            retention = try await store.raiseKeyRetention(atLeast: self.retention)
+        } catch {
+            retention = max(self.retention, (try? await store.keyRetention()) ?? 0)
+        }
         let records = try await store.listKeys()
         let plan = KeyRing.plan(records, now: now, retention: retention)
         if !plan.toRetire.isEmpty {

@@ -13,8 +13,10 @@ public struct PasswordGrant: TokenGrant {
         let password = try parameters.required("password")
         let scope = try context.resolveScope(try parameters.single("scope"), client: client)
         let resources = try context.resolveResources(parameters.all("resource"), allowed: client.resources)
-        let limiterKey = username.lowercased()
         let failed = OAuthError.invalidGrant.with(description: "Invalid username or password.")
+        // A name no account can have costs no bcrypt and no lockout entry (but gets the same answer).
+        guard Administration.isValidUsername(username), password.utf8.count <= 1024 else { throw failed }
+        let limiterKey = username.lowercased()
         // Counted before the (slow) check, atomically, so parallel guesses cannot slip under the limit.
         guard context.passwordLimiter.admit(limiterKey) else {
             throw failed.with(description: "Too many failed attempts; try again later.", debug: "locked out: \(username)")

@@ -63,7 +63,10 @@ public struct RefreshTokenGrant: TokenGrant {
         let response = TokenResponse(
             access_token: access.token, expires_in: access.expiresIn, scope: scope.description,
             refresh_token: next.raw)
-        let sealed = try SuccessorSeal.seal(response, expiresAt: now + access.expiresIn, with: raw)
+        // Only with a grace period is the successor kept (sealed) for a retry; otherwise nothing but
+        // hashes is stored.
+        let sealed = context.settings.refreshGracePeriod > 0
+            ? try SuccessorSeal.seal(response, expiresAt: now + access.expiresIn, with: raw) : nil
         switch try await context.storage.rotateRefreshToken(
             hash: record.hash, usedAt: now, sealedSuccessor: sealed, next: next.record)
         {
