@@ -14,6 +14,8 @@ let package = Package(
         .library(name: "GatehouseCore", targets: ["GatehouseCore"]),
         .library(name: "GatehouseSQL", targets: ["GatehouseSQL"]),
         .library(name: "GatehouseServer", targets: ["GatehouseServer"]),
+        .library(name: "GatehouseResourceServer", targets: ["GatehouseResourceServer"]),
+        .library(name: "GatehouseResourceServerHummingbird", targets: ["GatehouseResourceServerHummingbird"]),
     ],
     dependencies: [
         .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.28.1"),
@@ -29,6 +31,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-nio-ssl.git", from: "2.37.6"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
         .package(url: "https://github.com/apple/swift-http-types.git", from: "1.8.0"),
+        .package(url: "https://github.com/swift-server/async-http-client.git", from: "1.37.0"),
     ],
     targets: [
         // Protocol logic: no HTTP framework, no SQL.
@@ -70,6 +73,29 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        // For APIs: verify Gatehouse access tokens (framework-free).
+        .target(
+            name: "GatehouseResourceServer",
+            dependencies: [
+                .product(name: "JWTKit", package: "jwt-kit"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        // The Hummingbird middleware on top of it.
+        .target(
+            name: "GatehouseResourceServerHummingbird",
+            dependencies: [
+                "GatehouseResourceServer",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HTTPTypes", package: "swift-http-types"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
         .executableTarget(
             name: "gatehouse",
             dependencies: [
@@ -98,6 +124,18 @@ let package = Package(
             name: "GatehouseSQLTests",
             dependencies: [
                 "GatehouseSQL", "GatehouseCore", "GatehouseTestSupport", .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "GatehouseResourceServerTests",
+            dependencies: [
+                "GatehouseResourceServer", "GatehouseResourceServerHummingbird", "GatehouseCore",
+                .product(name: "JWTKit", package: "jwt-kit"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HummingbirdTesting", package: "hummingbird"),
+                .product(name: "HTTPTypes", package: "swift-http-types"),
             ],
             swiftSettings: swiftSettings
         ),

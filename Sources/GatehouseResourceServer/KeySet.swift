@@ -1,0 +1,117 @@
+import Foundation
+import JWTKit
+
+/// The issuer's published keys, fetched from its JWKS and kept for the HTTP cache lifetime.
+///
+/// - Refreshes in the background when the cache lifetime has passed (requests keep using the old set,
+///   which is also kept when a refresh fails).
+/// - A token with an unknown `kid` triggers one refresh, but not more often than
+///   `minimumRefreshInterval`, so a flood of forged `kid`s cannot hammer the issuer.
+/// - Concurrent requests that need a refresh share one fetch.
+actor KeySet {
+    struct Snapshot: Sendable {
+        let collection: JWTKeyCollection
+        /// kid → the key's `alg` (JWKs without `alg` or `kid` are skipped).
+        let algorithms: [String: String]
+        let fetchedAt: Date
+        let expiresAt: Date
+    }
+
+    private let jwksURL: @Sendable () async throws -> String
+    private let fetcher: any HTTPFetching
+    private let minimumRefreshInterval: TimeInterval
+    private let defaultLifetime: TimeInterval
+    private let now: @Sendable () -> Date
+    private var current: Snapshot?
+    private var inFlight: Task<Snapshot, any Error>?
+    /// When an unknown `kid` last caused a refresh (first fetches and background refreshes do not count,
+    /// so a key rotated in just after a fetch is still picked up at once).
+    private var lastKidRefresh: Date?
+    private var backgroundRefreshScheduled = false
+    private var retryBackgroundAfter = Date.distantPast
+    private func backgroundRefreshDone(ok: Bool) {
+        backgroundRefreshScheduled = false
+        if !ok { retryBackgroundAfter = now() + minimumRefreshInterval }
+    }
+    /// How many times the JWKS was fetched (for tests and metrics).
+    private(set) var fetchCount = 0
+
+    init(
+        jwksURL: @escaping @Sendable () async throws -> String, fetcher: any HTTPFetching,
+        minimumRefreshInterval: TimeInterval, defaultLifetime: TimeInterval, now: @escaping @Sendable () -> Date
+    ) {
+        self.jwksURL = jwksURL
+        self.fetcher = fetcher
+        self.minimumRefreshInterval = minimumRefreshInterval
+        self.defaultLifetime = defaultLifetime
+        self.now = now
+    }
+
+    /// The key set that should hold `kid`: fetched on first use, refreshed when stale or (rate-limited)
+    /// when `kid` is unknown.
+    func snapshot(for kid: String) async throws -> Snapshot {
+        guard let snapshot = current else { return try await refresh() }
+        if snapshot.algorithms[kid] != nil {
+            if now() >= snapshot.expiresAt, inFlight == nil, !backgroundRefreshScheduled,
+                now() >= retryBackgroundAfter
+            {
+                // Stale: refresh in the background (once), answer with what we have. After a failure, wait
+                // the minimum interval before trying again (an unreachable issuer is not hammered).
+                backgroundRefreshScheduled = true
+                Task {
+                    let ok = (try? await self.refresh()) != nil
+                    await self.backgroundRefreshDone(ok: ok)
+                }
+            }
+            return snapshot
+        }
+        // Unknown kid: one refresh, rate-limited (a failed attempt counts too).
+        if inFlight == nil {
+            if let last = lastKidRefresh, now().timeIntervalSince(last) < minimumRefreshInterval { return snapshot }
+            lastKidRefresh = now()
+        }
+        return (try? await refresh()) ?? snapshot
+    }
+
+    /// Fetches the JWKS once for all concurrent callers.
+    @discardableResult
+    func refresh() async throws -> Snapshot {
+        if let inFlight { return try await inFlight.value }
+        let task = Task { try await self.fetch() }
+        inFlight = task
+        defer { inFlight = nil }
+        let snapshot = try await task.value
+        current = snapshot
+        return snapshot
+    }
+
+    private func fetch() async throws -> Snapshot {
+        fetchCount += 1
+        let url = try await jwksURL()
+        let response: FetchedResponse
+        do {
+            response = try await fetcher.get(url)
+        } catch {
+            throw ResourceServerError.unavailable("JWKS \(url) unreachable: \(error)")
+        }
+        guard response.status == 200 else { throw ResourceServerError.unavailable("JWKS \(url) answered \(response.status)") }
+        let jwks: JWKS
+        do {
+            jwks = try JSONDecoder().decode(JWKS.self, from: Data(response.body))
+        } catch {
+            throw ResourceServerError.unavailable("JWKS \(url) is not a JWK set")
+        }
+        let collection = JWTKeyCollection()
+        var algorithms: [String: String] = [:]
+        for key in jwks.keys {
+            // Only signing keys with a kid and an explicit asymmetric alg are trusted.
+            guard let kid = key.keyIdentifier?.string, let alg = key.algorithm?.rawValue,
+                TokenVerifier.asymmetricAlgorithms.contains(alg)
+            else { continue }
+            if (try? await collection.add(jwk: key)) != nil { algorithms[kid] = alg }
+        }
+        let lifetime = response.maxAge.map { min(max(TimeInterval($0), 60), 86_400) } ?? defaultLifetime
+        let fetchedAt = now()
+        return Snapshot(collection: collection, algorithms: algorithms, fetchedAt: fetchedAt, expiresAt: fetchedAt + lifetime)
+    }
+}

@@ -1,0 +1,203 @@
+import Crypto
+import Foundation
+import JWTKit
+import Synchronization
+
+/// Verifies the access tokens APIs receive as `Authorization: Bearer <token>`.
+public protocol AccessTokenVerifying: Sendable {
+    func verify(_ token: String) async throws -> AccessToken
+}
+
+extension AccessTokenVerifying {
+    /// Reads `Authorization: Bearer <token>` (RFC 6750 §2.1) and verifies the token. Tokens in query
+    /// strings or bodies are never looked at.
+    public func verify(authorizationHeader header: String?) async throws -> AccessToken {
+        guard let header, !header.trimmingCharacters(in: .whitespaces).isEmpty else {
+            throw ResourceServerError.authorizationHeaderMissing()
+        }
+        let parts = header.split(separator: " ", maxSplits: 1, omittingEmptySubsequences: true)
+        guard parts.count == 2 else { throw ResourceServerError.tokenInvalidFormat("expected '<scheme> <token>'") }
+        guard parts[0].lowercased() == "bearer" else { throw ResourceServerError.tokenTypeNotSupported(String(parts[0])) }
+        let token = parts[1].trimmingCharacters(in: .whitespaces)
+        // RFC 6750 §2.1 b64token
+        let allowed = Set("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~+/=".utf8)
+        guard !token.isEmpty, token.utf8.count <= 16_384, token.utf8.allSatisfy(allowed.contains) else {
+            throw ResourceServerError.tokenInvalidFormat("not a bearer token")
+        }
+        return try await verify(token)
+    }
+}
+
+/// Verifies JWT access tokens (RFC 9068) in-process against the issuer's JWKS.
+///
+/// Rejects (SECURITY.md, "Resource servers"): `alg: none` and HMAC algorithms; algorithms outside the
+/// allowed set; a header `alg` different from the key's; `typ` other than `at+jwt` (an ID token used as
+/// an access token); `crit`; wrong or missing `iss`/`aud`; `exp` in the past or `nbf`/`iat` in the
+/// future beyond the leeway; bad signatures. The `jwk`, `jku` and `x5u` headers are ignored: only the
+/// configured JWKS is trusted.
+public struct TokenVerifier: AccessTokenVerifying {
+    public struct Configuration: Sendable {
+        /// The issuer identifier, compared exactly with `iss`.
+        public var issuer: String
+        /// Accepted audiences: `aud` must contain one of them. Required (an API must know who it is).
+        public var audiences: [String]
+        /// The JWKS URL; `nil` reads `jwks_uri` from the issuer's discovery document.
+        public var jwksURL: String?
+        /// Accepted JWS algorithms (asymmetric only; `none` and HS* are never accepted).
+        public var algorithms: Set<String> = TokenVerifier.asymmetricAlgorithms
+        /// Clock-skew leeway for `exp`, `nbf` and `iat`, in seconds.
+        public var leeway: TimeInterval = 60
+        /// The least time between two refreshes triggered by unknown `kid`s.
+        public var minimumRefreshInterval: TimeInterval = 10
+        /// Key-set lifetime when the JWKS response has no `max-age`.
+        public var defaultKeySetLifetime: TimeInterval = 300
+
+        public init(issuer: String, audiences: [String], jwksURL: String? = nil) {
+            self.issuer = issuer
+            self.audiences = audiences
+            self.jwksURL = jwksURL
+        }
+    }
+
+    public static let asymmetricAlgorithms: Set<String> = [
+        "ES256", "ES384", "ES512", "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "EdDSA",
+    ]
+
+    public let configuration: Configuration
+    let keys: KeySet
+    let now: @Sendable () -> Date
+
+    public init(
+        _ configuration: Configuration, fetcher: any HTTPFetching = AsyncHTTPClientFetcher(),
+        now: @escaping @Sendable () -> Date = { Date() }
+    ) {
+        precondition(!configuration.audiences.isEmpty, "configure at least one audience")
+        var configuration = configuration
+        configuration.algorithms = configuration.algorithms.intersection(Self.asymmetricAlgorithms)
+        self.configuration = configuration
+        self.now = now
+        let issuer = configuration.issuer
+        let explicit = configuration.jwksURL
+        let discovered = Discovery(issuer: issuer, fetcher: fetcher)
+        self.keys = KeySet(
+            jwksURL: { if let explicit { return explicit }; return try await discovered.jwksURI() }, fetcher: fetcher,
+            minimumRefreshInterval: configuration.minimumRefreshInterval,
+            defaultLifetime: configuration.defaultKeySetLifetime, now: now)
+    }
+
+    /// Fetches the key set now (optional: the first request would).
+    public func prefetch() async throws { try await keys.refresh() }
+
+    /// How many times the JWKS has been fetched.
+    public var keySetFetchCount: Int { get async { await keys.fetchCount } }
+
+    public func verify(_ token: String) async throws -> AccessToken {
+        let parts = token.split(separator: ".", omittingEmptySubsequences: false)
+        guard parts.count == 3, token.utf8.count <= 16_384 else { throw ResourceServerError.invalidToken("not a JWS") }
+        guard let headerData = Base64URLDecoding.decode(parts[0]),
+            let header = try? JSONDecoder().decode(Header.self, from: headerData)
+        else { throw ResourceServerError.invalidToken("malformed header") }
+        guard let alg = header.alg, configuration.algorithms.contains(alg) else {
+            throw ResourceServerError.invalidToken("algorithm \(header.alg ?? "none") not accepted")
+        }
+        // RFC 9068 §4: typ must be at+jwt.
+        guard let typ = header.typ?.lowercased(), typ == "at+jwt" || typ == "application/at+jwt" else {
+            throw ResourceServerError.invalidToken("typ \(header.typ ?? "missing") is not at+jwt")
+        }
+        guard header.crit == nil else { throw ResourceServerError.invalidToken("crit header not supported") }
+        guard let kid = header.kid else { throw ResourceServerError.invalidToken("no kid") }
+        let snapshot = try await keys.snapshot(for: kid)
+        guard let keyAlg = snapshot.algorithms[kid] else { throw ResourceServerError.invalidToken("unknown kid") }
+        guard keyAlg == alg else { throw ResourceServerError.invalidToken("alg \(alg) does not match the key's \(keyAlg)") }
+
+        let payload: RawClaims
+        do {
+            payload = try await snapshot.collection.verify(token, as: RawClaims.self)
+        } catch {
+            throw ResourceServerError.invalidToken("signature: \(error)")
+        }
+        let claims = payload.claims
+        guard claims["iss"]?.string == configuration.issuer else { throw ResourceServerError.invalidToken("wrong iss") }
+        let audiences: [String]
+        switch claims["aud"] {
+        case .string(let a)?: audiences = [a]
+        case .array(let list)?: audiences = list.compactMap(\.string)
+        default: audiences = []
+        }
+        guard audiences.contains(where: configuration.audiences.contains) else {
+            throw ResourceServerError.invalidToken("wrong aud")
+        }
+        let t = now().timeIntervalSince1970
+        guard let exp = claims["exp"]?.number, exp + configuration.leeway > t else {
+            throw ResourceServerError.invalidToken("expired")
+        }
+        if let nbf = claims["nbf"]?.number, nbf > t + configuration.leeway { throw ResourceServerError.invalidToken("not yet valid") }
+        if let iat = claims["iat"]?.number, iat > t + configuration.leeway { throw ResourceServerError.invalidToken("issued in the future") }
+        return try AccessToken(claims: claims)
+    }
+
+    struct Header: Decodable {
+        var alg: String?
+        var typ: String?
+        var kid: String?
+        var crit: [String]?
+    }
+
+    struct RawClaims: JWTPayload {
+        var claims: [String: JSONValue]
+        init(from decoder: any Decoder) throws { claims = try [String: JSONValue](from: decoder) }
+        func encode(to encoder: any Encoder) throws { try claims.encode(to: encoder) }
+        func verify(using algorithm: some JWTAlgorithm) throws {}
+    }
+}
+
+/// Reads `jwks_uri` (and `introspection_endpoint`) from the issuer's metadata, once.
+final class Discovery: Sendable {
+    let issuer: String
+    let fetcher: any HTTPFetching
+    private let cached = Mutex<[String: JSONValue]?>(nil)
+
+    init(issuer: String, fetcher: any HTTPFetching) {
+        self.issuer = issuer
+        self.fetcher = fetcher
+    }
+
+    func document() async throws -> [String: JSONValue] {
+        if let doc = cached.withLock({ $0 }) { return doc }
+        let base = issuer.hasSuffix("/") ? String(issuer.dropLast()) : issuer
+        for path in ["/.well-known/openid-configuration", "/.well-known/oauth-authorization-server"] {
+            guard let r = try? await fetcher.get(base + path), r.status == 200,
+                let doc = try? JSONDecoder().decode([String: JSONValue].self, from: Data(r.body))
+            else { continue }
+            // RFC 8414 §3.3: the metadata's issuer must be the one we asked.
+            guard doc["issuer"]?.string == issuer else {
+                throw ResourceServerError.unavailable("discovery issuer mismatch at \(base + path)")
+            }
+            cached.withLock { $0 = doc }
+            return doc
+        }
+        throw ResourceServerError.unavailable("no discovery document at \(issuer)")
+    }
+
+    func jwksURI() async throws -> String {
+        guard let uri = try await document()["jwks_uri"]?.string else {
+            throw ResourceServerError.unavailable("discovery has no jwks_uri")
+        }
+        return uri
+    }
+
+    func introspectionEndpoint() async throws -> String {
+        guard let uri = try await document()["introspection_endpoint"]?.string else {
+            throw ResourceServerError.unavailable("discovery has no introspection_endpoint")
+        }
+        return uri
+    }
+}
+
+enum Base64URLDecoding {
+    static func decode(_ s: Substring) -> Data? {
+        var b = Array(s.utf8).map { c -> UInt8 in c == UInt8(ascii: "-") ? UInt8(ascii: "+") : c == UInt8(ascii: "_") ? UInt8(ascii: "/") : c }
+        while b.count % 4 != 0 { b.append(UInt8(ascii: "=")) }
+        return Data(base64Encoded: Data(b))
+    }
+}
