@@ -11,6 +11,7 @@ let package = Package(
     platforms: [.macOS(.v15)],
     products: [
         .executable(name: "gatehouse", targets: ["gatehouse"]),
+        .executable(name: "notes-api", targets: ["NotesAPI"]),
         .library(name: "GatehouseCore", targets: ["GatehouseCore"]),
         .library(name: "GatehouseSQL", targets: ["GatehouseSQL"]),
         .library(name: "GatehouseServer", targets: ["GatehouseServer"]),
@@ -94,6 +95,18 @@ let package = Package(
                 .product(name: "HTTPTypes", package: "swift-http-types"),
                 .product(name: "Logging", package: "swift-log"),
             ],
+            swiftSettings: swiftSettings
+        ),
+        // Example API protected by the resource-server library (README, end-to-end tests).
+        .executableTarget(
+            name: "NotesAPI",
+            dependencies: [
+                "GatehouseResourceServer", "GatehouseResourceServerHummingbird",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            path: "Examples/NotesAPI",
             swiftSettings: swiftSettings
         ),
         .executableTarget(
