@@ -109,6 +109,15 @@ let package = Package(
             path: "Examples/NotesAPI",
             swiftSettings: swiftSettings
         ),
+        // In-process verification benchmark (Benchmarks/verify.sh).
+        .executableTarget(
+            name: "verify-bench",
+            dependencies: [
+                "GatehouseCore", "GatehouseResourceServer", .product(name: "JWTKit", package: "jwt-kit"),
+            ],
+            path: "Benchmarks/VerifyBenchmark",
+            swiftSettings: swiftSettings
+        ),
         .executableTarget(
             name: "gatehouse",
             dependencies: [

@@ -51,6 +51,19 @@ public enum JSONValue: Sendable, Equatable, Codable {
     case object([String: JSONValue])
     case null
 
+    /// From a JSONSerialization value.
+    init(any value: Any) {
+        switch value {
+        case let s as String: self = .string(s)
+        case let n as NSNumber:
+            // JSONSerialization gives booleans as NSNumber too (objCType "c"); numbers use other types.
+            if String(cString: n.objCType) == "c" { self = .bool(n.boolValue) } else { self = .number(n.doubleValue) }
+        case let a as [Any]: self = .array(a.map(JSONValue.init(any:)))
+        case let o as [String: Any]: self = .object(o.mapValues(JSONValue.init(any:)))
+        default: self = .null
+        }
+    }
+
     public var string: String? { if case .string(let s) = self { return s } else { return nil } }
     public var number: Double? { if case .number(let n) = self { return n } else { return nil } }
 

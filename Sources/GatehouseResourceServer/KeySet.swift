@@ -1,5 +1,6 @@
 import Foundation
 import JWTKit
+import Synchronization
 
 /// The issuer's published keys, fetched from its JWKS and kept for the HTTP cache lifetime.
 ///
@@ -13,8 +14,22 @@ actor KeySet {
         let collection: JWTKeyCollection
         /// kid → the key's `alg` (JWKs without `alg` or `kid` are skipped).
         let algorithms: [String: String]
+        /// kid → the verifying key, resolved once per fetch.
+        let verifiers: [String: any JWTAlgorithm]
         let fetchedAt: Date
         let expiresAt: Date
+    }
+
+    /// The current snapshot for lock-free reads on the hot path (no actor hop while it is fresh).
+    nonisolated let published = Mutex<Snapshot?>(nil)
+
+    /// The fresh snapshot holding `kid`, without entering the actor; `nil` sends the caller to
+    /// `snapshot(for:)`.
+    nonisolated func freshSnapshot(for kid: String, now: Date) -> Snapshot? {
+        published.withLock { s in
+            guard let s, s.verifiers[kid] != nil, now < s.expiresAt else { return nil }
+            return s
+        }
     }
 
     private let jwksURL: @Sendable () async throws -> String
@@ -82,6 +97,7 @@ actor KeySet {
         defer { inFlight = nil }
         let snapshot = try await task.value
         current = snapshot
+        published.withLock { $0 = snapshot }
         return snapshot
     }
 
@@ -103,15 +119,20 @@ actor KeySet {
         }
         let collection = JWTKeyCollection()
         var algorithms: [String: String] = [:]
+        var verifiers: [String: any JWTAlgorithm] = [:]
         for key in jwks.keys {
             // Only signing keys with a kid and an explicit asymmetric alg are trusted.
             guard let kid = key.keyIdentifier?.string, let alg = key.algorithm?.rawValue,
-                TokenVerifier.asymmetricAlgorithms.contains(alg)
+                TokenVerifier.asymmetricAlgorithms.contains(alg), (try? await collection.add(jwk: key)) != nil,
+                let verifier = try? await collection.getKey(for: JWKIdentifier(string: kid), alg: alg)
             else { continue }
-            if (try? await collection.add(jwk: key)) != nil { algorithms[kid] = alg }
+            algorithms[kid] = alg
+            verifiers[kid] = verifier
         }
         let lifetime = response.maxAge.map { min(max(TimeInterval($0), 60), 86_400) } ?? defaultLifetime
         let fetchedAt = now()
-        return Snapshot(collection: collection, algorithms: algorithms, fetchedAt: fetchedAt, expiresAt: fetchedAt + lifetime)
+        return Snapshot(
+            collection: collection, algorithms: algorithms, verifiers: verifiers, fetchedAt: fetchedAt,
+            expiresAt: fetchedAt + lifetime)
     }
 }

@@ -65,6 +65,7 @@ public struct TokenVerifier: AccessTokenVerifying {
 
     public let configuration: Configuration
     let keys: KeySet
+    let headers = HeaderCache()
     let now: @Sendable () -> Date
 
     public init(
@@ -92,31 +93,32 @@ public struct TokenVerifier: AccessTokenVerifying {
     public var keySetFetchCount: Int { get async { await keys.fetchCount } }
 
     public func verify(_ token: String) async throws -> AccessToken {
-        let parts = token.split(separator: ".", omittingEmptySubsequences: false)
-        guard parts.count == 3, token.utf8.count <= 16_384 else { throw ResourceServerError.invalidToken("not a JWS") }
-        guard let headerData = Base64URLDecoding.decode(parts[0]),
-            let header = try? JSONDecoder().decode(Header.self, from: headerData)
-        else { throw ResourceServerError.invalidToken("malformed header") }
-        guard let alg = header.alg, configuration.algorithms.contains(alg) else {
-            throw ResourceServerError.invalidToken("algorithm \(header.alg ?? "none") not accepted")
+        let utf8 = Array(token.utf8)
+        guard utf8.count <= 16_384, let dot1 = utf8.firstIndex(of: UInt8(ascii: ".")),
+            let dot2 = utf8[(dot1 + 1)...].firstIndex(of: UInt8(ascii: ".")),
+            !utf8[(dot2 + 1)...].contains(UInt8(ascii: "."))
+        else { throw ResourceServerError.invalidToken("not a JWS") }
+        // Tokens of one issuer key share their header segment: its checked form is remembered.
+        let (alg, kid) = try headers.checked(utf8[..<dot1]) { try self.checkHeader($0) }
+        let current = now()
+        let snapshot: KeySet.Snapshot
+        if let fresh = keys.freshSnapshot(for: kid, now: current) {
+            snapshot = fresh
+        } else {
+            snapshot = try await keys.snapshot(for: kid)
         }
-        // RFC 9068 §4: typ must be at+jwt.
-        guard let typ = header.typ?.lowercased(), typ == "at+jwt" || typ == "application/at+jwt" else {
-            throw ResourceServerError.invalidToken("typ \(header.typ ?? "missing") is not at+jwt")
-        }
-        guard header.crit == nil else { throw ResourceServerError.invalidToken("crit header not supported") }
-        guard let kid = header.kid else { throw ResourceServerError.invalidToken("no kid") }
-        let snapshot = try await keys.snapshot(for: kid)
-        guard let keyAlg = snapshot.algorithms[kid] else { throw ResourceServerError.invalidToken("unknown kid") }
-        guard keyAlg == alg else { throw ResourceServerError.invalidToken("alg \(alg) does not match the key's \(keyAlg)") }
+        guard let keyAlg = snapshot.algorithms[kid], let key = snapshot.verifiers[kid] else {
 
-        let payload: RawClaims
-        do {
-            payload = try await snapshot.collection.verify(token, as: RawClaims.self)
-        } catch {
-            throw ResourceServerError.invalidToken("signature: \(error)")
+            throw ResourceServerError.invalidToken("unknown kid")
         }
-        let claims = payload.claims
+        guard keyAlg == alg else { throw ResourceServerError.invalidToken("alg \(alg) does not match the key's \(keyAlg)") }
+        guard let signature = Base64URLDecoding.decode(utf8[(dot2 + 1)...]),
+            (try? key.verify(signature, signs: utf8[..<dot2])) == true
+        else { throw ResourceServerError.invalidToken("bad signature") }
+        guard let payloadData = Base64URLDecoding.decode(utf8[(dot1 + 1)..<dot2]),
+            let object = (try? JSONSerialization.jsonObject(with: payloadData)) as? [String: Any]
+        else { throw ResourceServerError.invalidToken("malformed payload") }
+        let claims = object.mapValues(JSONValue.init(any:))
         guard claims["iss"]?.string == configuration.issuer else { throw ResourceServerError.invalidToken("wrong iss") }
         let audiences: [String]
         switch claims["aud"] {
@@ -127,7 +129,7 @@ public struct TokenVerifier: AccessTokenVerifying {
         guard audiences.contains(where: configuration.audiences.contains) else {
             throw ResourceServerError.invalidToken("wrong aud")
         }
-        let t = now().timeIntervalSince1970
+        let t = current.timeIntervalSince1970
         guard let exp = claims["exp"]?.number, exp + configuration.leeway > t else {
             throw ResourceServerError.invalidToken("expired")
         }
@@ -135,19 +137,41 @@ public struct TokenVerifier: AccessTokenVerifying {
         if let iat = claims["iat"]?.number, iat > t + configuration.leeway { throw ResourceServerError.invalidToken("issued in the future") }
         return try AccessToken(claims: claims)
     }
+}
 
-    struct Header: Decodable {
-        var alg: String?
-        var typ: String?
-        var kid: String?
-        var crit: [String]?
+extension TokenVerifier {
+    /// The header checks (RFC 9068 §4 and SECURITY.md): an accepted asymmetric `alg`, `typ` at+jwt, no
+    /// `crit`, a `kid`. `jwk`, `jku`, `x5u` and `x5c` are never read: only the configured key set is trusted.
+    func checkHeader(_ segment: ArraySlice<UInt8>) throws -> (alg: String, kid: String) {
+        guard let data = Base64URLDecoding.decode(segment),
+            let header = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any]
+        else { throw ResourceServerError.invalidToken("malformed header") }
+        guard let alg = header["alg"] as? String, configuration.algorithms.contains(alg) else {
+            throw ResourceServerError.invalidToken("algorithm \(header["alg"] as? String ?? "none") not accepted")
+        }
+        guard let typ = (header["typ"] as? String)?.lowercased(), typ == "at+jwt" || typ == "application/at+jwt" else {
+            throw ResourceServerError.invalidToken("typ \(header["typ"] as? String ?? "missing") is not at+jwt")
+        }
+        guard header["crit"] == nil else { throw ResourceServerError.invalidToken("crit header not supported") }
+        guard let kid = header["kid"] as? String else { throw ResourceServerError.invalidToken("no kid") }
+        return (alg, kid)
     }
+}
 
-    struct RawClaims: JWTPayload {
-        var claims: [String: JSONValue]
-        init(from decoder: any Decoder) throws { claims = try [String: JSONValue](from: decoder) }
-        func encode(to encoder: any Encoder) throws { try claims.encode(to: encoder) }
-        func verify(using algorithm: some JWTAlgorithm) throws {}
+/// Header segments that passed the checks, by their exact bytes (only valid ones are kept; bounded).
+final class HeaderCache: Sendable {
+    private let table = Mutex<[ArraySlice<UInt8>: (alg: String, kid: String)]>([:])
+
+    func checked(_ segment: ArraySlice<UInt8>, _ check: (ArraySlice<UInt8>) throws -> (alg: String, kid: String)) throws
+        -> (alg: String, kid: String)
+    {
+        if let hit = table.withLock({ $0[segment] }) { return hit }
+        let result = try check(segment)
+        table.withLock { t in
+            if t.count >= 64 { t.removeAll() }
+            t[ArraySlice(Array(segment))] = result
+        }
+        return result
     }
 }
 
@@ -195,8 +219,17 @@ final class Discovery: Sendable {
 }
 
 enum Base64URLDecoding {
-    static func decode(_ s: Substring) -> Data? {
-        var b = Array(s.utf8).map { c -> UInt8 in c == UInt8(ascii: "-") ? UInt8(ascii: "+") : c == UInt8(ascii: "_") ? UInt8(ascii: "/") : c }
+    static func decode(_ s: ArraySlice<UInt8>) -> Data? {
+        var b = [UInt8]()
+        b.reserveCapacity(s.count + 3)
+        for c in s {
+            switch c {
+            case UInt8(ascii: "-"): b.append(UInt8(ascii: "+"))
+            case UInt8(ascii: "_"): b.append(UInt8(ascii: "/"))
+            case UInt8(ascii: "+"), UInt8(ascii: "/"), UInt8(ascii: "="): return nil
+            default: b.append(c)
+            }
+        }
         while b.count % 4 != 0 { b.append(UInt8(ascii: "=")) }
         return Data(base64Encoded: Data(b))
     }

@@ -26,6 +26,8 @@ ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(os.environ.get("GATEHOUSE_BIN", ROOT / ".build" / "debug" / "gatehouse"))
 STARTUP_TIMEOUT = 60
 _server_log: Path | None = None
+# Logs of other processes tests started, (title, path): shown like the server's log when the run fails.
+extra_logs: list[tuple[str, Path]] = []
 
 
 def unique(prefix: str) -> str:
@@ -193,3 +195,9 @@ def pytest_terminal_summary(terminalreporter, exitstatus):
         lines = _server_log.read_text(errors="replace").splitlines()[-150:]
         terminalreporter.section(f"gatehouse serve log (last {len(lines)} lines of {_server_log})")
         terminalreporter.write_line("\n".join(lines))
+    if exitstatus != 0:
+        for title, path in extra_logs:
+            if path.exists():
+                lines = path.read_text(errors="replace").splitlines()[-80:]
+                terminalreporter.section(f"{title} log (last {len(lines)} lines of {path})")
+                terminalreporter.write_line("\n".join(lines))

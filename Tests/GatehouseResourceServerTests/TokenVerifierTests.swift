@@ -21,7 +21,11 @@ struct TokenVerifierTests {
     @Test func acceptsAValidTokenAndExposesItsClaims() async throws {
         let key = try SigningKey.generate(.es256)
         let v = Self.verifier(FakeIssuer(keys: [key]), now: Now())
-        let token = try await v.verify(authorizationHeader: "Bearer " + (try await Mint.token(key)))
+        let minted = try await Mint.token(key, claims: Mint.claims(extra: ["admin": .bool(true), "level": .number(1), "tags": .array([.string("a")])]))
+        let token = try await v.verify(authorizationHeader: "Bearer " + minted)
+        #expect(token.claims["admin"] == .bool(true))
+        #expect(token.claims["level"] == .number(1))
+        #expect(token.claims["tags"] == .array([.string("a")]))
         #expect(token.subject == "user-1")
         #expect(token.clientID == "app")
         #expect(token.scopes == ["notes:read"])
