@@ -9,21 +9,23 @@ public struct ResourceServerError: Error, Sendable, Equatable, CustomStringConve
 
     public var description: String { "\(code): \(detail)" }
 
-    /// 401, or 403 for insufficient_scope, or 503 when the issuer cannot be reached.
+    /// RFC 6750 §3.1: 400 for a malformed request, 401 for a missing or bad token, 403 for
+    /// insufficient_scope; 503 when the issuer cannot be reached.
     public var status: Int {
         switch code {
+        case Self.invalidFormat: return 400
         case "insufficient_scope": return 403
         case "temporarily_unavailable": return 503
         default: return 401
         }
     }
 
-    /// The RFC 6750 §3.1 `error` value, `nil` when the request carried no credentials at all (§3.1:
-    /// "the resource server SHOULD NOT include an error code").
+    /// The RFC 6750 §3.1 `error` value; `nil` when the request carried no Bearer credentials (no header,
+    /// or another scheme): §3.1 "the resource server SHOULD NOT include an error code".
     public var bearerError: String? {
         switch code {
-        case Self.headerMissing: return nil
-        case Self.invalidFormat, Self.typeNotSupported: return "invalid_request"
+        case Self.headerMissing, Self.typeNotSupported: return nil
+        case Self.invalidFormat: return "invalid_request"
         case "insufficient_scope": return "insufficient_scope"
         case "temporarily_unavailable": return nil
         default: return "invalid_token"

@@ -46,7 +46,13 @@ struct MiddlewareTests {
             }
             try await client.execute(uri: "/notes", method: .get, headers: [.authorization: "Basic abc"]) { r in
                 #expect(r.status == .unauthorized)
+                #expect(r.headers[.wwwAuthenticate] == #"Bearer realm="api""#)  // another scheme: no error code
                 #expect(String(buffer: r.body) == #"{"error":"auth.authorization_token_type_not_supported"}"#)
+            }
+            try await client.execute(uri: "/notes", method: .get, headers: [.authorization: "Bearer a b"]) { r in
+                #expect(r.status == .badRequest)  // RFC 6750 §3.1 invalid_request
+                #expect(r.headers[.wwwAuthenticate] == #"Bearer realm="api", error="invalid_request""#)
+                #expect(String(buffer: r.body) == #"{"error":"auth.authorization_token_invalid_format"}"#)
             }
             try await client.execute(uri: "/admin", method: .get, headers: [.authorization: "Bearer \(good)"]) { r in
                 #expect(r.status == .forbidden)
