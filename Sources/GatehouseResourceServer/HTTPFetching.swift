@@ -22,13 +22,23 @@ public protocol HTTPFetching: Sendable {
     func postForm(_ url: String, form: [(String, String)], basicAuth: (String, String)?) async throws -> FetchedResponse
 }
 
-/// `HTTPFetching` over AsyncHTTPClient, with a timeout and a response size limit.
+/// `HTTPFetching` over AsyncHTTPClient: one overall deadline per exchange (head and body), a 1 MiB
+/// response limit, and no redirects (a redirect could carry a token in a re-sent body elsewhere, or
+/// downgrade to http).
 public struct AsyncHTTPClientFetcher: HTTPFetching {
     let client: HTTPClient
-    let timeout: TimeAmount
+    let timeout: Duration
     static let maxBody = 1 << 20
 
-    public init(client: HTTPClient = .shared, timeout: TimeAmount = .seconds(5)) {
+    /// A client shared by all fetchers that follows no redirects.
+    public static let noRedirectClient: HTTPClient = {
+        var configuration = HTTPClient.Configuration()
+        configuration.redirectConfiguration = .disallow
+        configuration.timeout = .init(connect: .seconds(5), read: .seconds(5))
+        return HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
+    }()
+
+    public init(client: HTTPClient = AsyncHTTPClientFetcher.noRedirectClient, timeout: Duration = .seconds(5)) {
         self.client = client
         self.timeout = timeout
     }
@@ -55,19 +65,48 @@ public struct AsyncHTTPClientFetcher: HTTPFetching {
     }
 
     private func execute(_ request: HTTPClientRequest) async throws -> FetchedResponse {
-        let response = try await client.execute(request, timeout: timeout)
-        let body = try await response.body.collect(upTo: Self.maxBody)
-        return FetchedResponse(
-            status: Int(response.status.code), body: Array(body.readableBytesView),
-            maxAge: CacheControl.maxAge(response.headers["Cache-Control"].joined(separator: ",")))
+        let client = self.client
+        let timeout = self.timeout
+        return try await withThrowingTaskGroup(of: FetchedResponse.self) { group in
+            group.addTask {
+                let response = try await client.execute(request, timeout: .nanoseconds(Int64(timeout.components.seconds) * 1_000_000_000))
+                let body = try await response.body.collect(upTo: Self.maxBody)
+                return FetchedResponse(
+                    status: Int(response.status.code), body: Array(body.readableBytesView),
+                    maxAge: CacheControl.maxAge(response.headers["Cache-Control"].joined(separator: ",")))
+            }
+            group.addTask {
+                try await Task.sleep(for: timeout)
+                throw ResourceServerError.unavailable("no complete answer within \(timeout)")
+            }
+            defer { group.cancelAll() }
+            return try await group.next()!
+        }
     }
 }
 
 enum FormEncoder {
+    /// RFC 3986 unreserved characters stay; every other byte is percent-encoded.
     static func encode(_ s: String) -> String {
-        var allowed = CharacterSet.alphanumerics
-        allowed.insert(charactersIn: "-._~")
+        let allowed = CharacterSet(charactersIn: "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
         return s.addingPercentEncoding(withAllowedCharacters: allowed) ?? ""
+    }
+}
+
+/// The issuer's URLs must be https; plain http only on loopback (development).
+enum TransportPolicy {
+    static func check(_ url: String, what: String, allowInsecure: Bool) throws {
+        guard let c = URLComponents(string: url), let scheme = c.scheme?.lowercased(), let host = c.host else {
+            throw ResourceServerError.unavailable("\(what) \(url) is not an absolute URL")
+        }
+        if scheme == "https" || allowInsecure { return }
+        let h = host.lowercased().trimmingCharacters(in: CharacterSet(charactersIn: "[]"))
+        let octets = h.split(separator: ".")
+        let loopback = h == "localhost" || h == "::1"
+            || (octets.count == 4 && octets[0] == "127" && octets.allSatisfy { UInt8($0) != nil })
+        guard scheme == "http", loopback else {
+            throw ResourceServerError.unavailable("\(what) \(url) must use https (http only on loopback)")
+        }
     }
 }
 

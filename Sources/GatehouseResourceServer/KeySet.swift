@@ -36,6 +36,9 @@ actor KeySet {
     private let fetcher: any HTTPFetching
     private let minimumRefreshInterval: TimeInterval
     private let defaultLifetime: TimeInterval
+    /// A set older than this (the issuer unreachable all along) is dropped: requests fail closed
+    /// instead of trusting keys the issuer may have withdrawn.
+    private let maximumStaleness: TimeInterval
     private let now: @Sendable () -> Date
     private var current: Snapshot?
     private var inFlight: Task<Snapshot, any Error>?
@@ -43,6 +46,7 @@ actor KeySet {
     /// so a key rotated in just after a fetch is still picked up at once).
     private var lastKidRefresh: Date?
     private var backgroundRefreshScheduled = false
+    private var lastFailedFetch: Date?
     private var retryBackgroundAfter = Date.distantPast
     private func backgroundRefreshDone(ok: Bool) {
         backgroundRefreshScheduled = false
@@ -53,19 +57,31 @@ actor KeySet {
 
     init(
         jwksURL: @escaping @Sendable () async throws -> String, fetcher: any HTTPFetching,
-        minimumRefreshInterval: TimeInterval, defaultLifetime: TimeInterval, now: @escaping @Sendable () -> Date
+        minimumRefreshInterval: TimeInterval, defaultLifetime: TimeInterval, maximumStaleness: TimeInterval = 86_400,
+        now: @escaping @Sendable () -> Date
     ) {
         self.jwksURL = jwksURL
         self.fetcher = fetcher
         self.minimumRefreshInterval = minimumRefreshInterval
         self.defaultLifetime = defaultLifetime
+        self.maximumStaleness = maximumStaleness
         self.now = now
     }
 
     /// The key set that should hold `kid`: fetched on first use, refreshed when stale or (rate-limited)
     /// when `kid` is unknown.
     func snapshot(for kid: String) async throws -> Snapshot {
-        guard let snapshot = current else { return try await refresh() }
+        if let snapshot = current, now().timeIntervalSince(snapshot.fetchedAt) > maximumStaleness {
+            current = nil
+            published.withLock { $0 = nil }
+        }
+        guard let snapshot = current else {
+            // No usable set: fetch, but after a failure not again within the minimum interval (503).
+            if inFlight == nil, let failed = lastFailedFetch, now().timeIntervalSince(failed) < minimumRefreshInterval {
+                throw ResourceServerError.unavailable("JWKS fetch failed recently; retrying after the minimum interval")
+            }
+            return try await refresh()
+        }
         if snapshot.algorithms[kid] != nil {
             if now() >= snapshot.expiresAt, inFlight == nil, !backgroundRefreshScheduled,
                 now() >= retryBackgroundAfter
@@ -95,7 +111,14 @@ actor KeySet {
         let task = Task { try await self.fetch() }
         inFlight = task
         defer { inFlight = nil }
-        let snapshot = try await task.value
+        let snapshot: Snapshot
+        do {
+            snapshot = try await task.value
+        } catch {
+            lastFailedFetch = now()
+            throw error
+        }
+        lastFailedFetch = nil
         current = snapshot
         published.withLock { $0 = snapshot }
         return snapshot
@@ -111,23 +134,31 @@ actor KeySet {
             throw ResourceServerError.unavailable("JWKS \(url) unreachable: \(error)")
         }
         guard response.status == 200 else { throw ResourceServerError.unavailable("JWKS \(url) answered \(response.status)") }
-        let jwks: JWKS
-        do {
-            jwks = try JSONDecoder().decode(JWKS.self, from: Data(response.body))
-        } catch {
-            throw ResourceServerError.unavailable("JWKS \(url) is not a JWK set")
-        }
+        // Each key is read on its own: a key of a kind we do not support (an encryption key, a new
+        // algorithm) is skipped, it does not make the whole set unusable.
+        guard let object = (try? JSONSerialization.jsonObject(with: Data(response.body))) as? [String: Any],
+            let rawKeys = object["keys"] as? [[String: Any]]
+        else { throw ResourceServerError.unavailable("JWKS \(url) is not a JWK set") }
         let collection = JWTKeyCollection()
         var algorithms: [String: String] = [:]
         var verifiers: [String: any JWTAlgorithm] = [:]
-        for key in jwks.keys {
-            // Only signing keys with a kid and an explicit asymmetric alg are trusted.
-            guard let kid = key.keyIdentifier?.string, let alg = key.algorithm?.rawValue,
-                TokenVerifier.asymmetricAlgorithms.contains(alg), (try? await collection.add(jwk: key)) != nil,
+        for raw in rawKeys {
+            // Only signing keys (use absent or "sig") with a kid and an explicit asymmetric alg are trusted.
+            guard (raw["use"] as? String ?? "sig") == "sig",
+                (raw["key_ops"] as? [String]).map({ $0.contains("verify") }) ?? true,
+                let kid = raw["kid"] as? String, let alg = raw["alg"] as? String,
+                TokenVerifier.asymmetricAlgorithms.contains(alg), algorithms[kid] == nil,
+                let data = try? JSONSerialization.data(withJSONObject: raw),
+                let key = try? JSONDecoder().decode(JWK.self, from: data),
+                (try? await collection.add(jwk: key)) != nil,
                 let verifier = try? await collection.getKey(for: JWKIdentifier(string: kid), alg: alg)
             else { continue }
             algorithms[kid] = alg
             verifiers[kid] = verifier
+        }
+        // A set with nothing usable does not replace one that had keys.
+        guard !verifiers.isEmpty || current == nil else {
+            throw ResourceServerError.unavailable("JWKS \(url) has no usable signing key")
         }
         let lifetime = response.maxAge.map { min(max(TimeInterval($0), 60), 86_400) } ?? defaultLifetime
         let fetchedAt = now()

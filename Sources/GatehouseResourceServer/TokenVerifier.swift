@@ -51,6 +51,8 @@ public struct TokenVerifier: AccessTokenVerifying {
         public var minimumRefreshInterval: TimeInterval = 10
         /// Key-set lifetime when the JWKS response has no `max-age`.
         public var defaultKeySetLifetime: TimeInterval = 300
+        /// Allow plain http for a non-loopback issuer (never in production).
+        public var allowInsecureHTTP = false
 
         public init(issuer: String, audiences: [String], jwksURL: String? = nil) {
             self.issuer = issuer
@@ -75,13 +77,23 @@ public struct TokenVerifier: AccessTokenVerifying {
         precondition(!configuration.audiences.isEmpty, "configure at least one audience")
         var configuration = configuration
         configuration.algorithms = configuration.algorithms.intersection(Self.asymmetricAlgorithms)
+        // Sane ranges: a zero interval would remove the unknown-kid rate limit.
+        configuration.leeway = min(max(configuration.leeway, 0), 300)
+        configuration.minimumRefreshInterval = min(max(configuration.minimumRefreshInterval, 1), 3600)
+        configuration.defaultKeySetLifetime = min(max(configuration.defaultKeySetLifetime, 60), 86_400)
         self.configuration = configuration
         self.now = now
         let issuer = configuration.issuer
         let explicit = configuration.jwksURL
-        let discovered = Discovery(issuer: issuer, fetcher: fetcher)
+        let insecure = configuration.allowInsecureHTTP
+        let discovered = Discovery(issuer: issuer, fetcher: fetcher, allowInsecureHTTP: insecure)
         self.keys = KeySet(
-            jwksURL: { if let explicit { return explicit }; return try await discovered.jwksURI() }, fetcher: fetcher,
+            jwksURL: {
+                let url: String
+                if let explicit { url = explicit } else { url = try await discovered.jwksURI() }
+                try TransportPolicy.check(url, what: "jwks_uri", allowInsecure: insecure)
+                return url
+            }, fetcher: fetcher,
             minimumRefreshInterval: configuration.minimumRefreshInterval,
             defaultLifetime: configuration.defaultKeySetLifetime, now: now)
     }
@@ -100,9 +112,8 @@ public struct TokenVerifier: AccessTokenVerifying {
         else { throw ResourceServerError.invalidToken("not a JWS") }
         // Tokens of one issuer key share their header segment: its checked form is remembered.
         let (alg, kid) = try headers.checked(utf8[..<dot1]) { try self.checkHeader($0) }
-        let current = now()
         let snapshot: KeySet.Snapshot
-        if let fresh = keys.freshSnapshot(for: kid, now: current) {
+        if let fresh = keys.freshSnapshot(for: kid, now: now()) {
             snapshot = fresh
         } else {
             snapshot = try await keys.snapshot(for: kid)
@@ -129,12 +140,20 @@ public struct TokenVerifier: AccessTokenVerifying {
         guard audiences.contains(where: configuration.audiences.contains) else {
             throw ResourceServerError.invalidToken("wrong aud")
         }
-        let t = current.timeIntervalSince1970
+        // RFC 9068 §2.2: exp, iat, jti and client_id are required; times are numbers.
+        let t = now().timeIntervalSince1970
         guard let exp = claims["exp"]?.number, exp + configuration.leeway > t else {
-            throw ResourceServerError.invalidToken("expired")
+            throw ResourceServerError.invalidToken("expired or no exp")
         }
-        if let nbf = claims["nbf"]?.number, nbf > t + configuration.leeway { throw ResourceServerError.invalidToken("not yet valid") }
-        if let iat = claims["iat"]?.number, iat > t + configuration.leeway { throw ResourceServerError.invalidToken("issued in the future") }
+        guard let iat = claims["iat"]?.number, iat <= t + configuration.leeway else {
+            throw ResourceServerError.invalidToken("no iat, or issued in the future")
+        }
+        if let nbf = claims["nbf"] {
+            guard let n = nbf.number, n <= t + configuration.leeway else { throw ResourceServerError.invalidToken("not yet valid") }
+        }
+        guard claims["jti"]?.string != nil, claims["client_id"]?.string != nil else {
+            throw ResourceServerError.invalidToken("no jti or client_id")
+        }
         return try AccessToken(claims: claims)
     }
 }
@@ -179,15 +198,18 @@ final class HeaderCache: Sendable {
 final class Discovery: Sendable {
     let issuer: String
     let fetcher: any HTTPFetching
+    let allowInsecureHTTP: Bool
     private let cached = Mutex<[String: JSONValue]?>(nil)
 
-    init(issuer: String, fetcher: any HTTPFetching) {
+    init(issuer: String, fetcher: any HTTPFetching, allowInsecureHTTP: Bool) {
         self.issuer = issuer
         self.fetcher = fetcher
+        self.allowInsecureHTTP = allowInsecureHTTP
     }
 
     func document() async throws -> [String: JSONValue] {
         if let doc = cached.withLock({ $0 }) { return doc }
+        try TransportPolicy.check(issuer, what: "issuer", allowInsecure: allowInsecureHTTP)
         let base = issuer.hasSuffix("/") ? String(issuer.dropLast()) : issuer
         for path in ["/.well-known/openid-configuration", "/.well-known/oauth-authorization-server"] {
             guard let r = try? await fetcher.get(base + path), r.status == 200,
@@ -214,6 +236,7 @@ final class Discovery: Sendable {
         guard let uri = try await document()["introspection_endpoint"]?.string else {
             throw ResourceServerError.unavailable("discovery has no introspection_endpoint")
         }
+        try TransportPolicy.check(uri, what: "introspection_endpoint", allowInsecure: allowInsecureHTTP)
         return uri
     }
 }

@@ -28,7 +28,12 @@ public struct BearerTokenMiddleware<Context: AccessTokenRequestContext>: RouterM
         do {
             context.accessToken = try await verifier.verify(authorizationHeader: request.headers[.authorization])
         } catch let error as ResourceServerError {
-            context.logger.debug("bearer token refused", metadata: ["code": .string(error.code), "detail": .string(error.detail)])
+            let metadata: Logger.Metadata = ["code": .string(error.code), "detail": .string(error.detail)]
+            if error.status == 503 {
+                context.logger.warning("cannot verify tokens: issuer unavailable", metadata: metadata)
+            } else {
+                context.logger.debug("bearer token refused", metadata: metadata)
+            }
             return BearerError.response(error, realm: realm)
         }
         return try await next(request, context)

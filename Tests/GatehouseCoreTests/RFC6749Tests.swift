@@ -111,6 +111,15 @@ struct SecretsTests {
         #expect(!a.contains("+") && !a.contains("/") && !a.contains("="))
     }
 
+    /// Client ids go on command lines: none may look like an option.
+    @Test func identifiersNeverStartWithADashOrUnderscore() {
+        for _ in 0..<2000 {
+            let id = Secrets.identifier()
+            #expect(id.count == 22)
+            #expect(!id.hasPrefix("-") && !id.hasPrefix("_"))
+        }
+    }
+
     @Test func hashesAreSHA256HexAndVerifyInConstantTime() {
         // SHA-256("abc")
         #expect(Secrets.hash("abc") == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad")

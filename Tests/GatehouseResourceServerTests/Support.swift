@@ -9,6 +9,10 @@ import Synchronization
 final class FakeIssuer: HTTPFetching {
     static let issuer = "https://issuer.example.test"
     private let state = Mutex<(keys: [SigningKey], jwksFetches: Int, introspection: [String: String], introspections: Int)>(([], 0, [:], 0))
+    /// When set, the JWKS endpoint fails (the issuer is down).
+    let down = Mutex(false)
+    /// Extra raw JWK objects published next to the keys (e.g. kinds the verifier must skip).
+    let extraJWKs = Mutex<[String]>([])
     var jwksFetches: Int { state.withLock { $0.jwksFetches } }
     var introspections: Int { state.withLock { $0.introspections } }
 
@@ -23,8 +27,10 @@ final class FakeIssuer: HTTPFetching {
             return FetchedResponse(status: 200, body: Array(doc.utf8))
         case Self.issuer + "/jwks":
             let keys = state.withLock { s -> [SigningKey] in s.jwksFetches += 1; return s.keys }
-            let body = try JSONEncoder().encode(["keys": try keys.map { try $0.publicJWK() }])
-            return FetchedResponse(status: 200, body: Array(body), maxAge: 300)
+            if down.withLock({ $0 }) { return FetchedResponse(status: 503, body: []) }
+            let encoded = try keys.map { String(decoding: try JSONEncoder().encode(try $0.publicJWK()), as: UTF8.self) }
+            let body = #"{"keys":[\#((extraJWKs.withLock { $0 } + encoded).joined(separator: ","))]}"#
+            return FetchedResponse(status: 200, body: Array(body.utf8), maxAge: 300)
         default:
             return FetchedResponse(status: 404, body: [])
         }

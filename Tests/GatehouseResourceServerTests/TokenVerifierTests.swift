@@ -1,6 +1,7 @@
 import Crypto
 import Foundation
 import JWTKit
+import Synchronization
 import Testing
 
 @testable import GatehouseCore
@@ -42,7 +43,7 @@ struct TokenVerifierTests {
     }
 
     enum Forgery: String, CaseIterable, CustomTestStringConvertible {
-        case algNone, hmacWithPublicKey, tamperedSignature, tamperedPayload, typJWT, typMissing, wrongIssuer, missingIssuer,
+        case missingIat, nbfAsString, missingJti, missingClientID, algNone, hmacWithPublicKey, tamperedSignature, tamperedPayload, typJWT, typMissing, wrongIssuer, missingIssuer,
             wrongAudience, missingAudience, expired, notYetValid, issuedInTheFuture, jkuHeader, embeddedJWK, unknownKid,
             critHeader, algMismatch, missingKid, garbage
         var testDescription: String { rawValue }
@@ -98,6 +99,16 @@ struct TokenVerifierTests {
         case .missingKid:
             token = try Mint.raw(header: #"{"alg":"ES256","typ":"at+jwt"}"#, claims: Mint.claims(), signature: "AAAA")
         case .garbage: token = "not.a.token"
+        case .missingIat: token = try await Mint.token(key, claims: Mint.claims(iat: nil))
+        case .nbfAsString: token = try await Mint.token(key, claims: Mint.claims(extra: ["nbf": .string("1900000000")]))
+        case .missingJti:
+            var c = Mint.claims()
+            c["jti"] = nil
+            token = try await Mint.token(key, claims: c)
+        case .missingClientID:
+            var c = Mint.claims()
+            c["client_id"] = nil
+            token = try await Mint.token(key, claims: c)
         }
         do {
             _ = try await v.verify(token)
@@ -171,6 +182,65 @@ struct TokenVerifierTests {
         #expect(issuer.jwksFetches == 1)
     }
 
+    /// Keys of kinds the verifier does not use (encryption keys, HMAC keys, unknown algorithms) are
+    /// skipped; the signing key next to them still works.
+    @Test func unsupportedKeysInTheSetAreSkipped() async throws {
+        let key = try SigningKey.generate(.es256)
+        let issuer = FakeIssuer(keys: [key])
+        issuer.extraJWKs.withLock {
+            $0 = [
+                #"{"kty":"oct","kid":"hmac","alg":"HS256","k":"c2VjcmV0"}"#,
+                #"{"kty":"RSA","kid":"enc","use":"enc","alg":"RSA-OAEP-256","n":"AQAB","e":"AQAB"}"#,
+                #"{"kty":"OKP","kid":"x","crv":"X25519","x":"AAAA"}"#,
+                #"{"kty":"EC","kid":"\#(key.kid)-copy","alg":"ES256","use":"enc","crv":"P-256","x":"AAAA","y":"AAAA"}"#,
+            ]
+        }
+        let v = Self.verifier(issuer, now: Now())
+        #expect(try await v.verify(try await Mint.token(key)).subject == "user-1")
+        let hmac = try Mint.raw(header: #"{"alg":"HS256","typ":"at+jwt","kid":"hmac"}"#, claims: Mint.claims(), signature: "AAAA")
+        await #expect(throws: ResourceServerError.self) { try await v.verify(hmac) }
+    }
+
+    /// The issuer is down at start: 503, and no new fetch within the minimum interval (no hammering).
+    @Test func issuerDownFailsClosedWithBackoff() async throws {
+        let key = try SigningKey.generate(.es256)
+        let issuer = FakeIssuer(keys: [key])
+        issuer.down.withLock { $0 = true }
+        let now = Now()
+        let v = Self.verifier(issuer, now: now)
+        let token = try await Mint.token(key)
+        for _ in 0..<20 {
+            await #expect { try await v.verify(token) } throws: { ($0 as? ResourceServerError)?.status == 503 }
+        }
+        #expect(issuer.jwksFetches == 1)
+        issuer.down.withLock { $0 = false }
+        now.advance(11)
+        #expect(try await v.verify(token).subject == "user-1")
+        #expect(issuer.jwksFetches == 2)
+    }
+
+    /// A key set that cannot be refreshed for a day is dropped: fail closed, not trust forever.
+    @Test func aKeySetTooOldIsDropped() async throws {
+        let key = try SigningKey.generate(.es256)
+        let issuer = FakeIssuer(keys: [key])
+        let now = Now()
+        let v = Self.verifier(issuer, now: now)
+        _ = try await v.verify(try await Mint.token(key))
+        issuer.down.withLock { $0 = true }
+        now.advance(86_401)
+        let later = try await Mint.token(key, claims: Mint.claims(exp: 1_800_090_000, iat: 1_800_086_401))
+        await #expect { try await v.verify(later) } throws: { ($0 as? ResourceServerError)?.status == 503 }
+    }
+
+    /// Plain http is refused for a non-loopback issuer (anyone on the path could serve keys).
+    @Test func httpIssuerOnTheNetworkIsRefused() async throws {
+        let key = try SigningKey.generate(.es256)
+        let v = TokenVerifier(
+            .init(issuer: "http://issuer.example.test", audiences: [Self.audience]), fetcher: FakeIssuer(keys: [key]),
+            now: Now().closure)
+        await #expect { try await v.verify(try await Mint.token(key)) } throws: { ($0 as? ResourceServerError)?.status == 503 }
+    }
+
     /// Past the cache lifetime the set is refreshed in the background; requests keep working.
     @Test func staleKeySetIsRefreshedInTheBackground() async throws {
         let key = try SigningKey.generate(.es256)
@@ -208,6 +278,14 @@ struct IntrospectionVerifierTests {
         #expect(issuer.introspections == 2)
         await #expect(throws: ResourceServerError.invalidToken("inactive")) { try await v.verify("revoked") }
         await #expect(throws: ResourceServerError.self) { try await v.verify("other-aud") }
+        issuer.setIntrospection(
+            token: "refresh",
+            answer: #"{"active":true,"sub":"u","client_id":"app","iss":"\#(FakeIssuer.issuer)","aud":"https://api.example.test","exp":1800000600,"token_use":"refresh_token"}"#)
+        await #expect(throws: ResourceServerError.invalidToken("refresh token")) { try await v.verify("refresh") }
+        // Negative answers are remembered briefly: a flood of bad tokens is not a flood of calls.
+        let before = issuer.introspections
+        for _ in 0..<5 { await #expect(throws: ResourceServerError.self) { try await v.verify("bad-token") } }
+        #expect(issuer.introspections == before + 1)
         // Revocation is seen once the cache entry lapses.
         issuer.setIntrospection(token: "good", answer: #"{"active":false}"#)
         now.advance(6)

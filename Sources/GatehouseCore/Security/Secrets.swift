@@ -17,8 +17,14 @@ public enum Secrets {
         SymmetricKey(size: SymmetricKeySize(bitCount: count * 8)).withUnsafeBytes { Array($0) }
     }
 
-    /// A random identifier (128 bits, base64url) for rows, `jti` and families.
-    public static func identifier() -> String { generate(byteCount: 16) }
+    /// A random identifier (128 bits, base64url) for clients, rows, `jti` and families. It never starts
+    /// with `-` or `_`, so a client id is never mistaken for a command-line option.
+    public static func identifier() -> String {
+        while true {
+            let id = generate(byteCount: 16)
+            if let first = id.unicodeScalars.first, first != "-", first != "_" { return id }
+        }
+    }
 
     /// SHA-256 of the value, hex-encoded: what is stored in place of a secret or token.
     public static func hash(_ value: String) -> String {
