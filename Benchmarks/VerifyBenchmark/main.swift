@@ -49,8 +49,11 @@ func bench(_ alg: SigningAlgorithm, seconds: Double) async throws -> Double {
     return Double(count) / Date().timeIntervalSince(start)
 }
 
-let seconds = Double(CommandLine.arguments.dropFirst().first ?? "3") ?? 3
-for alg in [SigningAlgorithm.es256, .rs256] {
+// Usage: verify-bench [SECONDS=3] [ES256,RS256]
+let arguments = Array(CommandLine.arguments.dropFirst())
+let seconds = Double(arguments.first ?? "3") ?? 3
+let algorithms = (arguments.count > 1 ? arguments[1] : "ES256,RS256").split(separator: ",").compactMap { SigningAlgorithm(name: String($0)) }
+for alg in algorithms {
     let rate = try await bench(alg, seconds: seconds)
     print("\(alg.rawValue) \(Int(rate.rounded())) tokens/s (one task, sequential)")
 }
