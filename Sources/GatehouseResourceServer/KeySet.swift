@@ -11,7 +11,6 @@ import Synchronization
 /// - Concurrent requests that need a refresh share one fetch.
 actor KeySet {
     struct Snapshot: Sendable {
-        let collection: JWTKeyCollection
         /// kid → the key's `alg` (JWKs without `alg` or `kid` are skipped).
         let algorithms: [String: String]
         /// kid → the verifying key, resolved once per fetch.
@@ -163,7 +162,7 @@ actor KeySet {
         let lifetime = response.maxAge.map { min(max(TimeInterval($0), 60), 86_400) } ?? defaultLifetime
         let fetchedAt = now()
         return Snapshot(
-            collection: collection, algorithms: algorithms, verifiers: verifiers, fetchedAt: fetchedAt,
+            algorithms: algorithms, verifiers: verifiers, fetchedAt: fetchedAt,
             expiresAt: fetchedAt + lifetime)
     }
 }

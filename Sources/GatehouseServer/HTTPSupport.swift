@@ -44,7 +44,7 @@ enum HTTP {
         var pairs: [(String, String)] = []
         for part in text.split(separator: "&", omittingEmptySubsequences: true) {
             let kv = part.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
-            guard let name = decode(kv[0]), let value = decode(kv.count > 1 ? kv[1] : "") else {
+            guard let name = FormEncoding.decode(kv[0]), let value = FormEncoding.decode(kv.count > 1 ? kv[1] : "") else {
                 throw OAuthError.invalidRequest.with(description: "The request body has malformed percent-encoding.")
             }
             // NUL is never meaningful in a parameter (and PostgreSQL refuses it in text).
@@ -54,7 +54,6 @@ enum HTTP {
         return RequestParameters(pairs: pairs)
     }
 
-    static func decode(_ s: Substring) -> String? { FormEncoding.decode(s) }
 
     /// A JSON object whose members are strings (arrays of strings for repeatable parameters such as
     /// `resource`); numbers and booleans are read as their text.

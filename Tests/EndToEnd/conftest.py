@@ -127,6 +127,29 @@ class Gatehouse:
         return claims
 
 
+def wait_until_ok(url: str, proc: subprocess.Popen, title: str, log_text) -> None:
+    """Until `url` answers 200; fails with the process log if it exits or takes too long."""
+    deadline = time.monotonic() + STARTUP_TIMEOUT
+    while True:
+        if proc.poll() is not None:
+            pytest.fail(f"{title} exited with {proc.returncode}:\n{log_text()}")
+        try:
+            if requests.get(url, timeout=2).status_code == 200:
+                return
+        except requests.RequestException:
+            pass
+        if time.monotonic() > deadline:
+            pytest.fail(f"{title}: {url} not answering 200 after {STARTUP_TIMEOUT}s:\n{log_text()}")
+        time.sleep(0.1)
+
+
+def login(gh, client, user, scope):
+    """A password-grant token response for `user` (as returned by the `user` fixture)."""
+    r = gh.token(client, grant_type="password", username=user[0]["username"], password=user[1], scope=scope)
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
 def oauth_error(r: requests.Response, status: int, error: str) -> dict:
     """Assert an RFC 6749 §5.2 error response and return its body."""
     assert r.status_code == status, (r.status_code, r.text)
@@ -156,18 +179,8 @@ def gh(tmp_path_factory) -> Gatehouse:
         stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
     )
     try:
-        deadline = time.monotonic() + STARTUP_TIMEOUT
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"gatehouse serve exited with {proc.returncode}:\n{_server_log.read_text()}")
-            try:
-                if requests.get(server.issuer + "/.well-known/openid-configuration", timeout=2).status_code == 200:
-                    break
-            except requests.ConnectionError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"gatehouse serve not ready after {STARTUP_TIMEOUT}s:\n{_server_log.read_text()}")
-            time.sleep(0.2)
+        wait_until_ok(server.issuer + "/.well-known/openid-configuration", proc, "gatehouse serve",
+                      _server_log.read_text)
         yield server
     finally:
         proc.terminate()
@@ -177,6 +190,12 @@ def gh(tmp_path_factory) -> Gatehouse:
             proc.kill()
             proc.wait()
         log.close()
+
+
+@pytest.fixture(scope="module")
+def user(gh):
+    """A user made with the CLI: (its --json output, its password)."""
+    return gh.create_user()
 
 
 @pytest.fixture(scope="session")

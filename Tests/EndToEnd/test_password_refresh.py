@@ -8,23 +8,12 @@ from authlib.integrations.requests_client import OAuth2Session as AuthlibSession
 from oauthlib.oauth2 import InvalidGrantError, LegacyApplicationClient
 from requests_oauthlib import OAuth2Session
 
-from conftest import oauth_error, unique
+from conftest import login, oauth_error, unique
 
 
 @pytest.fixture(scope="module")
 def client(gh, scopes):
     return gh.create_client(scope=" ".join(scopes), allow_password_grant=True)
-
-
-@pytest.fixture(scope="module")
-def user(gh):
-    return gh.create_user()
-
-
-def login(gh, client, user, scope):
-    r = gh.token(client, grant_type="password", username=user[0]["username"], password=user[1], scope=scope)
-    assert r.status_code == 200, r.text
-    return r.json()
 
 
 def test_password_grant_with_requests_oauthlib(gh, client, user, scopes):

@@ -33,7 +33,7 @@ import pytest
 import requests
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
-from conftest import BIN, STARTUP_TIMEOUT, Gatehouse, basic_auth, extra_logs, free_port
+from conftest import BIN, Gatehouse, basic_auth, extra_logs, free_port, wait_until_ok
 
 NOTES_API = Path(os.environ.get("NOTES_API_BIN", BIN.parent / "notes-api"))
 PYJWT_API = Path(__file__).with_name("pyjwt_api.py")
@@ -64,19 +64,7 @@ class Service:
         return self.log_path.read_text(errors="replace")
 
     def wait_ready(self, url: str) -> None:
-        """Until `url` answers 200; fails with the log if the process exits or takes too long."""
-        deadline = time.monotonic() + STARTUP_TIMEOUT
-        while True:
-            if self.proc.poll() is not None:
-                pytest.fail(f"{self.title} exited with {self.proc.returncode}:\n{self.log()}")
-            try:
-                if requests.get(url, timeout=2).status_code == 200:
-                    return
-            except requests.RequestException:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"{self.title}: {url} not answering 200 after {STARTUP_TIMEOUT}s:\n{self.log()}")
-            time.sleep(0.1)
+        wait_until_ok(url, self.proc, self.title, self.log)
 
     def stop(self) -> None:
         if self.proc.poll() is None:

@@ -11,24 +11,13 @@ import requests
 from authlib.integrations.requests_client import OAuth2Session as AuthlibSession
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from conftest import basic_auth, oauth_error
+from conftest import basic_auth, login, oauth_error
 
 
 @pytest.fixture(scope="module")
 def client(gh, scopes):
     return gh.create_client(scope=" ".join(scopes), allow_password_grant=True,
                             grant_types=["refresh_token", "client_credentials"])
-
-
-@pytest.fixture(scope="module")
-def user(gh):
-    return gh.create_user()
-
-
-def login(gh, client, user, scope):
-    r = gh.token(client, grant_type="password", username=user[0]["username"], password=user[1], scope=scope)
-    assert r.status_code == 200, r.text
-    return r.json()
 
 
 def revoke(gh, client, token, **extra):

@@ -161,12 +161,12 @@ struct SecretsTests {
     @Test func failureLimiterLocksAndExpires() {
         let clock = MutableClock()
         let limiter = FailureLimiter(maxFailures: 3, window: 60, clock: clock.clock)
-        for _ in 0..<3 { limiter.recordFailure("k") }
+        for _ in 0..<3 { #expect(limiter.admit("k")) }
         #expect(limiter.isLocked("k"))
         #expect(!limiter.isLocked("other"))
         clock.seconds += 61
         #expect(!limiter.isLocked("k"))
-        limiter.recordFailure("k")
+        #expect(limiter.admit("k"))
         limiter.reset("k")
         #expect(!limiter.isLocked("k"))
         // admit counts and refuses atomically.

@@ -24,6 +24,17 @@ struct StorageConformanceTests {
             resources: ["https://api.example"], issuedAt: 100, expiresAt: 1000)
     }
 
+    /// A client with grant "g" and its first refresh token.
+    static func family(in store: SQLStore) async throws -> (ClientRecord, RefreshTokenRecord) {
+        let c = client()
+        try await store.insertClient(c)
+        let r = refresh(grant: "g", client: c.id)
+        try await store.insertGrant(
+            GrantRecord(id: "g", clientID: c.id, userID: "u1", scope: Scope(["read"]), createdAt: 1, revokedAt: nil),
+            refreshToken: r)
+        return (c, r)
+    }
+
     @Test(arguments: TestDatabase.available)
     func migrationsAreVersionedAndIdempotent(db: TestDatabase) async throws {
         try await db.withStore { store in
@@ -150,12 +161,7 @@ struct StorageConformanceTests {
     @Test(arguments: TestDatabase.available)
     func rotationConsumesOnce(db: TestDatabase) async throws {
         try await db.withStore { store in
-            let c = Self.client()
-            try await store.insertClient(c)
-            let r = Self.refresh(grant: "g", client: c.id)
-            try await store.insertGrant(
-                GrantRecord(id: "g", clientID: c.id, userID: "u1", scope: Scope(["read"]), createdAt: 1, revokedAt: nil),
-                refreshToken: r)
+            let (c, r) = try await Self.family(in: store)
             let next = Self.refresh(grant: "g", client: c.id)
             #expect(try await store.rotateRefreshToken(hash: r.hash, usedAt: 200, sealedSuccessor: "sealed", next: next) == .rotated)
             let again = try await store.rotateRefreshToken(
@@ -174,12 +180,7 @@ struct StorageConformanceTests {
     @Test(arguments: TestDatabase.available)
     func concurrentRotationHasExactlyOneWinner(db: TestDatabase) async throws {
         try await db.withStore { store in
-            let c = Self.client()
-            try await store.insertClient(c)
-            let r = Self.refresh(grant: "g", client: c.id)
-            try await store.insertGrant(
-                GrantRecord(id: "g", clientID: c.id, userID: "u1", scope: Scope(["read"]), createdAt: 1, revokedAt: nil),
-                refreshToken: r)
+            let (c, r) = try await Self.family(in: store)
             let outcomes = try await withThrowingTaskGroup(of: (RotationOutcome, String).self) { group in
                 for i in 0..<50 {
                     group.addTask {

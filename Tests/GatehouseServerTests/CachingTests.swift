@@ -44,11 +44,11 @@ struct FormDecodingTests {
         ("plain", "plain"), ("a+b", "a b"), ("a%20b", "a b"), ("%2B%2f", "+/"), ("caf%C3%A9", "caf\u{E9}"), ("", ""),
     ])
     func decodes(raw: String, decoded: String) {
-        #expect(HTTP.decode(Substring(raw)) == decoded)
+        #expect(FormEncoding.decode(Substring(raw)) == decoded)
     }
 
     @Test(arguments: ["%", "%2", "%zz", "%C3", "a%G0"])
     func refusesMalformed(raw: String) {
-        #expect(HTTP.decode(Substring(raw)) == nil)
+        #expect(FormEncoding.decode(Substring(raw)) == nil)
     }
 }

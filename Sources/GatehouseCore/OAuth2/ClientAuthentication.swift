@@ -67,13 +67,12 @@ public struct ClientAuthenticator: Sendable {
             let decoded = String(data: data, encoding: .utf8),
             let colon = decoded.firstIndex(of: ":")
         else { throw invalid }
-        guard let id = formDecode(String(decoded[..<colon])), let secret = formDecode(String(decoded[decoded.index(after: colon)...])),
+        guard let id = FormEncoding.decode(decoded[..<colon]),
+            let secret = FormEncoding.decode(decoded[decoded.index(after: colon)...]),
             !id.isEmpty
         else { throw invalid }
         return (id, secret)
     }
-
-    static func formDecode(_ s: String) -> String? { FormEncoding.decode(Substring(s)) }
 
     private static let unknownClientHash = Secrets.hash(Secrets.generate())
 }

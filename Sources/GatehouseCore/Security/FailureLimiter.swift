@@ -47,16 +47,5 @@ public final class FailureLimiter: Sendable {
         }
     }
 
-    public func recordFailure(_ key: String) {
-        let now = clock.nowSeconds
-        table.withLock { t in
-            if t.count >= Self.capacity { t = t.filter { now - $0.value.windowStart < window } }
-            var e = t[key] ?? Entry(failures: 0, windowStart: now)
-            if now - e.windowStart >= window { e = Entry(failures: 0, windowStart: now) }
-            e.failures += 1
-            t[key] = e
-        }
-    }
-
     public func reset(_ key: String) { table.withLock { _ = $0.removeValue(forKey: key) } }
 }
