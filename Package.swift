@@ -33,6 +33,7 @@ let package = Package(
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
         .package(url: "https://github.com/apple/swift-http-types.git", from: "1.8.0"),
         .package(url: "https://github.com/swift-server/async-http-client.git", from: "1.37.0"),
+        .package(url: "https://github.com/hummingbird-project/swift-mustache.git", from: "2.1.1"),
     ],
     targets: [
         // Protocol logic: no HTTP framework, no SQL.
@@ -71,7 +72,12 @@ let package = Package(
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "HTTPTypes", package: "swift-http-types"),
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "Mustache", package: "swift-mustache"),
             ],
+            // The page templates and stylesheet are compiled into the binary (no files to ship).
+            resources: ["layout", "login", "consent", "error", "account", "oob", "logout", "signed_out"].map {
+                .embedInCode("Pages/Templates/\($0).mustache")
+            } + [.embedInCode("Pages/Templates/gatehouse.css")],
             swiftSettings: swiftSettings
         ),
         // For APIs: verify Gatehouse access tokens (framework-free).

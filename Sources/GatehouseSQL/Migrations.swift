@@ -60,6 +60,37 @@ enum Migrations {
             version: 2, name: "shared settings",
             statements: ["CREATE TABLE gatehouse_settings (name TEXT PRIMARY KEY, value BIGINT NOT NULL)"]
         ),
+        Migration(
+            version: 3, name: "browser sign-in",
+            statements: [
+                "ALTER TABLE clients ADD COLUMN post_logout_redirect_uris TEXT NOT NULL DEFAULT '[]'",
+                // OIDC standard claims as a JSON object (UserProfile).
+                "ALTER TABLE users ADD COLUMN profile TEXT NOT NULL DEFAULT '{}'",
+                "ALTER TABLE grants ADD COLUMN auth_time BIGINT",
+                "ALTER TABLE grants ADD COLUMN session_id TEXT",
+                "CREATE INDEX grants_user_id ON grants (user_id)",
+                """
+                CREATE TABLE sessions (
+                    hash TEXT PRIMARY KEY, id TEXT NOT NULL, user_id TEXT NOT NULL, auth_time BIGINT NOT NULL,
+                    created_at BIGINT NOT NULL, expires_at BIGINT NOT NULL)
+                """,
+                "CREATE INDEX sessions_expires_at ON sessions (expires_at)",
+                """
+                CREATE TABLE authorization_codes (
+                    hash TEXT PRIMARY KEY, client_id TEXT NOT NULL, user_id TEXT NOT NULL,
+                    redirect_uri TEXT NOT NULL, redirect_uri_sent INTEGER NOT NULL, scope TEXT NOT NULL,
+                    resources TEXT NOT NULL, code_challenge TEXT, nonce TEXT, auth_time BIGINT NOT NULL,
+                    session_id TEXT, grant_id TEXT NOT NULL, issue_refresh INTEGER NOT NULL,
+                    created_at BIGINT NOT NULL, expires_at BIGINT NOT NULL, used_at BIGINT)
+                """,
+                "CREATE INDEX authorization_codes_expires_at ON authorization_codes (expires_at)",
+                """
+                CREATE TABLE consents (
+                    user_id TEXT NOT NULL, client_id TEXT NOT NULL, scope TEXT NOT NULL, created_at BIGINT NOT NULL,
+                    PRIMARY KEY (user_id, client_id))
+                """,
+            ]
+        ),
     ]
 
     /// Applies pending migrations. Returns the versions applied.

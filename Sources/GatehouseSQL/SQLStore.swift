@@ -55,10 +55,11 @@ public final class SQLStore: GatehouseStorage {
             try await db.raw(
                 """
                 INSERT INTO clients (id, name, secret_hash, redirect_uris, grant_types, scope, default_scope,
-                    resources, skip_consent, created_at, updated_at)
+                    resources, skip_consent, post_logout_redirect_uris, created_at, updated_at)
                 VALUES (\(bind: c.id), \(bind: c.name), \(bind: c.secretHash), \(bind: JSONList.encode(c.redirectURIs)),
                     \(bind: JSONList.encode(c.grantTypes)), \(bind: c.scope.description), \(bind: c.defaultScope.description),
-                    \(bind: JSONList.encode(c.resources)), \(bind: c.skipConsent ? 1 : 0), \(bind: c.createdAt), \(bind: c.updatedAt))
+                    \(bind: JSONList.encode(c.resources)), \(bind: c.skipConsent ? 1 : 0),
+                    \(bind: JSONList.encode(c.postLogoutRedirectURIs)), \(bind: c.createdAt), \(bind: c.updatedAt))
                 """
             ).run()
         }
@@ -109,6 +110,7 @@ public final class SQLStore: GatehouseStorage {
             defaultScope: Scope(parsing: try row.decode(column: "default_scope", as: String.self)) ?? .empty,
             resources: JSONList.decode(try row.decode(column: "resources", as: String.self)),
             skipConsent: try row.decode(column: "skip_consent", as: Int.self) != 0,
+            postLogoutRedirectURIs: JSONList.decode(try row.decode(column: "post_logout_redirect_uris", as: String.self)),
             createdAt: try row.decode(column: "created_at", as: Int64.self),
             updatedAt: try row.decode(column: "updated_at", as: Int64.self))
     }
@@ -119,9 +121,11 @@ public final class SQLStore: GatehouseStorage {
         let inserted = try await backend.transaction { db in
             try await db.raw(
                 """
-                INSERT INTO users (id, username, username_key, email, name, password_hash, created_at, updated_at)
+                INSERT INTO users (id, username, username_key, email, name, password_hash, created_at, updated_at,
+                    profile)
                 VALUES (\(bind: u.id), \(bind: u.username), \(bind: u.username.lowercased()), \(bind: u.email),
-                    \(bind: u.name), \(bind: u.passwordHash), \(bind: u.createdAt), \(bind: u.updatedAt))
+                    \(bind: u.name), \(bind: u.passwordHash), \(bind: u.createdAt), \(bind: u.updatedAt),
+                    \(bind: JSONObject.encode(u.profile)))
                 ON CONFLICT DO NOTHING RETURNING id
                 """
             ).all().count
@@ -150,7 +154,9 @@ public final class SQLStore: GatehouseStorage {
             name: try row.decode(column: "name", as: String?.self),
             passwordHash: try row.decode(column: "password_hash", as: String?.self),
             createdAt: try row.decode(column: "created_at", as: Int64.self),
-            updatedAt: try row.decode(column: "updated_at", as: Int64.self))
+            updatedAt: try row.decode(column: "updated_at", as: Int64.self),
+            profile: JSONObject.decode(UserProfile.self, try row.decode(column: "profile", as: String.self))
+                ?? UserProfile())
     }
 
     // MARK: Scopes
@@ -277,28 +283,36 @@ public final class SQLStore: GatehouseStorage {
 
     public func insertGrant(_ g: GrantRecord, refreshToken: RefreshTokenRecord?) async throws {
         try await backend.transaction { db in
-            try await db.raw(
-                """
-                INSERT INTO grants (id, client_id, user_id, scope, created_at, revoked_at)
-                VALUES (\(bind: g.id), \(bind: g.clientID), \(bind: g.userID), \(bind: g.scope.description),
-                    \(bind: g.createdAt), \(bind: g.revokedAt))
-                """
-            ).run()
+            try await Self.insertGrant(g, db)
             if let refreshToken { try await Self.insertRefreshToken(refreshToken, db) }
         }
     }
 
+    private static func insertGrant(_ g: GrantRecord, _ db: any SQLDatabase) async throws {
+        try await db.raw(
+            """
+            INSERT INTO grants (id, client_id, user_id, scope, created_at, revoked_at, auth_time, session_id)
+            VALUES (\(bind: g.id), \(bind: g.clientID), \(bind: g.userID), \(bind: g.scope.description),
+                \(bind: g.createdAt), \(bind: g.revokedAt), \(bind: g.authTime), \(bind: g.sessionID))
+            """
+        ).run()
+    }
+
+    static func decodeGrant(_ row: any SQLRow) throws -> GrantRecord {
+        GrantRecord(
+            id: try row.decode(column: "id", as: String.self),
+            clientID: try row.decode(column: "client_id", as: String.self),
+            userID: try row.decode(column: "user_id", as: String?.self),
+            scope: Scope(parsing: try row.decode(column: "scope", as: String.self)) ?? .empty,
+            createdAt: try row.decode(column: "created_at", as: Int64.self),
+            revokedAt: try row.decode(column: "revoked_at", as: Int64?.self),
+            authTime: try row.decode(column: "auth_time", as: Int64?.self),
+            sessionID: try row.decode(column: "session_id", as: String?.self))
+    }
+
     public func grant(id: String) async throws -> GrantRecord? {
         try await backend.read { db in
-            try await db.raw("SELECT * FROM grants WHERE id = \(bind: id)").first().map { row in
-                GrantRecord(
-                    id: try row.decode(column: "id", as: String.self),
-                    clientID: try row.decode(column: "client_id", as: String.self),
-                    userID: try row.decode(column: "user_id", as: String?.self),
-                    scope: Scope(parsing: try row.decode(column: "scope", as: String.self)) ?? .empty,
-                    createdAt: try row.decode(column: "created_at", as: Int64.self),
-                    revokedAt: try row.decode(column: "revoked_at", as: Int64?.self))
-            }
+            try await db.raw("SELECT * FROM grants WHERE id = \(bind: id)").first().map(Self.decodeGrant)
         }
     }
 
@@ -376,11 +390,171 @@ public final class SQLStore: GatehouseStorage {
         try await backend.transaction { db in
             let a = try await db.raw("DELETE FROM refresh_tokens WHERE expires_at < \(bind: time) RETURNING hash").all().count
             let b = try await db.raw("DELETE FROM revoked_access_tokens WHERE expires_at < \(bind: time) RETURNING jti").all().count
+            let c = try await db.raw("DELETE FROM sessions WHERE expires_at < \(bind: time) RETURNING hash").all().count
+            // Codes are kept a day past expiry, so a late replay still finds its code and revokes its grant.
+            let d = try await db.raw(
+                "DELETE FROM authorization_codes WHERE expires_at < \(bind: time - 86400) RETURNING hash"
+            ).all().count
             try await db.raw(
                 "UPDATE refresh_tokens SET sealed_successor = NULL WHERE sealed_successor IS NOT NULL AND used_at < \(bind: time - 300)"
             ).run()
-            return a + b
+            return a + b + c + d
         }
+    }
+}
+
+// MARK: Browser sign-in
+
+extension SQLStore {
+    public func insertSession(_ s: SessionRecord) async throws {
+        try await backend.transaction { db in
+            try await db.raw(
+                """
+                INSERT INTO sessions (hash, id, user_id, auth_time, created_at, expires_at)
+                VALUES (\(bind: s.hash), \(bind: s.id), \(bind: s.userID), \(bind: s.authTime), \(bind: s.createdAt),
+                    \(bind: s.expiresAt))
+                """
+            ).run()
+        }
+    }
+
+    public func session(hash: String) async throws -> SessionRecord? {
+        try await backend.read { db in
+            try await db.raw("SELECT * FROM sessions WHERE hash = \(bind: hash)").first().map { row in
+                SessionRecord(
+                    hash: try row.decode(column: "hash", as: String.self),
+                    id: try row.decode(column: "id", as: String.self),
+                    userID: try row.decode(column: "user_id", as: String.self),
+                    authTime: try row.decode(column: "auth_time", as: Int64.self),
+                    createdAt: try row.decode(column: "created_at", as: Int64.self),
+                    expiresAt: try row.decode(column: "expires_at", as: Int64.self))
+            }
+        }
+    }
+
+    public func deleteSession(hash: String) async throws {
+        try await backend.transaction { db in
+            try await db.raw("DELETE FROM sessions WHERE hash = \(bind: hash)").run()
+        }
+    }
+
+    public func insertAuthorizationCode(_ c: AuthorizationCodeRecord) async throws {
+        try await backend.transaction { db in
+            try await db.raw(
+                """
+                INSERT INTO authorization_codes (hash, client_id, user_id, redirect_uri, redirect_uri_sent, scope,
+                    resources, code_challenge, nonce, auth_time, session_id, grant_id, issue_refresh, created_at,
+                    expires_at, used_at)
+                VALUES (\(bind: c.hash), \(bind: c.clientID), \(bind: c.userID), \(bind: c.redirectURI),
+                    \(bind: c.redirectURIWasSent ? 1 : 0), \(bind: c.scope.description), \(bind: JSONList.encode(c.resources)),
+                    \(bind: c.codeChallenge), \(bind: c.nonce), \(bind: c.authTime), \(bind: c.sessionID), \(bind: c.grantID),
+                    \(bind: c.issueRefreshToken ? 1 : 0), \(bind: c.createdAt), \(bind: c.expiresAt), \(bind: c.usedAt))
+                """
+            ).run()
+        }
+    }
+
+    public func authorizationCode(hash: String) async throws -> AuthorizationCodeRecord? {
+        try await backend.read { db in
+            try await db.raw("SELECT * FROM authorization_codes WHERE hash = \(bind: hash)").first().map { row in
+                AuthorizationCodeRecord(
+                    hash: try row.decode(column: "hash", as: String.self),
+                    clientID: try row.decode(column: "client_id", as: String.self),
+                    userID: try row.decode(column: "user_id", as: String.self),
+                    redirectURI: try row.decode(column: "redirect_uri", as: String.self),
+                    redirectURIWasSent: try row.decode(column: "redirect_uri_sent", as: Int.self) != 0,
+                    scope: Scope(parsing: try row.decode(column: "scope", as: String.self)) ?? .empty,
+                    resources: JSONList.decode(try row.decode(column: "resources", as: String.self)),
+                    codeChallenge: try row.decode(column: "code_challenge", as: String?.self),
+                    nonce: try row.decode(column: "nonce", as: String?.self),
+                    authTime: try row.decode(column: "auth_time", as: Int64.self),
+                    sessionID: try row.decode(column: "session_id", as: String?.self),
+                    grantID: try row.decode(column: "grant_id", as: String.self),
+                    issueRefreshToken: try row.decode(column: "issue_refresh", as: Int.self) != 0,
+                    createdAt: try row.decode(column: "created_at", as: Int64.self),
+                    expiresAt: try row.decode(column: "expires_at", as: Int64.self),
+                    usedAt: try row.decode(column: "used_at", as: Int64?.self))
+            }
+        }
+    }
+
+    public func redeemAuthorizationCode(
+        hash: String, at time: Int64, grant: GrantRecord, refreshToken: RefreshTokenRecord?
+    ) async throws -> Bool {
+        try await backend.transaction { db in
+            // As with refresh rotation, the conditional UPDATE decides: of N concurrent redemptions one
+            // matches `used_at IS NULL`; its grant commits together with the mark.
+            let won = try await db.raw(
+                "UPDATE authorization_codes SET used_at = \(bind: time) WHERE hash = \(bind: hash) AND used_at IS NULL RETURNING hash"
+            ).all()
+            guard !won.isEmpty else { return false }
+            try await Self.insertGrant(grant, db)
+            if let refreshToken { try await Self.insertRefreshToken(refreshToken, db) }
+            return true
+        }
+    }
+
+    public func consent(userID: String, clientID: String) async throws -> ConsentRecord? {
+        try await backend.read { db in
+            try await db.raw(
+                "SELECT * FROM consents WHERE user_id = \(bind: userID) AND client_id = \(bind: clientID)"
+            ).first().map { row in
+                ConsentRecord(
+                    userID: try row.decode(column: "user_id", as: String.self),
+                    clientID: try row.decode(column: "client_id", as: String.self),
+                    scope: Scope(parsing: try row.decode(column: "scope", as: String.self)) ?? .empty,
+                    createdAt: try row.decode(column: "created_at", as: Int64.self))
+            }
+        }
+    }
+
+    public func saveConsent(_ c: ConsentRecord) async throws {
+        try await backend.transaction { db in
+            try await db.raw(
+                """
+                INSERT INTO consents (user_id, client_id, scope, created_at)
+                VALUES (\(bind: c.userID), \(bind: c.clientID), \(bind: c.scope.description), \(bind: c.createdAt))
+                ON CONFLICT (user_id, client_id) DO UPDATE SET scope = excluded.scope, created_at = excluded.created_at
+                """
+            ).run()
+        }
+    }
+
+    public func activeGrants(userID: String, createdAfter: Int64, at time: Int64) async throws -> [GrantRecord] {
+        try await backend.read { db in
+            try await db.raw(
+                """
+                SELECT * FROM grants g WHERE g.user_id = \(bind: userID) AND g.revoked_at IS NULL
+                  AND (g.created_at > \(bind: createdAfter) OR EXISTS (SELECT 1 FROM refresh_tokens r
+                       WHERE r.grant_id = g.id AND r.used_at IS NULL AND r.expires_at > \(bind: time)))
+                ORDER BY g.created_at DESC, g.id
+                """
+            ).all().map(Self.decodeGrant)
+        }
+    }
+
+    public func revokeGrants(userID: String, clientID: String, at time: Int64) async throws {
+        try await backend.transaction { db in
+            try await db.raw(
+                """
+                UPDATE grants SET revoked_at = \(bind: time)
+                WHERE user_id = \(bind: userID) AND client_id = \(bind: clientID) AND revoked_at IS NULL
+                """
+            ).run()
+            try await db.raw(
+                "DELETE FROM consents WHERE user_id = \(bind: userID) AND client_id = \(bind: clientID)"
+            ).run()
+        }
+    }
+}
+
+/// A Codable value stored as JSON text.
+enum JSONObject {
+    static func encode<T: Encodable>(_ value: T) -> String {
+        (try? String(decoding: JSONEncoder.sortedWithoutEscapingSlashes.encode(value), as: UTF8.self)) ?? "{}"
+    }
+    static func decode<T: Decodable>(_ type: T.Type, _ text: String) -> T? {
+        try? JSONDecoder().decode(type, from: Data(text.utf8))
     }
 }
 

@@ -14,6 +14,10 @@ public struct GatehouseServices: Sendable {
     public let token: TokenEndpoint
     public let revocation: RevocationEndpoint
     public let introspection: IntrospectionEndpoint
+    public let authorization: AuthorizationEndpoint
+    public let signIn: SignIn
+    public let userinfo: UserInfoEndpoint
+    public let logout: LogoutEndpoint
 
     /// Loads (on first start: creates) the signing keys, then wires the endpoints.
     public static func make(
@@ -26,25 +30,36 @@ public struct GatehouseServices: Sendable {
         try await keys.bootstrap(store: storage, algorithm: settings.signingAlgorithm)
         let context = TokenContext(storage: storage, settings: settings, clock: clock, keys: keys, passwords: passwords)
         let verifier = AccessTokenVerifier(keys: keys, issuer: settings.issuer, clock: clock)
+        let hints = IDTokenHintVerifier(keys: keys, issuer: settings.issuer)
         return GatehouseServices(
             storage: storage, settings: settings, clock: clock, keys: keys, token: TokenEndpoint(context: context),
             revocation: RevocationEndpoint(storage: storage, verifier: verifier, clock: clock),
-            introspection: IntrospectionEndpoint(storage: storage, verifier: verifier, clock: clock))
+            introspection: IntrospectionEndpoint(storage: storage, verifier: verifier, clock: clock),
+            authorization: AuthorizationEndpoint(context: context, hints: hints),
+            signIn: SignIn(storage: storage, settings: settings, clock: clock, passwords: passwords),
+            userinfo: UserInfoEndpoint(storage: storage, verifier: verifier),
+            logout: LogoutEndpoint(storage: storage, hints: hints))
     }
 }
 
 /// The HTTP routes. Handlers decode, call the core, encode.
-public func buildRouter(_ services: GatehouseServices, logger: Logger) -> Router<BasicRequestContext> {
-    let router = Router(context: BasicRequestContext.self)
+public func buildRouter(_ services: GatehouseServices, logger: Logger) throws -> Router<GatehouseRequestContext> {
+    let router = Router(context: GatehouseRequestContext.self)
     router.add(middleware: SecurityHeadersMiddleware())
     typealias Path = ServerMetadata.Path
 
     // RFC 8414 §3 and OpenID Connect Discovery §4: the same truthful document.
-    @Sendable func metadata(_ request: Request, _ context: BasicRequestContext) async -> Response {
+    @Sendable func metadata(_ request: Request, _ context: GatehouseRequestContext) async -> Response {
         await HTTP.endpoint("discovery", logger: logger) {
             let scopes = try await services.storage.listScopes().map(\.name)
+            let snapshot = try services.keys.snapshot
+            var algorithms = [snapshot.signingKey.algorithm.rawValue]
+            for key in snapshot.publishedKeys where !algorithms.contains(key.algorithm.rawValue) {
+                algorithms.append(key.algorithm.rawValue)
+            }
             let doc = ServerMetadata(
-                issuer: services.settings.issuer, grantTypes: services.token.supportedGrantTypes, scopes: scopes)
+                issuer: services.settings.issuer, grantTypes: services.token.supportedGrantTypes, scopes: scopes,
+                signingAlgorithms: algorithms)
             var response = try HTTP.json(doc, noStore: false)
             response.headers[.cacheControl] = "public, max-age=300"
             response.headers[.accessControlAllowOrigin] = "*"
@@ -69,7 +84,9 @@ public func buildRouter(_ services: GatehouseServices, logger: Logger) -> Router
         return await HTTP.endpoint("token", logger: logger) {
             let parameters = try await HTTP.parameters(&request)
             let response = try await services.token.handle(parameters, authorization: request.headers[.authorization])
-            return try HTTP.json(response)
+            var encoded = try HTTP.json(response)
+            encoded.headers[.accessControlAllowOrigin] = "*"
+            return encoded
         }
     }
 
@@ -101,6 +118,24 @@ public func buildRouter(_ services: GatehouseServices, logger: Logger) -> Router
             return response
         }
     }
+
+    // CORS preflight for the endpoints browser apps (SPAs) call with fetch: no cookies are involved (the
+    // credentials are in the body or the Authorization header), so any origin may call them.
+    for path in [Path.token, Path.revocation, Path.userinfo] {
+        router.on(RouterPath(path), method: .options) { _, _ in
+            Response(
+                status: .noContent,
+                headers: [
+                    .accessControlAllowOrigin: "*", .accessControlAllowMethods: "GET, POST",
+                    .accessControlAllowHeaders: "Authorization, Content-Type", .accessControlMaxAge: "600",
+                ])
+        }
+    }
+
+    BrowserRoutes(
+        services: services, pages: try Pages(issuer: services.settings.issuer),
+        cookies: Cookies(settings: services.settings), logger: logger
+    ).add(to: router)
 
     router.get("/healthz") { _, _ in
         await HTTP.endpoint("health", logger: logger) {
@@ -149,7 +184,7 @@ public func buildApplication(_ config: GatehouseConfiguration, store: SQLStore, 
 {
     try await store.migrate()
     let services = try await GatehouseServices.make(storage: store, settings: config.settings)
-    let router = buildRouter(services, logger: logger)
+    let router = try buildRouter(services, logger: logger)
     let base = config.issuer.hasSuffix("/") ? String(config.issuer.dropLast()) : config.issuer
     let key = try services.keys.snapshot.signingKey
     var app = Application(

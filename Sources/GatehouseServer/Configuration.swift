@@ -62,6 +62,16 @@ public struct GatehouseConfiguration: Sendable {
               defaultDescription: "10s", help: "How often a running server re-reads signing keys (picks up `keys rotate`)"),
         .init(key: "cache_ttl", flag: "--cache-ttl", environment: "GATEHOUSE_CACHE_TTL", defaultDescription: "1s",
               help: "How long client records and not-revoked answers are cached; CLI changes take effect within it (0 = off)"),
+        .init(key: "authorization_code_ttl", flag: "--authorization-code-ttl", environment: "GATEHOUSE_AUTHORIZATION_CODE_TTL",
+              defaultDescription: "60s", help: "Authorization-code lifetime (at most 10m)"),
+        .init(key: "id_token_ttl", flag: "--id-token-ttl", environment: "GATEHOUSE_ID_TOKEN_TTL", defaultDescription: "10m",
+              help: "ID-token lifetime"),
+        .init(key: "session_ttl", flag: "--session-ttl", environment: "GATEHOUSE_SESSION_TTL", defaultDescription: "12h",
+              help: "Browser session lifetime from sign-in"),
+        .init(key: "password_max_failures", flag: "--password-max-failures", environment: "GATEHOUSE_PASSWORD_MAX_FAILURES",
+              defaultDescription: "10", help: "Failed password attempts per username (login page: 5x per client address) before a lockout"),
+        .init(key: "password_lockout_window", flag: "--password-lockout-window", environment: "GATEHOUSE_PASSWORD_LOCKOUT_WINDOW",
+              defaultDescription: "15m", help: "How long failures are counted and a lockout lasts"),
         .init(key: "log_level", flag: "--log-level", environment: "GATEHOUSE_LOG_LEVEL", defaultDescription: "info",
               help: "trace, debug, info, notice, warning, error, critical"),
     ]
@@ -131,6 +141,26 @@ public struct GatehouseConfiguration: Sendable {
         if let (v, src) = value("cache_ttl") {
             guard let d = parseDuration(v, allowZero: true), d <= 10 else { throw fail(src, "'\(v)' is not a duration between 0 and 10s") }
             config.settings.cacheTTL = d
+        }
+        if let (v, src) = value("authorization_code_ttl") {
+            guard let d = parseDuration(v), d <= 600 else { throw fail(src, "'\(v)' is not a duration between 1s and 10m") }
+            config.settings.authorizationCodeLifetime = d
+        }
+        if let (v, src) = value("id_token_ttl") {
+            guard let d = parseDuration(v), d >= 60, d <= 86_400 else { throw fail(src, "'\(v)' is not a duration between 60s and 24h") }
+            config.settings.idTokenLifetime = d
+        }
+        if let (v, src) = value("session_ttl") {
+            guard let d = parseDuration(v), d >= 60, d <= 90 * 86_400 else { throw fail(src, "'\(v)' is not a duration between 60s and 90d") }
+            config.settings.sessionLifetime = d
+        }
+        if let (v, src) = value("password_max_failures") {
+            guard let n = Int(v), (1...1000).contains(n) else { throw fail(src, "'\(v)' is not a number between 1 and 1000") }
+            config.settings.passwordMaxFailures = n
+        }
+        if let (v, src) = value("password_lockout_window") {
+            guard let d = parseDuration(v), d <= 86_400 else { throw fail(src, "'\(v)' is not a duration between 1s and 24h") }
+            config.settings.passwordLockoutWindow = d
         }
         if let (v, src) = value("log_level") {
             guard let l = Logger.Level(rawValue: v.lowercased()) else { throw fail(src, "'\(v)' is not a log level") }

@@ -15,6 +15,12 @@ struct Users: AsyncParsableCommand {
         @Option(help: "Username (unique, case-insensitive).") var username: String
         @Option(help: "Email address.") var email: String?
         @Option(help: "Display name.") var name: String?
+        @Option(help: "Given (first) name.") var givenName: String?
+        @Option(help: "Family (last) name.") var familyName: String?
+        @Option(help: "URL of a profile picture.") var picture: String?
+        @Flag(help: "The email address is verified (released as email_verified: true).") var emailVerified = false
+        @Option(help: "Phone number (E.164 recommended, e.g. +4712345678).") var phone: String?
+        @Option(help: "Postal address, one formatted string.") var address: String?
         @Flag(help: "Read the password from standard input.") var passwordStdin = false
 
         func run() async throws {
@@ -27,8 +33,11 @@ struct Users: AsyncParsableCommand {
             }
             struct Out: Encodable { let id: String; let username: String; let email: String?; let name: String? }
             try await common.withStore { store, _ in
+                let profile = UserProfile(
+                    givenName: givenName, familyName: familyName, picture: picture, emailVerified: emailVerified,
+                    phoneNumber: phone, address: address)
                 let user = try await Administration(storage: store).createUser(
-                    username: username, email: email, name: name, password: password)
+                    username: username, email: email, name: name, password: password, profile: profile)
                 try common.print(
                     json: Out(id: user.id, username: user.username, email: user.email, name: user.name),
                     text: "created user \(user.username) (id \(user.id))")
@@ -51,6 +60,7 @@ struct ClientOutput: Encodable {
     let default_scope: String
     let resources: [String]
     let skip_consent: Bool
+    let post_logout_redirect_uris: [String]
     let created_at: Int64
 
     init(_ c: ClientRecord, secret: String? = nil) {
@@ -65,6 +75,7 @@ struct ClientOutput: Encodable {
         default_scope = c.defaultScope.description
         resources = c.resources
         skip_consent = c.skipConsent
+        post_logout_redirect_uris = c.postLogoutRedirectURIs
         created_at = c.createdAt
     }
 
@@ -93,6 +104,10 @@ struct Clients: AsyncParsableCommand {
         @OptionGroup var common: CommonOptions
         @Option(help: "Display name.") var name: String
         @Option(name: .customLong("redirect-uri"), help: "Redirect URI (repeatable).") var redirectURIs: [String] = []
+        @Option(
+            name: .customLong("post-logout-redirect-uri"),
+            help: "Where RP-initiated logout may send the browser afterwards (repeatable).")
+        var postLogoutRedirectURIs: [String] = []
         @Option(name: .customLong("grant-type"), help: "Grant type (repeatable; default authorization_code refresh_token).")
         var grantTypes: [String] = []
         @Option(help: "Scopes the client may request, space-separated.") var scope: String?
@@ -108,6 +123,7 @@ struct Clients: AsyncParsableCommand {
             try await common.withStore { store, _ in
                 var new = Administration.NewClient(name: name)
                 new.redirectURIs = redirectURIs
+                new.postLogoutRedirectURIs = postLogoutRedirectURIs
                 new.grantTypes = grantTypes
                 new.scope = scope
                 new.defaultScope = defaultScope

@@ -26,6 +26,13 @@ struct Serve: AsyncParsableCommand {
     var keyReloadInterval: String?
     @Option(help: "Client and revocation cache lifetime (env GATEHOUSE_CACHE_TTL, default 1s; 0 = off).")
     var cacheTtl: String?
+    @Option(help: "Authorization-code lifetime (env GATEHOUSE_AUTHORIZATION_CODE_TTL, default 60s).")
+    var authorizationCodeTtl: String?
+    @Option(help: "ID-token lifetime (env GATEHOUSE_ID_TOKEN_TTL, default 10m).") var idTokenTtl: String?
+    @Option(help: "Browser session lifetime (env GATEHOUSE_SESSION_TTL, default 12h).") var sessionTtl: String?
+    @Option(help: "Failed password attempts per username before a lockout (env GATEHOUSE_PASSWORD_MAX_FAILURES, default 10).")
+    var passwordMaxFailures: String?
+    @Option(help: "Lockout window (env GATEHOUSE_PASSWORD_LOCKOUT_WINDOW, default 15m).") var passwordLockoutWindow: String?
     @Option(help: "Log level (env GATEHOUSE_LOG_LEVEL, default info).") var logLevel: String?
 
     func run() async throws {
@@ -40,6 +47,11 @@ struct Serve: AsyncParsableCommand {
         flags["signing_algorithm"] = signingAlgorithm
         flags["key_reload_interval"] = keyReloadInterval
         flags["cache_ttl"] = cacheTtl
+        flags["authorization_code_ttl"] = authorizationCodeTtl
+        flags["id_token_ttl"] = idTokenTtl
+        flags["session_ttl"] = sessionTtl
+        flags["password_max_failures"] = passwordMaxFailures
+        flags["password_lockout_window"] = passwordLockoutWindow
         flags["log_level"] = logLevel
         let config = try common.configuration(extra: flags)
         var logger = Logger(label: "gatehouse")

@@ -24,16 +24,28 @@ struct DiscoveryAndKeysTests {
             #expect(m["jwks_uri"] as? String == Harness.issuer + "/.well-known/jwks.json")
             #expect(m["revocation_endpoint"] as? String == Harness.issuer + "/oauth2/revoke")
             #expect(m["introspection_endpoint"] as? String == Harness.issuer + "/oauth2/introspect")
-            #expect(m["grant_types_supported"] as? [String] == ["client_credentials", "password", "refresh_token"])
+            #expect(
+                m["grant_types_supported"] as? [String]
+                    == ["authorization_code", "client_credentials", "password", "refresh_token"])
             #expect(m["token_endpoint_auth_methods_supported"] as? [String] == ["client_secret_basic", "client_secret_post", "none"])
             #expect((m["scopes_supported"] as? [String])?.contains("read") == true)
-            // Nothing this release does not serve.
-            #expect(m["authorization_endpoint"] == nil)
-            #expect(m["response_types_supported"] as? [String] == [])
-            #expect(m["userinfo_endpoint"] == nil)
-            #expect(m["code_challenge_methods_supported"] == nil)
+            // The OpenID Provider part (OIDC Discovery §3, RFC 9207 §3), and only what is served.
+            #expect(m["authorization_endpoint"] as? String == Harness.issuer + "/oauth2/authorize")
+            #expect(m["userinfo_endpoint"] as? String == Harness.issuer + "/oauth2/userinfo")
+            #expect(m["end_session_endpoint"] as? String == Harness.issuer + "/oauth2/logout")
+            #expect(m["response_types_supported"] as? [String] == ["code"])
+            #expect(m["response_modes_supported"] as? [String] == ["query"])
+            #expect(m["code_challenge_methods_supported"] as? [String] == ["S256"])
+            #expect(m["authorization_response_iss_parameter_supported"] as? Bool == true)
+            #expect(m["subject_types_supported"] as? [String] == ["public"])
+            #expect(m["id_token_signing_alg_values_supported"] as? [String] == ["ES256"])
+            #expect(m["request_parameter_supported"] as? Bool == false)
+            #expect(m["request_uri_parameter_supported"] as? Bool == false)
+            #expect((m["claims_supported"] as? [String])?.contains("email_verified") == true)
+            #expect(m["registration_endpoint"] == nil)
             // Every advertised endpoint answers (POST-only ones with 405 to GET, not 404).
-            for key in ["token_endpoint", "revocation_endpoint", "introspection_endpoint", "jwks_uri"] {
+            for key in ["token_endpoint", "revocation_endpoint", "introspection_endpoint", "jwks_uri",
+                        "authorization_endpoint", "userinfo_endpoint", "end_session_endpoint"] {
                 let path = String((m[key] as! String).dropFirst(Harness.issuer.count))
                 #expect(try await h.get(path).status != .notFound, "\(key)")
             }

@@ -35,7 +35,7 @@ struct Harness {
             let services = try await GatehouseServices.make(
                 storage: store, settings: frozen, clock: testClock.clock, passwords: PasswordHasher(cost: 4))
             let logger = Logger(label: "test", factory: { _ in SwiftLogNoOpLogHandler() })
-            let app = Application(router: buildRouter(services, logger: logger), logger: logger)
+            let app = Application(router: try buildRouter(services, logger: logger), logger: logger)
             try await app.test(.router) { client in
                 try await body(Harness(store: store, services: services, testClock: testClock, client: client))
             }

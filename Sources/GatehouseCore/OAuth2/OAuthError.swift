@@ -51,6 +51,22 @@ public struct OAuthError: Error, Sendable, Equatable, CustomStringConvertible {
     // RFC 8707 §2
     public static let invalidTarget = OAuthError(
         code: "invalid_target", description: "The requested resource is invalid, unknown or not allowed for this client.")
+    // RFC 6749 §4.1.2.1
+    public static let unsupportedResponseType = OAuthError(
+        code: "unsupported_response_type", description: "Only response_type=code is supported.")
+    // OpenID Connect Core §3.1.2.6
+    public static let loginRequired = OAuthError(
+        code: "login_required", description: "The user must sign in, but prompt=none was requested.")
+    public static let consentRequired = OAuthError(
+        code: "consent_required", description: "The user must consent, but prompt=none was requested.")
+    public static let interactionRequired = OAuthError(
+        code: "interaction_required", description: "User interaction is required, but prompt=none was requested.")
+    public static let requestNotSupported = OAuthError(
+        code: "request_not_supported", description: "The request parameter is not supported.")
+    public static let requestURINotSupported = OAuthError(
+        code: "request_uri_not_supported", description: "The request_uri parameter is not supported.")
+    public static let registrationNotSupported = OAuthError(
+        code: "registration_not_supported", description: "The registration parameter is not supported.")
     // RFC 6749 §5.2 / §4.1.2.1
     public static let serverError = OAuthError(
         code: "server_error", description: "The server encountered an unexpected condition.", status: 500)

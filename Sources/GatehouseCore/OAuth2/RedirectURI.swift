@@ -48,4 +48,40 @@ public enum RedirectURI {
         guard octets.count == 4, octets[0] == "127" else { return false }
         return octets.allSatisfy { o in !o.isEmpty && o.count <= 3 && o.allSatisfy(\.isASCII) && UInt8(o) != nil }
     }
+
+    /// Whether a requested redirect URI matches a registered one (RFC 9700 §4.1.3, OAuth 2.1 §4.1.2.1):
+    /// exact string comparison, with one exception: an `http` loopback IP literal (127.0.0.1 or [::1]) may
+    /// carry any port, since native apps bind an ephemeral one (RFC 8252 §7.3). Everything else — case,
+    /// path, query, trailing slash, encoding — must be identical.
+    public static func matches(registered: String, requested: String) -> Bool {
+        if Secrets.constantTimeEquals(registered, requested) { return true }
+        guard let r = withoutLoopbackPort(registered), let q = withoutLoopbackPort(requested) else { return false }
+        return r == q
+    }
+
+    /// `http://127.0.0.1:PORT/rest` → `http://127.0.0.1/rest` (same for `[::1]`); `nil` for anything else.
+    static func withoutLoopbackPort(_ uri: String) -> String? {
+        let prefix = "http://"
+        guard uri.hasPrefix(prefix) else { return nil }
+        let rest = uri.dropFirst(prefix.count)
+        let end = rest.firstIndex(where: { $0 == "/" || $0 == "?" || $0 == "#" }) ?? rest.endIndex
+        let authority = rest[..<end]
+        for host in ["127.0.0.1", "[::1]"] where authority.hasPrefix(host) {
+            let port = authority.dropFirst(host.count)
+            if port.isEmpty { return prefix + host + rest[end...] }
+            guard port.first == ":", (2...6).contains(port.count), port.dropFirst().allSatisfy(\.isASCII),
+                port.dropFirst().allSatisfy(\.isNumber)
+            else { return nil }
+            return prefix + host + rest[end...]
+        }
+        return nil
+    }
+
+    /// Adds query parameters to a redirect URI (RFC 6749 §4.1.2: keep its existing query), skipping nil values.
+    public static func appending(_ parameters: [(String, String?)], to uri: String) -> String {
+        let query = parameters.compactMap { name, value in value.map { "\(FormEncoding.encode(name))=\(FormEncoding.encode($0))" } }
+            .joined(separator: "&")
+        guard !query.isEmpty else { return uri }
+        return uri + (uri.contains("?") ? "&" : "?") + query
+    }
 }

@@ -18,12 +18,23 @@ public struct ServerSettings: Sendable {
     /// Seconds a running server may serve client records and "not revoked" answers from memory; changes
     /// made by the CLI or another instance take effect within this time (0 = no caching).
     public var cacheTTL: Int64 = 1
-    /// Failed password-grant attempts per username before a temporary lockout.
+    /// Failed password attempts (password grant and login page) per username before a temporary lockout;
+    /// the login page also allows 5× this per client address.
     public var passwordMaxFailures: Int = 10
     /// Lockout and counting window for failed password attempts, in seconds.
     public var passwordLockoutWindow: Int64 = 15 * 60
 
+    /// Authorization-code lifetime in seconds (RFC 6749 §4.1.2 recommends at most 10 minutes; 60 s default).
+    public var authorizationCodeLifetime: Int64 = 60
+    /// ID-token lifetime in seconds.
+    public var idTokenLifetime: Int64 = 600
+    /// Browser session lifetime in seconds from sign-in (default 12 hours).
+    public var sessionLifetime: Int64 = 12 * 3600
+
     public init(issuer: String) { self.issuer = issuer }
+
+    /// An https issuer: cookies get `Secure` and the `__Host-` prefix.
+    public var isHTTPS: Bool { issuer.lowercased().hasPrefix("https://") }
 
     public var audience: String { defaultAudience ?? issuer }
     /// How long a deactivated signing key stays published: an instance may sign with it until its next

@@ -7,6 +7,7 @@ public struct TokenContext: Sendable {
     public let settings: ServerSettings
     public let clock: Clock
     public let issuer: AccessTokenIssuer
+    public let idTokens: IDTokenIssuer
     public let passwords: PasswordHasher
     public let passwordLimiter: FailureLimiter
 
@@ -18,6 +19,7 @@ public struct TokenContext: Sendable {
         self.settings = settings
         self.clock = clock
         self.issuer = AccessTokenIssuer(keys: keys)
+        self.idTokens = IDTokenIssuer(keys: keys)
         self.passwords = passwords
         self.passwordLimiter = FailureLimiter(
             maxFailures: settings.passwordMaxFailures, window: settings.passwordLockoutWindow, clock: clock)
@@ -66,6 +68,17 @@ public struct TokenContext: Sendable {
             client_id: client.id, scope: scope.description, jti: Secrets.identifier(), iat: now,
             exp: now + settings.accessTokenLifetime, grant_id: grantID)
         return (try await issuer.sign(claims), settings.accessTokenLifetime)
+    }
+
+    /// An ID token for the client (OIDC Core §3.1.3.3), bound to the access token issued with it (`at_hash`).
+    public func mintIDToken(
+        client: ClientRecord, userID: String, authTime: Int64?, nonce: String?, sessionID: String?, accessToken: String
+    ) async throws -> String {
+        try await idTokens.sign(
+            .init(
+                issuer: settings.issuer, clientID: client.id, userID: userID, authTime: authTime, nonce: nonce,
+                sessionID: sessionID, accessToken: accessToken, now: clock.nowSeconds,
+                lifetime: settings.idTokenLifetime))
     }
 
     /// A new refresh token for a grant: the raw value (returned once) and the record to store.

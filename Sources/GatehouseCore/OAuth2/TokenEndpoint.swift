@@ -14,7 +14,7 @@ public struct TokenEndpoint: Sendable {
     }
 
     public static let defaultGrants: [any TokenGrant] = [
-        ClientCredentialsGrant(), RefreshTokenGrant(), PasswordGrant(),
+        AuthorizationCodeGrant(), ClientCredentialsGrant(), RefreshTokenGrant(), PasswordGrant(),
     ]
 
     /// The grant types this endpoint handles, for discovery.

@@ -5,8 +5,11 @@ public struct TokenResponse: Sendable, Codable, Equatable {
     public var expires_in: Int64
     public var scope: String
     public var refresh_token: String?
+    /// OpenID Connect Core §3.1.3.3: present when the grant includes scope `openid`.
+    public var id_token: String?
 
-    public init(access_token: String, expires_in: Int64, scope: String, refresh_token: String?) {
+    public init(access_token: String, expires_in: Int64, scope: String, refresh_token: String?, id_token: String? = nil) {
+        self.id_token = id_token
         self.access_token = access_token
         self.expires_in = expires_in
         self.scope = scope

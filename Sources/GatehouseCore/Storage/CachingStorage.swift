@@ -100,7 +100,34 @@ public final class CachingStorage: GatehouseStorage {
         forgetRevocations()
     }
 
+    public func revokeGrants(userID: String, clientID: String, at time: Int64) async throws {
+        try await base.revokeGrants(userID: userID, clientID: clientID, at: time)
+        forgetRevocations()
+    }
+
     // MARK: pass-through
+
+    public func insertSession(_ session: SessionRecord) async throws { try await base.insertSession(session) }
+    public func session(hash: String) async throws -> SessionRecord? { try await base.session(hash: hash) }
+    public func deleteSession(hash: String) async throws { try await base.deleteSession(hash: hash) }
+    public func insertAuthorizationCode(_ code: AuthorizationCodeRecord) async throws {
+        try await base.insertAuthorizationCode(code)
+    }
+    public func authorizationCode(hash: String) async throws -> AuthorizationCodeRecord? {
+        try await base.authorizationCode(hash: hash)
+    }
+    public func redeemAuthorizationCode(
+        hash: String, at time: Int64, grant: GrantRecord, refreshToken: RefreshTokenRecord?
+    ) async throws -> Bool {
+        try await base.redeemAuthorizationCode(hash: hash, at: time, grant: grant, refreshToken: refreshToken)
+    }
+    public func consent(userID: String, clientID: String) async throws -> ConsentRecord? {
+        try await base.consent(userID: userID, clientID: clientID)
+    }
+    public func saveConsent(_ consent: ConsentRecord) async throws { try await base.saveConsent(consent) }
+    public func activeGrants(userID: String, createdAfter: Int64, at time: Int64) async throws -> [GrantRecord] {
+        try await base.activeGrants(userID: userID, createdAfter: createdAfter, at: time)
+    }
 
     public func insertClient(_ client: ClientRecord) async throws { try await base.insertClient(client) }
     public func listClients() async throws -> [ClientRecord] { try await base.listClients() }

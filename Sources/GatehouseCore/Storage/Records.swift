@@ -15,6 +15,8 @@ public struct ClientRecord: Sendable, Equatable, Codable {
     /// Resource indicators (RFC 8707) the client may request as audience.
     public var resources: [String]
     public var skipConsent: Bool
+    /// Where RP-initiated logout may send the browser afterwards (exact match, same rules as redirect URIs).
+    public var postLogoutRedirectURIs: [String]
     public var createdAt: Int64
     public var updatedAt: Int64
 
@@ -23,8 +25,8 @@ public struct ClientRecord: Sendable, Equatable, Codable {
 
     public init(
         id: String, name: String, secretHash: String?, redirectURIs: [String], grantTypes: [String],
-        scope: Scope, defaultScope: Scope, resources: [String], skipConsent: Bool, createdAt: Int64,
-        updatedAt: Int64
+        scope: Scope, defaultScope: Scope, resources: [String], skipConsent: Bool,
+        postLogoutRedirectURIs: [String] = [], createdAt: Int64, updatedAt: Int64
     ) {
         self.id = id
         self.name = name
@@ -35,6 +37,7 @@ public struct ClientRecord: Sendable, Equatable, Codable {
         self.defaultScope = defaultScope
         self.resources = resources
         self.skipConsent = skipConsent
+        self.postLogoutRedirectURIs = postLogoutRedirectURIs
         self.createdAt = createdAt
         self.updatedAt = updatedAt
     }
@@ -61,10 +64,12 @@ public struct UserRecord: Sendable, Equatable {
     public var passwordHash: String?
     public var createdAt: Int64
     public var updatedAt: Int64
+    /// The OIDC standard claims (Core §5.1) beyond `name` and `email`.
+    public var profile: UserProfile
 
     public init(
         id: String, username: String, email: String?, name: String?, passwordHash: String?, createdAt: Int64,
-        updatedAt: Int64
+        updatedAt: Int64, profile: UserProfile = UserProfile()
     ) {
         self.id = id
         self.username = username
@@ -73,6 +78,31 @@ public struct UserRecord: Sendable, Equatable {
         self.passwordHash = passwordHash
         self.createdAt = createdAt
         self.updatedAt = updatedAt
+        self.profile = profile
+    }
+}
+
+/// Standard claims of a user (OIDC Core §5.1) that scopes `profile`, `email`, `address` and `phone` release.
+public struct UserProfile: Sendable, Equatable, Codable {
+    public var givenName: String?
+    public var familyName: String?
+    public var picture: String?
+    public var emailVerified: Bool = false
+    public var phoneNumber: String?
+    public var phoneNumberVerified: Bool = false
+    /// The postal address as one formatted string (OIDC Core §5.1.1 `formatted`).
+    public var address: String?
+    public init(
+        givenName: String? = nil, familyName: String? = nil, picture: String? = nil, emailVerified: Bool = false,
+        phoneNumber: String? = nil, phoneNumberVerified: Bool = false, address: String? = nil
+    ) {
+        self.givenName = givenName
+        self.familyName = familyName
+        self.picture = picture
+        self.emailVerified = emailVerified
+        self.phoneNumber = phoneNumber
+        self.phoneNumberVerified = phoneNumberVerified
+        self.address = address
     }
 }
 
@@ -133,14 +163,108 @@ public struct GrantRecord: Sendable, Equatable {
     public var scope: Scope
     public var createdAt: Int64
     public var revokedAt: Int64?
+    /// For grants from a browser sign-in: when the user authenticated (ID token `auth_time`) and the
+    /// session's public id (`sid`), so a refresh can issue a fresh ID token.
+    public var authTime: Int64?
+    public var sessionID: String?
 
-    public init(id: String, clientID: String, userID: String?, scope: Scope, createdAt: Int64, revokedAt: Int64?) {
+    public init(
+        id: String, clientID: String, userID: String?, scope: Scope, createdAt: Int64, revokedAt: Int64?,
+        authTime: Int64? = nil, sessionID: String? = nil
+    ) {
         self.id = id
         self.clientID = clientID
         self.userID = userID
         self.scope = scope
         self.createdAt = createdAt
         self.revokedAt = revokedAt
+        self.authTime = authTime
+        self.sessionID = sessionID
+    }
+}
+
+/// An authorization code (RFC 6749 §4.1.2), keyed by the SHA-256 of its value. Everything the token
+/// request must match is bound to it.
+public struct AuthorizationCodeRecord: Sendable, Equatable {
+    public var hash: String
+    public var clientID: String
+    public var userID: String
+    /// The redirect URI the authorization request used (exactly as sent).
+    public var redirectURI: String
+    /// Whether the authorization request carried `redirect_uri` (then the token request must repeat it).
+    public var redirectURIWasSent: Bool
+    public var scope: Scope
+    public var resources: [String]
+    /// PKCE S256 challenge (RFC 7636 §4.2); `nil` when the request had none.
+    public var codeChallenge: String?
+    public var nonce: String?
+    public var authTime: Int64
+    /// The session's public id (ID token `sid`).
+    public var sessionID: String?
+    /// The grant the code's tokens will belong to: a replayed code revokes it.
+    public var grantID: String
+    public var issueRefreshToken: Bool
+    public var createdAt: Int64
+    public var expiresAt: Int64
+    public var usedAt: Int64?
+
+    public init(
+        hash: String, clientID: String, userID: String, redirectURI: String, redirectURIWasSent: Bool, scope: Scope,
+        resources: [String], codeChallenge: String?, nonce: String?, authTime: Int64, sessionID: String?,
+        grantID: String, issueRefreshToken: Bool, createdAt: Int64, expiresAt: Int64, usedAt: Int64? = nil
+    ) {
+        self.hash = hash
+        self.clientID = clientID
+        self.userID = userID
+        self.redirectURI = redirectURI
+        self.redirectURIWasSent = redirectURIWasSent
+        self.scope = scope
+        self.resources = resources
+        self.codeChallenge = codeChallenge
+        self.nonce = nonce
+        self.authTime = authTime
+        self.sessionID = sessionID
+        self.grantID = grantID
+        self.issueRefreshToken = issueRefreshToken
+        self.createdAt = createdAt
+        self.expiresAt = expiresAt
+        self.usedAt = usedAt
+    }
+}
+
+/// A signed-in browser session, keyed by the SHA-256 of the cookie value.
+public struct SessionRecord: Sendable, Equatable {
+    public var hash: String
+    /// Public identifier (ID token `sid`); not a secret.
+    public var id: String
+    public var userID: String
+    /// When the user last authenticated with a password (ID token `auth_time`).
+    public var authTime: Int64
+    public var createdAt: Int64
+    public var expiresAt: Int64
+
+    public init(hash: String, id: String, userID: String, authTime: Int64, createdAt: Int64, expiresAt: Int64) {
+        self.hash = hash
+        self.id = id
+        self.userID = userID
+        self.authTime = authTime
+        self.createdAt = createdAt
+        self.expiresAt = expiresAt
+    }
+}
+
+/// A remembered consent: the user let the client have these scopes without asking again.
+public struct ConsentRecord: Sendable, Equatable {
+    public var userID: String
+    public var clientID: String
+    public var scope: Scope
+    public var createdAt: Int64
+
+    public init(userID: String, clientID: String, scope: Scope, createdAt: Int64) {
+        self.userID = userID
+        self.clientID = clientID
+        self.scope = scope
+        self.createdAt = createdAt
     }
 }
 

@@ -78,4 +78,29 @@ public protocol TokenStore: Sendable {
     func purgeExpired(before time: Int64) async throws -> Int
 }
 
-public typealias GatehouseStorage = ClientStore & UserStore & ScopeStore & KeyStore & TokenStore
+/// Browser sign-in: sessions, authorization codes, remembered consents and a user's grants.
+public protocol BrowserStore: Sendable {
+    func insertSession(_ session: SessionRecord) async throws
+    func session(hash: String) async throws -> SessionRecord?
+    func deleteSession(hash: String) async throws
+
+    func insertAuthorizationCode(_ code: AuthorizationCodeRecord) async throws
+    func authorizationCode(hash: String) async throws -> AuthorizationCodeRecord?
+    /// Atomically marks the code used (only if unused) and creates its grant and refresh token in the same
+    /// transaction. `false` when the code was already used: then the grant exists (it was created with the
+    /// first redemption), so revoking it after a replay always reaches the tokens issued from it.
+    func redeemAuthorizationCode(hash: String, at time: Int64, grant: GrantRecord, refreshToken: RefreshTokenRecord?)
+        async throws -> Bool
+
+    func consent(userID: String, clientID: String) async throws -> ConsentRecord?
+    /// Inserts or replaces the remembered consent of a user for a client.
+    func saveConsent(_ consent: ConsentRecord) async throws
+    /// Grants of a user that still hold a token at `time`: not revoked, and either created after
+    /// `createdAfter` (their access tokens may still be live) or holding an unused, unexpired refresh token.
+    /// Newest first.
+    func activeGrants(userID: String, createdAfter: Int64, at time: Int64) async throws -> [GrantRecord]
+    /// Revokes every grant of the user for the client and forgets the remembered consent.
+    func revokeGrants(userID: String, clientID: String, at time: Int64) async throws
+}
+
+public typealias GatehouseStorage = ClientStore & UserStore & ScopeStore & KeyStore & TokenStore & BrowserStore

@@ -21,6 +21,8 @@ public struct Administration: Sendable {
     public struct NewClient: Sendable {
         public var name: String
         public var redirectURIs: [String] = []
+        /// Where RP-initiated logout may send the browser (OIDC RP-Initiated Logout §3).
+        public var postLogoutRedirectURIs: [String] = []
         /// Empty means the default, `authorization_code refresh_token`.
         public var grantTypes: [String] = []
         public var scope: String?
@@ -51,6 +53,12 @@ public struct Administration: Sendable {
             throw ValidationError("public clients cannot use the client_credentials grant")
         }
         for uri in new.redirectURIs { try RedirectURI.validateForRegistration(uri) }
+        for uri in new.postLogoutRedirectURIs {
+            guard uri != RedirectURI.outOfBand else {
+                throw ValidationError("--post-logout-redirect-uri cannot be the out-of-band URI")
+            }
+            try RedirectURI.validateForRegistration(uri)
+        }
         let known = Set(try await storage.listScopes().map(\.name))
         let defaults = Set(try await storage.listScopes().filter(\.isDefault).map(\.name))
         let scope = try parseScope(new.scope, option: "--scope") ?? Scope(known.filter { defaults.contains($0) }.sorted())
@@ -71,7 +79,8 @@ public struct Administration: Sendable {
         let record = ClientRecord(
             id: Secrets.identifier(), name: name, secretHash: secret.map(Secrets.hash), redirectURIs: new.redirectURIs,
             grantTypes: grantTypes, scope: scope, defaultScope: defaultScope, resources: new.resources,
-            skipConsent: new.skipConsent, createdAt: now, updatedAt: now)
+            skipConsent: new.skipConsent, postLogoutRedirectURIs: new.postLogoutRedirectURIs, createdAt: now,
+            updatedAt: now)
         try await storage.insertClient(record)
         return (record, secret)
     }
@@ -93,9 +102,9 @@ public struct Administration: Sendable {
     }
 
     /// Creates a user; the password (if any) is bcrypt-hashed off the event loop.
-    public func createUser(username: String, email: String?, name: String?, password: String?) async throws
-        -> UserRecord
-    {
+    public func createUser(
+        username: String, email: String?, name: String?, password: String?, profile: UserProfile = UserProfile()
+    ) async throws -> UserRecord {
         let username = username.trimmingCharacters(in: .whitespacesAndNewlines)
         guard Self.isValidUsername(username) else {
             throw ValidationError("--username must be 1 to 150 letters, digits or . _ - @ +")
@@ -106,10 +115,21 @@ public struct Administration: Sendable {
         if let password, password.utf8.count < 8 || password.utf8.count > 72 {
             throw ValidationError("the password must be 8 to 72 bytes long")
         }
+        if let name, name.count > 200 { throw ValidationError("--name must be at most 200 characters") }
+        for (value, option) in [(profile.givenName, "--given-name"), (profile.familyName, "--family-name")] {
+            if let value, value.isEmpty || value.count > 200 { throw ValidationError("\(option) must be 1 to 200 characters") }
+        }
+        if let picture = profile.picture {
+            guard let url = URL(string: picture), ["https", "http"].contains(url.scheme?.lowercased() ?? ""),
+                url.host != nil, picture.count <= 2000
+            else { throw ValidationError("--picture must be an http(s) URL: \(picture)") }
+        }
+        if profile.emailVerified, email == nil { throw ValidationError("--email-verified needs --email") }
         let now = clock.nowSeconds
         let user = UserRecord(
             id: UUID().uuidString.lowercased(), username: username, email: email, name: name,
-            passwordHash: try await password.asyncMap(passwords.hash), createdAt: now, updatedAt: now)
+            passwordHash: try await password.asyncMap(passwords.hash), createdAt: now, updatedAt: now,
+            profile: profile)
         do {
             try await storage.insertUser(user)
         } catch StorageError.duplicate {

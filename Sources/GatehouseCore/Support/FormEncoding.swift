@@ -34,4 +34,30 @@ public enum FormEncoding {
         }
         return String(validating: out, as: UTF8.self)
     }
+
+    /// Form encoding of one name or value: unreserved characters (RFC 3986 §2.3) stay, everything else is
+    /// `%XX` (spaces too, so the result reads the same as a URI query or a form).
+    public static func encode(_ s: String) -> String {
+        var out = ""
+        out.reserveCapacity(s.utf8.count)
+        for b in s.utf8 {
+            switch b {
+            case UInt8(ascii: "A")...UInt8(ascii: "Z"), UInt8(ascii: "a")...UInt8(ascii: "z"),
+                UInt8(ascii: "0")...UInt8(ascii: "9"), UInt8(ascii: "-"), UInt8(ascii: "."), UInt8(ascii: "_"),
+                UInt8(ascii: "~"):
+                out.unicodeScalars.append(Unicode.Scalar(b))
+            default:
+                let hex = Array("0123456789ABCDEF".unicodeScalars)
+                out.unicodeScalars.append("%")
+                out.unicodeScalars.append(hex[Int(b >> 4)])
+                out.unicodeScalars.append(hex[Int(b & 0x0F)])
+            }
+        }
+        return out
+    }
+
+    /// A whole form or query string from ordered pairs.
+    public static func encode(_ pairs: [(String, String)]) -> String {
+        pairs.map { "\(encode($0.0))=\(encode($0.1))" }.joined(separator: "&")
+    }
 }

@@ -60,9 +60,16 @@ public struct RefreshTokenGrant: TokenGrant {
         let access = try await context.mintAccessToken(
             client: client, subject: record.userID ?? client.id, scope: scope, resources: resources,
             grantID: record.grantID)
+        // OIDC Core §12.2: refreshing an openid grant returns a fresh ID token (no nonce).
+        var idToken: String?
+        if scope.contains("openid"), let userID = record.userID {
+            idToken = try await context.mintIDToken(
+                client: client, userID: userID, authTime: grant.authTime, nonce: nil, sessionID: grant.sessionID,
+                accessToken: access.token)
+        }
         let response = TokenResponse(
             access_token: access.token, expires_in: access.expiresIn, scope: scope.description,
-            refresh_token: next.raw)
+            refresh_token: next.raw, id_token: idToken)
         // Only with a grace period is the successor kept (sealed) for a retry; otherwise nothing but
         // hashes is stored.
         let sealed = context.settings.refreshGracePeriod > 0
