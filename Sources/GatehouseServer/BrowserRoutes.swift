@@ -234,7 +234,17 @@ struct BrowserRoutes: Sendable {
             let session = try await currentSession(request)
             let outcome = try await services.authorization.authorize(
                 RequestParameters(rest), session: session, decision: decision)
-            return render(outcome, request: request, status: .seeOther)
+            switch outcome {
+            case .login(let authorization):
+                // The session ended meanwhile: sign in again, then come back to the request (POST → 303).
+                let returnTo = Path.authorization + "?" + FormEncoding.encode(authorization.resumeParameters)
+                return pages.seeOtherLocal(Path.login + "?" + FormEncoding.encode([("return_to", returnTo)]))
+            case .consent(let authorization, _, _):
+                return pages.seeOtherLocal(
+                    Path.authorization + "?" + FormEncoding.encode(authorization.resumeParameters))
+            default:
+                return render(outcome, request: request, status: .seeOther)
+            }
         }
     }
 

@@ -115,14 +115,7 @@ enum HTTP {
 
     /// RFC 6749 §5.2: `error_description` is limited to %x20-21 / %x23-5B / %x5D-7E. Descriptions may
     /// quote request values, so anything else becomes `?`, and the text is cut at 200 characters.
-    static func describe(_ text: String) -> String {
-        var out = String(String.UnicodeScalarView(text.unicodeScalars.prefix(200).map { s in
-            let v = s.value
-            return (v == 0x20 || v == 0x21 || (0x23...0x5B).contains(v) || (0x5D...0x7E).contains(v)) ? s : "?"
-        }))
-        if text.unicodeScalars.count > 200 { out += "..." }
-        return out
-    }
+    static func describe(_ text: String) -> String { OAuthError(code: "", description: text).safeDescription }
 
     /// Runs an endpoint body; OAuth errors become §5.2 responses, anything else `server_error` (logged).
     static func endpoint(_ name: String, logger: Logger, _ body: () async throws -> Response) async -> Response {

@@ -22,6 +22,17 @@ public struct OAuthError: Error, Sendable, Equatable, CustomStringConvertible {
         self.debug = debug
     }
 
+    /// RFC 6749 §4.1.2.1 / §5.2: `error_description` is limited to %x20-21 / %x23-5B / %x5D-7E. Descriptions
+    /// may quote request values, so anything else becomes `?`, and the text is cut at 200 characters.
+    public var safeDescription: String {
+        var out = String(String.UnicodeScalarView(description.unicodeScalars.prefix(200).map { s in
+            let v = s.value
+            return (v == 0x20 || v == 0x21 || (0x23...0x5B).contains(v) || (0x5D...0x7E).contains(v)) ? s : "?"
+        }))
+        if description.unicodeScalars.count > 200 { out += "..." }
+        return out
+    }
+
     /// The same error with another description.
     public func with(description: String, debug: String? = nil) -> OAuthError {
         var copy = self

@@ -42,10 +42,16 @@ public struct SignIn: Sendable {
         }
         let accountKey = "account:" + username.lowercased()
         let addressKey = "address:" + (address ?? "unknown")
-        guard addresses.admit(addressKey) else { throw Failure.lockedOut }
-        guard accounts.admit(accountKey) else { throw Failure.lockedOut }
+        // The account count is taken before the check (parallel guesses cannot overshoot) and reset on
+        // success; the address only counts failures, so many people behind one NAT can still sign in.
+        guard !addresses.isLocked(addressKey) else { throw Failure.lockedOut }
+        guard accounts.admit(accountKey) else {
+            _ = addresses.admit(addressKey)
+            throw Failure.lockedOut
+        }
         let user = try await storage.user(username: username)
         guard try await passwords.verify(password, hash: user?.passwordHash), let user else {
+            _ = addresses.admit(addressKey)
             throw Failure.invalidCredentials
         }
         accounts.reset(accountKey)

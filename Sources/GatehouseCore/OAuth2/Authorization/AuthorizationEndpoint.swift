@@ -155,7 +155,7 @@ public struct AuthorizationEndpoint: Sendable {
         return .redirect(
             RedirectURI.appending(
                 [
-                    ("error", error.code), ("error_description", error.description), ("state", target.state),
+                    ("error", error.code), ("error_description", error.safeDescription), ("state", target.state),
                     ("iss", context.settings.issuer),
                 ], to: target.uri))
     }
