@@ -73,6 +73,7 @@ let package = Package(
                 .product(name: "HTTPTypes", package: "swift-http-types"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Mustache", package: "swift-mustache"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
             ],
             // The page templates and stylesheet are compiled into the binary (no files to ship).
             resources: ["layout", "login", "consent", "error", "account", "oob", "logout", "signed_out"].map {

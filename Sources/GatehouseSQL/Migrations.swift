@@ -91,6 +91,39 @@ enum Migrations {
                 """,
             ]
         ),
+        Migration(
+            version: 4, name: "federation and webhooks",
+            statements: [
+                """
+                CREATE TABLE providers (
+                    id TEXT PRIMARY KEY, kind TEXT NOT NULL, name TEXT NOT NULL, client_id TEXT NOT NULL,
+                    client_secret TEXT NOT NULL, issuer TEXT, authorize_url TEXT, token_url TEXT, userinfo_url TEXT,
+                    scope TEXT NOT NULL, claims TEXT NOT NULL, link_by_email INTEGER NOT NULL, created_at BIGINT NOT NULL)
+                """,
+                """
+                CREATE TABLE identities (
+                    provider_id TEXT NOT NULL, subject TEXT NOT NULL, user_id TEXT NOT NULL, username TEXT, email TEXT,
+                    created_at BIGINT NOT NULL, PRIMARY KEY (provider_id, subject))
+                """,
+                "CREATE INDEX identities_user_id ON identities (user_id)",
+                "ALTER TABLE users ADD COLUMN email_key TEXT",
+                "UPDATE users SET email_key = LOWER(email)",
+                "CREATE INDEX users_email_key ON users (email_key)",
+                """
+                CREATE TABLE upstream_flows (
+                    state_hash TEXT PRIMARY KEY, provider_id TEXT NOT NULL, browser_hash TEXT NOT NULL,
+                    code_verifier TEXT NOT NULL, nonce TEXT NOT NULL, return_to TEXT NOT NULL, link_user_id TEXT,
+                    expires_at BIGINT NOT NULL)
+                """,
+                """
+                CREATE TABLE webhook_outbox (
+                    id TEXT PRIMARY KEY, event TEXT NOT NULL, url TEXT NOT NULL, payload TEXT NOT NULL,
+                    attempts INTEGER NOT NULL, next_attempt_at BIGINT NOT NULL, created_at BIGINT NOT NULL,
+                    delivered_at BIGINT, failed_at BIGINT, last_error TEXT)
+                """,
+                "CREATE INDEX webhook_outbox_due ON webhook_outbox (next_attempt_at)",
+            ]
+        ),
     ]
 
     /// Applies pending migrations. Returns the versions applied.

@@ -121,11 +121,11 @@ public final class SQLStore: GatehouseStorage {
         let inserted = try await backend.transaction { db in
             try await db.raw(
                 """
-                INSERT INTO users (id, username, username_key, email, name, password_hash, created_at, updated_at,
-                    profile)
+                INSERT INTO users (id, username, username_key, email, email_key, name, password_hash, created_at,
+                    updated_at, profile)
                 VALUES (\(bind: u.id), \(bind: u.username), \(bind: u.username.lowercased()), \(bind: u.email),
-                    \(bind: u.name), \(bind: u.passwordHash), \(bind: u.createdAt), \(bind: u.updatedAt),
-                    \(bind: JSONObject.encode(u.profile)))
+                    \(bind: u.email?.lowercased()), \(bind: u.name), \(bind: u.passwordHash), \(bind: u.createdAt),
+                    \(bind: u.updatedAt), \(bind: JSONObject.encode(u.profile)))
                 ON CONFLICT DO NOTHING RETURNING id
                 """
             ).all().count
@@ -391,6 +391,11 @@ public final class SQLStore: GatehouseStorage {
             let a = try await db.raw("DELETE FROM refresh_tokens WHERE expires_at < \(bind: time) RETURNING hash").all().count
             let b = try await db.raw("DELETE FROM revoked_access_tokens WHERE expires_at < \(bind: time) RETURNING jti").all().count
             let c = try await db.raw("DELETE FROM sessions WHERE expires_at < \(bind: time) RETURNING hash").all().count
+                + db.raw("DELETE FROM upstream_flows WHERE expires_at < \(bind: time) RETURNING state_hash").all().count
+                // Delivered or abandoned webhook events are kept a week for inspection.
+                + db.raw(
+                    "DELETE FROM webhook_outbox WHERE COALESCE(delivered_at, failed_at) < \(bind: time - 7 * 86_400) RETURNING id"
+                ).all().count
             // Codes are kept a day past expiry, so a late replay still finds its code and revokes its grant.
             let d = try await db.raw(
                 "DELETE FROM authorization_codes WHERE expires_at < \(bind: time - 86400) RETURNING hash"
@@ -544,6 +549,210 @@ extension SQLStore {
             try await db.raw(
                 "DELETE FROM consents WHERE user_id = \(bind: userID) AND client_id = \(bind: clientID)"
             ).run()
+        }
+    }
+}
+
+// MARK: Federation and webhooks
+
+extension SQLStore {
+    public func insertProvider(_ p: ProviderRecord) async throws {
+        let inserted = try await backend.transaction { db in
+            try await db.raw(
+                """
+                INSERT INTO providers (id, kind, name, client_id, client_secret, issuer, authorize_url, token_url,
+                    userinfo_url, scope, claims, link_by_email, created_at)
+                VALUES (\(bind: p.id), \(bind: p.kind.rawValue), \(bind: p.name), \(bind: p.clientID), \(bind: p.clientSecret),
+                    \(bind: p.issuer), \(bind: p.authorizeURL), \(bind: p.tokenURL), \(bind: p.userinfoURL),
+                    \(bind: p.scope.description), \(bind: JSONObject.encode(p.claims)), \(bind: p.linkByEmail ? 1 : 0),
+                    \(bind: p.createdAt))
+                ON CONFLICT DO NOTHING RETURNING id
+                """
+            ).all().count
+        }
+        guard inserted == 1 else { throw StorageError.duplicate("provider \(p.id)") }
+    }
+
+    public func listProviders() async throws -> [ProviderRecord] {
+        try await backend.read { db in
+            try await db.raw("SELECT * FROM providers ORDER BY created_at, id").all().map { row in
+                let kind = try row.decode(column: "kind", as: String.self)
+                return ProviderRecord(
+                    id: try row.decode(column: "id", as: String.self), kind: ProviderKind(rawValue: kind) ?? .oauth2,
+                    name: try row.decode(column: "name", as: String.self),
+                    clientID: try row.decode(column: "client_id", as: String.self),
+                    clientSecret: try row.decode(column: "client_secret", as: String.self),
+                    issuer: try row.decode(column: "issuer", as: String?.self),
+                    authorizeURL: try row.decode(column: "authorize_url", as: String?.self),
+                    tokenURL: try row.decode(column: "token_url", as: String?.self),
+                    userinfoURL: try row.decode(column: "userinfo_url", as: String?.self),
+                    scope: Scope(parsing: try row.decode(column: "scope", as: String.self)) ?? .empty,
+                    claims: JSONObject.decode([String: String].self, try row.decode(column: "claims", as: String.self)) ?? [:],
+                    linkByEmail: try row.decode(column: "link_by_email", as: Int.self) != 0,
+                    createdAt: try row.decode(column: "created_at", as: Int64.self))
+            }
+        }
+    }
+
+    public func deleteProvider(id: String) async throws -> Bool {
+        try await backend.transaction { db in
+            try await !db.raw("DELETE FROM providers WHERE id = \(bind: id) RETURNING id").all().isEmpty
+        }
+    }
+
+    static func decodeIdentity(_ row: any SQLRow) throws -> IdentityRecord {
+        IdentityRecord(
+            providerID: try row.decode(column: "provider_id", as: String.self),
+            subject: try row.decode(column: "subject", as: String.self),
+            userID: try row.decode(column: "user_id", as: String.self),
+            username: try row.decode(column: "username", as: String?.self),
+            email: try row.decode(column: "email", as: String?.self),
+            createdAt: try row.decode(column: "created_at", as: Int64.self))
+    }
+
+    public func identity(providerID: String, subject: String) async throws -> IdentityRecord? {
+        try await backend.read { db in
+            try await db.raw(
+                "SELECT * FROM identities WHERE provider_id = \(bind: providerID) AND subject = \(bind: subject)"
+            ).first().map(Self.decodeIdentity)
+        }
+    }
+
+    public func identities(userID: String) async throws -> [IdentityRecord] {
+        try await backend.read { db in
+            try await db.raw("SELECT * FROM identities WHERE user_id = \(bind: userID) ORDER BY created_at, provider_id").all()
+                .map(Self.decodeIdentity)
+        }
+    }
+
+    public func insertIdentity(_ i: IdentityRecord) async throws {
+        let inserted = try await backend.transaction { db in
+            try await db.raw(
+                """
+                INSERT INTO identities (provider_id, subject, user_id, username, email, created_at)
+                VALUES (\(bind: i.providerID), \(bind: i.subject), \(bind: i.userID), \(bind: i.username), \(bind: i.email),
+                    \(bind: i.createdAt))
+                ON CONFLICT DO NOTHING RETURNING subject
+                """
+            ).all().count
+        }
+        guard inserted == 1 else { throw StorageError.duplicate("identity \(i.providerID)/\(i.subject)") }
+    }
+
+    public func deleteIdentity(providerID: String, subject: String, userID: String) async throws -> Bool {
+        try await backend.transaction { db in
+            try await !db.raw(
+                """
+                DELETE FROM identities WHERE provider_id = \(bind: providerID) AND subject = \(bind: subject)
+                    AND user_id = \(bind: userID) RETURNING subject
+                """
+            ).all().isEmpty
+        }
+    }
+
+    public func user(email: String) async throws -> UserRecord? {
+        try await backend.read { db in
+            let rows = try await db.raw("SELECT * FROM users WHERE email_key = \(bind: email.lowercased()) LIMIT 2").all()
+            return rows.count == 1 ? try Self.decodeUser(rows[0]) : nil
+        }
+    }
+
+    public func insertUpstreamFlow(_ f: UpstreamFlowRecord) async throws {
+        try await backend.transaction { db in
+            try await db.raw(
+                """
+                INSERT INTO upstream_flows (state_hash, provider_id, browser_hash, code_verifier, nonce, return_to,
+                    link_user_id, expires_at)
+                VALUES (\(bind: f.stateHash), \(bind: f.providerID), \(bind: f.browserHash), \(bind: f.codeVerifier),
+                    \(bind: f.nonce), \(bind: f.returnTo), \(bind: f.linkUserID), \(bind: f.expiresAt))
+                """
+            ).run()
+        }
+    }
+
+    public func takeUpstreamFlow(stateHash: String) async throws -> UpstreamFlowRecord? {
+        try await backend.transaction { db in
+            try await db.raw("DELETE FROM upstream_flows WHERE state_hash = \(bind: stateHash) RETURNING *").first().map { row in
+                UpstreamFlowRecord(
+                    stateHash: try row.decode(column: "state_hash", as: String.self),
+                    providerID: try row.decode(column: "provider_id", as: String.self),
+                    browserHash: try row.decode(column: "browser_hash", as: String.self),
+                    codeVerifier: try row.decode(column: "code_verifier", as: String.self),
+                    nonce: try row.decode(column: "nonce", as: String.self),
+                    returnTo: try row.decode(column: "return_to", as: String.self),
+                    linkUserID: try row.decode(column: "link_user_id", as: String?.self),
+                    expiresAt: try row.decode(column: "expires_at", as: Int64.self))
+            }
+        }
+    }
+
+    public func enqueueEvents(_ records: [OutboxRecord]) async throws {
+        guard !records.isEmpty else { return }
+        try await backend.transaction { db in
+            for r in records {
+                try await db.raw(
+                    """
+                    INSERT INTO webhook_outbox (id, event, url, payload, attempts, next_attempt_at, created_at,
+                        delivered_at, failed_at, last_error)
+                    VALUES (\(bind: r.id), \(bind: r.event), \(bind: r.url), \(bind: r.payload), \(bind: r.attempts),
+                        \(bind: r.nextAttemptAt), \(bind: r.createdAt), \(bind: r.deliveredAt), \(bind: r.failedAt),
+                        \(bind: r.lastError))
+                    """
+                ).run()
+            }
+        }
+    }
+
+    static func decodeOutbox(_ row: any SQLRow) throws -> OutboxRecord {
+        OutboxRecord(
+            id: try row.decode(column: "id", as: String.self), event: try row.decode(column: "event", as: String.self),
+            url: try row.decode(column: "url", as: String.self), payload: try row.decode(column: "payload", as: String.self),
+            attempts: try row.decode(column: "attempts", as: Int.self),
+            nextAttemptAt: try row.decode(column: "next_attempt_at", as: Int64.self),
+            createdAt: try row.decode(column: "created_at", as: Int64.self),
+            deliveredAt: try row.decode(column: "delivered_at", as: Int64?.self),
+            failedAt: try row.decode(column: "failed_at", as: Int64?.self),
+            lastError: try row.decode(column: "last_error", as: String?.self))
+    }
+
+    public func claimDueEvents(at time: Int64, limit: Int, lease: Int64) async throws -> [OutboxRecord] {
+        try await backend.transaction { db in
+            let due = try await db.raw(
+                """
+                SELECT * FROM webhook_outbox WHERE delivered_at IS NULL AND failed_at IS NULL
+                    AND next_attempt_at <= \(bind: time) ORDER BY next_attempt_at, created_at LIMIT \(bind: limit)
+                """
+            ).all().map(Self.decodeOutbox)
+            var claimed: [OutboxRecord] = []
+            for r in due {
+                // Conditional: another instance may have claimed the row since the SELECT.
+                let won = try await db.raw(
+                    """
+                    UPDATE webhook_outbox SET next_attempt_at = \(bind: time + lease)
+                    WHERE id = \(bind: r.id) AND next_attempt_at = \(bind: r.nextAttemptAt) AND delivered_at IS NULL RETURNING id
+                    """
+                ).all()
+                if !won.isEmpty { claimed.append(r) }
+            }
+            return claimed
+        }
+    }
+
+    public func recordDelivery(_ r: OutboxRecord) async throws {
+        try await backend.transaction { db in
+            try await db.raw(
+                """
+                UPDATE webhook_outbox SET attempts = \(bind: r.attempts), next_attempt_at = \(bind: r.nextAttemptAt),
+                    delivered_at = \(bind: r.deliveredAt), failed_at = \(bind: r.failedAt), last_error = \(bind: r.lastError)
+                WHERE id = \(bind: r.id)
+                """
+            ).run()
+        }
+    }
+
+    public func outbox(id: String) async throws -> OutboxRecord? {
+        try await backend.read { db in
+            try await db.raw("SELECT * FROM webhook_outbox WHERE id = \(bind: id)").first().map(Self.decodeOutbox)
         }
     }
 }

@@ -18,27 +18,53 @@ public struct GatehouseServices: Sendable {
     public let signIn: SignIn
     public let userinfo: UserInfoEndpoint
     public let logout: LogoutEndpoint
+    public let events: Events
+    public let broker: Broker
+    public let upstream: UpstreamClient
+    public let webhooks: [WebhookConfig]
+    /// Providers from the config file; those added with `gatehouse providers add` live in the database.
+    let configuredProviders: [ProviderRecord]
+
+    /// Every upstream provider: the config file's, then the database's (an id in both: the config file wins).
+    public func providers() async throws -> [ProviderRecord] {
+        let stored = try await storage.listProviders().filter { p in !configuredProviders.contains { $0.id == p.id } }
+        return configuredProviders + stored
+    }
 
     /// Loads (on first start: creates) the signing keys, then wires the endpoints.
     public static func make(
         storage database: any GatehouseStorage, settings: ServerSettings, clock: Clock = .system,
-        passwords: PasswordHasher = PasswordHasher()
+        passwords: PasswordHasher = PasswordHasher(), providers: [ProviderRecord] = [], webhooks: [WebhookConfig] = [],
+        upstreamHTTP: (any UpstreamHTTP)? = nil
     ) async throws -> GatehouseServices {
         let storage: any GatehouseStorage =
             settings.cacheTTL > 0 ? CachingStorage(database, ttl: settings.cacheTTL, clock: clock) : database
         let keys = KeyRing(retention: settings.keyRetention, clock: clock)
         try await keys.bootstrap(store: storage, algorithm: settings.signingAlgorithm)
-        let context = TokenContext(storage: storage, settings: settings, clock: clock, keys: keys, passwords: passwords)
+        let events = Events(storage: storage, hooks: webhooks, clock: clock)
+        let context = TokenContext(
+            storage: storage, settings: settings, clock: clock, keys: keys, passwords: passwords, events: events)
         let verifier = AccessTokenVerifier(keys: keys, issuer: settings.issuer, clock: clock)
         let hints = IDTokenHintVerifier(keys: keys, issuer: settings.issuer)
+        let broker = Broker(storage: storage, events: events, clock: clock)
+        let upstream = UpstreamClient(http: upstreamHTTP ?? UpstreamHTTPClient(), clock: clock)
+        let configured = providers
+        let exchange = TokenExchangeGrant(
+            providers: {
+                let stored = try await storage.listProviders().filter { p in !configured.contains { $0.id == p.id } }
+                return configured + stored
+            }, upstream: upstream, broker: broker, verifier: verifier)
         return GatehouseServices(
-            storage: storage, settings: settings, clock: clock, keys: keys, token: TokenEndpoint(context: context),
+            storage: storage, settings: settings, clock: clock, keys: keys,
+            token: TokenEndpoint(context: context, grants: TokenEndpoint.defaultGrants + [exchange]),
             revocation: RevocationEndpoint(storage: storage, verifier: verifier, clock: clock),
             introspection: IntrospectionEndpoint(storage: storage, verifier: verifier, clock: clock),
             authorization: AuthorizationEndpoint(context: context, hints: hints),
-            signIn: SignIn(storage: storage, settings: settings, clock: clock, passwords: passwords),
-            userinfo: UserInfoEndpoint(storage: storage, verifier: verifier),
-            logout: LogoutEndpoint(storage: storage, hints: hints))
+            signIn: SignIn(
+                storage: storage, settings: settings, clock: clock, passwords: passwords, accounts: context.passwordLimiter),
+            userinfo: UserInfoEndpoint(storage: storage, verifier: verifier, audience: settings.audience),
+            logout: LogoutEndpoint(storage: storage, hints: hints), events: events, broker: broker, upstream: upstream,
+            webhooks: webhooks, configuredProviders: providers)
     }
 }
 
@@ -177,13 +203,77 @@ struct MaintenanceService: Service {
     }
 }
 
+/// Delivers the webhook outbox: claims due events, POSTs each signed, records the outcome (retry with
+/// backoff, or failed after 12 attempts). Polls every second; a restart picks up where it left off.
+struct WebhookService: Service {
+    let services: GatehouseServices
+    let retryBase: Int64
+    let logger: Logger
+
+    func run() async throws {
+        let delivery = WebhookDelivery(hooks: services.webhooks, retryBase: retryBase)
+        let http = UpstreamHTTPClient()
+        await cancelWhenGracefulShutdown {
+            while !Task.isCancelled {
+                do {
+                    let now = services.clock.nowSeconds
+                    let due = try await services.storage.claimDueEvents(at: now, limit: 20, lease: 60)
+                    await withTaskGroup(of: Void.self) { group in
+                        for record in due {
+                            group.addTask {
+                                await deliver(record, delivery: delivery, http: http)
+                            }
+                        }
+                    }
+                    if !due.isEmpty { continue }
+                } catch {
+                    logger.error("webhook outbox unavailable", metadata: ["detail": .string("\(error)")])
+                }
+                try? await Task.sleep(for: .seconds(1))
+            }
+        }
+    }
+
+    func deliver(_ record: OutboxRecord, delivery: WebhookDelivery, http: UpstreamHTTPClient) async {
+        let now = services.clock.nowSeconds
+        var status: Int?
+        var failure: String?
+        if let headers = delivery.headers(for: record, now: now) {
+            do {
+                status = try await http.postJSON(record.url, body: record.payload, headers: headers).status
+            } catch let e as UpstreamError {
+                failure = e.detail
+            } catch {
+                failure = "\(error)"
+            }
+        } else {
+            failure = "no configured webhook has this URL any more"
+        }
+        let outcome = delivery.outcome(record, status: status, error: failure, now: services.clock.nowSeconds)
+        if outcome.deliveredAt != nil {
+            logger.debug("webhook delivered", metadata: ["event": .string(record.event), "id": .string(record.id)])
+        } else {
+            logger.warning(
+                outcome.failedAt != nil ? "webhook delivery abandoned" : "webhook delivery failed; will retry",
+                metadata: [
+                    "event": .string(record.event), "id": .string(record.id), "attempts": .stringConvertible(outcome.attempts),
+                    "detail": .string(outcome.lastError ?? ""),
+                ])
+        }
+        do { try await services.storage.recordDelivery(outcome) } catch {
+            logger.error("recording a webhook delivery failed", metadata: ["detail": .string("\(error)")])
+        }
+    }
+}
+
 /// The application for `gatehouse serve` over an open store: migrates it, loads the keys, and serves.
 /// The caller owns the store and closes it after `runService()` returns or throws.
 public func buildApplication(_ config: GatehouseConfiguration, store: SQLStore, logger: Logger) async throws
     -> some ApplicationProtocol
 {
     try await store.migrate()
-    let services = try await GatehouseServices.make(storage: store, settings: config.settings)
+    let services = try await GatehouseServices.make(
+        storage: store, settings: config.settings, providers: config.providers, webhooks: config.webhooks)
     let router = try buildRouter(services, logger: logger)
     let base = config.issuer.hasSuffix("/") ? String(config.issuer.dropLast()) : config.issuer
     let key = try services.keys.snapshot.signingKey
@@ -192,7 +282,9 @@ public func buildApplication(_ config: GatehouseConfiguration, store: SQLStore, 
         // Idle keep-alive connections close after 30 s (slow or abandoned clients cannot hoard sockets).
         server: .http1(configuration: .init(idleTimeout: .seconds(30))),
         configuration: .init(address: .hostname(config.host, port: config.port), serverName: nil),
-        services: [MaintenanceService(services: services, logger: logger)],
+        // The webhook worker runs only when hooks are configured (a service that returns ends the server).
+        services: [MaintenanceService(services: services, logger: logger) as any Service]
+            + (config.webhooks.isEmpty ? [] : [WebhookService(services: services, retryBase: config.webhookRetryBase, logger: logger)]),
         onServerRunning: { channel in
             logger.info(
                 """

@@ -39,6 +39,7 @@ struct BrowserRoutes: Sendable {
         router.post(RouterPath(Path.endSession)) { request, _ in await endSession(request) }
         router.get(RouterPath(Path.userinfo)) { request, _ in await userinfo(request) }
         router.post(RouterPath(Path.userinfo)) { request, _ in await userinfo(request) }
+        addFederation(to: router)
         router.get(RouterPath(Path.stylesheet)) { _, _ in
             Response(
                 status: .ok,
@@ -114,25 +115,37 @@ struct BrowserRoutes: Sendable {
     func authorize(_ request: Request, _ context: GatehouseRequestContext) async -> Response {
         await page("authorize") {
             let parameters = try await parameters(request)
+            // OIDC Core §3.1.2.1 allows POST; a cross-site POST carries no SameSite=Lax session cookie, so
+            // repeat it as a GET (which does) rather than answer login_required to a signed-in user.
+            if request.method == .post, Cookies.value(cookies.sessionName, in: request) == nil {
+                return pages.seeOtherLocal(Path.authorization + "?" + FormEncoding.encode(parameters.pairs))
+            }
             let session = try await currentSession(request)
             let outcome = try await services.authorization.authorize(parameters, session: session)
-            return render(outcome, request: request, status: request.method == .post ? .seeOther : .found)
+            return try await render(outcome, request: request, status: request.method == .post ? .seeOther : .found)
         }
     }
 
-    func render(_ outcome: AuthorizationEndpoint.Outcome, request: Request, status: HTTPResponse.Status) -> Response {
+    func render(_ outcome: AuthorizationEndpoint.Outcome, request: Request, status: HTTPResponse.Status) async throws
+        -> Response
+    {
         switch outcome {
         case .errorPage(let error):
             return pages.error(error)
         case .redirect(let location):
             return Response(status: status, headers: [.location: location, .cacheControl: "no-store"])
         case .outOfBand(let code, let state):
-            let query = FormEncoding.encode([("code", code)] + (state.map { [("state", $0)] } ?? []))
-            return Response(
-                status: status, headers: [.location: pages.prefix + Path.outOfBand + "?" + query, .cacheControl: "no-store"])
+            // The code travels in a short-lived cookie scoped to the code page, not in the URL: it stays out of
+            // history and logs, and nobody can make our page show a code of their choosing.
+            let payload = Base64URL.encode(Array(FormEncoding.encode([("code", code)] + (state.map { [("state", $0)] } ?? [])).utf8))
+            var cookie = "\(outOfBandCookieName)=\(payload); Path=\(pages.prefix + Path.outOfBand); HttpOnly; SameSite=Strict; Max-Age=120"
+            if cookies.secure { cookie += "; Secure" }
+            return withCookie(
+                Response(status: status, headers: [.location: pages.prefix + Path.outOfBand, .cacheControl: "no-store"]),
+                cookie)
         case .login(let authorization):
             let returnTo = Path.authorization + "?" + FormEncoding.encode(authorization.resumeParameters)
-            return loginPageResponse(
+            return try await loginPageResponse(
                 request, returnTo: returnTo, clientName: authorization.client.name, username: authorization.loginHint,
                 flags: [:])
         case .consent(let authorization, let user, let scopes):
@@ -145,7 +158,7 @@ struct BrowserRoutes: Sendable {
                         "csrf": csrf.token, "clientName": authorization.client.name, "username": user.username,
                         "scopes": scopes.map { ["name": $0.name, "description": $0.description] },
                         "fields": authorization.resumeParameters.map { ["name": $0.0, "value": $0.1] },
-                        "redirectHost": host,
+                        "redirectHost": host, "outOfBand": authorization.isOutOfBand,
                     ]), csrf.setCookie)
         }
     }
@@ -170,16 +183,21 @@ struct BrowserRoutes: Sendable {
             {
                 clientName = try await services.storage.client(id: id)?.name
             }
-            return loginPageResponse(
+            return try await loginPageResponse(
                 request, returnTo: returnTo, clientName: clientName, username: try query.single("login_hint"), flags: flags)
         }
     }
 
     func loginPageResponse(
         _ request: Request, returnTo: String, clientName: String?, username: String?, flags: [String: Bool]
-    ) -> Response {
+    ) async throws -> Response {
         let csrf = CSRF.token(request, cookies: cookies)
         var values: [String: Any] = ["csrf": csrf.token, "returnTo": returnTo]
+        let providers = try await services.providers()
+        if !providers.isEmpty {
+            values["hasProviders"] = true
+            values["providers"] = providers.map { ["id": $0.id, "name": $0.name, "csrf": csrf.token, "returnTo": returnTo] }
+        }
         if let clientName { values["clientName"] = clientName }
         if let username, username.utf8.count <= 150 { values["username"] = username }
         for (k, v) in flags where v { values[k] = true }
@@ -201,6 +219,7 @@ struct BrowserRoutes: Sendable {
                 try await services.signIn.endSession(cookie: Cookies.value(cookies.sessionName, in: request))
                 let (cookie, session) = try await services.signIn.startSession(for: user)
                 logger.info("user signed in", metadata: ["user": .string(user.id), "session": .string(session.id)])
+                try? await services.events.emit(Events.userLogin, ["user_id": user.id, "method": "password"])
                 return withCookie(
                     pages.seeOtherLocal(returnTo),
                     cookies.header(cookies.sessionName, cookie, maxAge: services.settings.sessionLifetime))
@@ -243,18 +262,24 @@ struct BrowserRoutes: Sendable {
                 return pages.seeOtherLocal(
                     Path.authorization + "?" + FormEncoding.encode(authorization.resumeParameters))
             default:
-                return render(outcome, request: request, status: .seeOther)
+                return try await render(outcome, request: request, status: .seeOther)
             }
         }
     }
 
+    var outOfBandCookieName: String { cookies.secure ? "__Secure-gatehouse_oob" : "gatehouse_oob" }
+
+    /// Shows the code of an out-of-band authorization once (it is read from, and removed with, its cookie).
     func outOfBand(_ request: Request) -> Response {
-        guard let query = try? HTTP.parseForm(Data((request.uri.query ?? "").utf8)),
+        guard let raw = Cookies.value(outOfBandCookieName, in: request), raw.utf8.count <= 2048,
+            let decoded = Base64URL.decode(raw), let query = try? HTTP.parseForm(decoded),
             let code = try? query.single("code"), code.utf8.count <= 256
         else { return pages.error(OAuthError.invalidRequest.with(description: "There is no code to show.")) }
         var values: [String: Any] = ["code": code]
         if let state = try? query.single("state") { values["state"] = state }
-        return pages.render("oob", values)
+        var clear = "\(outOfBandCookieName)=; Path=\(pages.prefix + Path.outOfBand); HttpOnly; SameSite=Strict; Max-Age=0"
+        if cookies.secure { clear += "; Secure" }
+        return withCookie(pages.render("oob", values), clear)
     }
 
     // MARK: account
@@ -284,6 +309,17 @@ struct BrowserRoutes: Sendable {
             }
             let csrf = CSRF.token(request, cookies: cookies)
             var values: [String: Any] = ["csrf": csrf.token, "username": user.username]
+            let providers = try await services.providers()
+            let identities = try await services.storage.identities(userID: user.id)
+            values["identities"] = identities.map { i in
+                [
+                    "provider": i.providerID, "subject": i.subject, "csrf": csrf.token,
+                    "providerName": providers.first { $0.id == i.providerID }?.name ?? i.providerID,
+                    "account": i.username ?? i.email ?? i.subject,
+                ]
+            }
+            values["linkable"] = providers.filter { p in !identities.contains { $0.providerID == p.id } }
+                .map { ["id": $0.id, "name": $0.name, "csrf": csrf.token] }
             if let name = user.name { values["name"] = name }
             values["apps"] = apps.map { app in app.merging(["csrf": csrf.token]) { a, _ in a } }
             return withCookie(pages.render("account", values), csrf.setCookie)
@@ -308,6 +344,8 @@ struct BrowserRoutes: Sendable {
                 return pages.error(OAuthError.invalidRequest.with(description: "No app was named."))
             }
             try await services.storage.revokeGrants(userID: user.id, clientID: clientID, at: services.clock.nowSeconds)
+            try? await services.events.emit(
+                Events.grantRevoked, ["user_id": user.id, "client_id": clientID, "reason": "revoked_by_user"])
             logger.info("grants revoked by user", metadata: ["user": .string(user.id), "client": .string(clientID)])
             return pages.seeOtherLocal(Path.account)
         }
@@ -318,6 +356,9 @@ struct BrowserRoutes: Sendable {
             var request = request
             let form = try await formBody(&request)
             guard CSRF.isValid(request, form: form, cookies: cookies) else { return pages.error(Self.csrfFailure) }
+            if let (_, user) = try await currentSession(request) {
+                try? await services.events.emit(Events.userLogout, ["user_id": user.id])
+            }
             try await services.signIn.endSession(cookie: Cookies.value(cookies.sessionName, in: request))
             return withCookie(
                 pages.seeOtherLocal(Path.login + "?signed_out=1"), cookies.header(cookies.sessionName, "", maxAge: 0))
@@ -344,7 +385,12 @@ struct BrowserRoutes: Sendable {
             for name in ["csrf_token", "confirm"] { rest[name] = nil }
             parameters = RequestParameters(rest)
             let session = try await currentSession(request)
-            let action = try await services.logout.decide(parameters, signedInUserID: session?.user.id)
+            // A cross-site POST carries no SameSite=Lax cookie, so it would look like "nobody signed in" and
+            // leave the session alive: repeat it as a top-level GET, which does carry the cookie.
+            if isPost, !confirmed, Cookies.value(cookies.sessionName, in: request) == nil {
+                return pages.seeOtherLocal(Path.endSession + "?" + FormEncoding.encode(parameters.pairs))
+            }
+            let action = try await services.logout.decide(parameters, session: session?.session)
             switch action {
             case .confirm(let logout) where !confirmed:
                 let csrf = CSRF.token(request, cookies: cookies)
@@ -358,6 +404,7 @@ struct BrowserRoutes: Sendable {
                 try await services.signIn.endSession(cookie: Cookies.value(cookies.sessionName, in: request))
                 if let session {
                     logger.info("user signed out", metadata: ["user": .string(session.user.id)])
+                    try? await services.events.emit(Events.userLogout, ["user_id": session.user.id])
                 }
                 let clear = cookies.header(cookies.sessionName, "", maxAge: 0)
                 if let redirect = logout.redirect {
@@ -380,8 +427,9 @@ struct BrowserRoutes: Sendable {
             var token: String?
             if let header = request.headers[.authorization] {
                 let parts = header.split(separator: " ", maxSplits: 1)
+                // RFC 6750 §3.1: a request without a Bearer token gets no error code.
                 guard parts.count == 2, parts[0].lowercased() == "bearer", !parts[1].isEmpty else {
-                    throw BearerError.invalidToken("The Authorization header is not a Bearer token.")
+                    throw BearerError.missing
                 }
                 token = String(parts[1]).trimmingCharacters(in: .whitespaces)
             }

@@ -13,6 +13,12 @@ public struct GatehouseConfiguration: Sendable {
     public var database: DatabaseURL = .default
     public var settings: ServerSettings
     public var logLevel: Logger.Level = .info
+    /// Upstream identity providers from the config file (`providers`), in addition to those in the database.
+    public var providers: [ProviderRecord] = []
+    /// Webhooks for lifecycle events (`webhooks` in the config file, or `webhook_url` + `webhook_secret`).
+    public var webhooks: [WebhookConfig] = []
+    /// First retry delay of a failed webhook delivery, doubled per attempt (at most 1 h).
+    public var webhookRetryBase: Int64 = 5
 
     public init(issuer: String? = nil, host: String = "127.0.0.1", port: Int = 8080) {
         self.host = host
@@ -72,6 +78,12 @@ public struct GatehouseConfiguration: Sendable {
               defaultDescription: "10", help: "Failed password attempts per username (login page: 5x per client address) before a lockout"),
         .init(key: "password_lockout_window", flag: "--password-lockout-window", environment: "GATEHOUSE_PASSWORD_LOCKOUT_WINDOW",
               defaultDescription: "15m", help: "How long failures are counted and a lockout lasts"),
+        .init(key: "webhook_url", flag: "--webhook-url", environment: "GATEHOUSE_WEBHOOK_URL", defaultDescription: "(none)",
+              help: "A URL that receives lifecycle events (user.created, user.login, user.logout, grant.revoked) as signed JSON; more hooks: `webhooks` in the config file"),
+        .init(key: "webhook_secret", flag: "--webhook-secret", environment: "GATEHOUSE_WEBHOOK_SECRET", defaultDescription: "(none)",
+              help: "HMAC-SHA256 key of webhook_url's Gatehouse-Signature header (at least 16 characters)"),
+        .init(key: "webhook_retry_base", flag: "--webhook-retry-base", environment: "GATEHOUSE_WEBHOOK_RETRY_BASE",
+              defaultDescription: "5s", help: "First retry delay of a failed delivery; doubles per attempt, at most 1h, 12 attempts"),
         .init(key: "log_level", flag: "--log-level", environment: "GATEHOUSE_LOG_LEVEL", defaultDescription: "info",
               help: "trace, debug, info, notice, warning, error, critical"),
     ]
@@ -162,11 +174,92 @@ public struct GatehouseConfiguration: Sendable {
             guard let d = parseDuration(v), d <= 86_400 else { throw fail(src, "'\(v)' is not a duration between 1s and 24h") }
             config.settings.passwordLockoutWindow = d
         }
+        if let (v, src) = value("webhook_retry_base") {
+            guard let d = parseDuration(v), d <= 3600 else { throw fail(src, "'\(v)' is not a duration between 1s and 1h") }
+            config.webhookRetryBase = d
+        }
+        let hookURL = value("webhook_url")
+        let hookSecret = value("webhook_secret")
+        if let (url, src) = hookURL {
+            guard let (secret, _) = hookSecret else { throw fail(src, "webhook_url needs webhook_secret") }
+            config.webhooks.append(try webhook(url: url, secret: secret, events: [], source: src))
+        } else if let (_, src) = hookSecret {
+            throw fail(src, "webhook_secret is set but webhook_url is not")
+        }
+        if let path = flags["config"] ?? environment["GATEHOUSE_CONFIG"] {
+            let extras = try readExtras(path)
+            config.providers = extras.providers
+            config.webhooks += extras.webhooks
+        }
         if let (v, src) = value("log_level") {
             guard let l = Logger.Level(rawValue: v.lowercased()) else { throw fail(src, "'\(v)' is not a log level") }
             config.logLevel = l
         }
         return config
+    }
+
+    static func webhook(url: String, secret: String, events: [String], source: String) throws -> WebhookConfig {
+        do { try ProviderRecord.checkURL(url, option: source) } catch {
+            throw Error(description: "invalid \(source): \(error)")
+        }
+        guard secret.utf8.count >= 16 else { throw Error(description: "invalid \(source): the webhook secret must be at least 16 characters") }
+        for e in events where !Events.all.contains(e) {
+            throw Error(description: "invalid \(source): unknown event '\(e)' (known: \(Events.all.joined(separator: ", ")))")
+        }
+        return WebhookConfig(url: url, secret: secret, events: events)
+    }
+
+    /// The structured parts of the config file: `providers` and `webhooks` arrays.
+    static func readExtras(_ path: String) throws -> (providers: [ProviderRecord], webhooks: [WebhookConfig]) {
+        guard let data = FileManager.default.contents(atPath: path),
+            let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any]
+        else { return ([], []) }
+        var providers: [ProviderRecord] = []
+        if let list = object["providers"] {
+            guard let list = list as? [[String: Any]] else {
+                throw Error(description: "invalid providers in the config file: expected an array of objects")
+            }
+            for (i, p) in list.enumerated() {
+                let at = "providers[\(i)] in the config file"
+                func string(_ key: String) throws -> String? {
+                    guard let v = p[key] else { return nil }
+                    guard let s = v as? String else { throw Error(description: "invalid \(at): \(key) must be a string") }
+                    return s
+                }
+                guard let kindName = try string("kind"), let kind = ProviderKind(rawValue: kindName) else {
+                    throw Error(description: "invalid \(at): kind must be one of oidc, oauth2, github, google")
+                }
+                var claims: [String: String] = [:]
+                if let c = p["claims"] {
+                    guard let c = c as? [String: String] else { throw Error(description: "invalid \(at): claims must map strings to strings") }
+                    claims = c
+                }
+                let id = try string("id") ?? ""
+                let provider = ProviderRecord(
+                    id: id, kind: kind, name: try string("name") ?? id, clientID: try string("client_id") ?? "",
+                    clientSecret: try string("client_secret") ?? "", issuer: try string("issuer"),
+                    authorizeURL: try string("authorize_url"), tokenURL: try string("token_url"),
+                    userinfoURL: try string("userinfo_url"), scope: Scope(parsing: try string("scope") ?? "") ?? .empty,
+                    claims: claims, linkByEmail: p["link_by_email"] as? Bool ?? false)
+                do { try provider.validate() } catch { throw Error(description: "invalid \(at): \(error)") }
+                guard !providers.contains(where: { $0.id == id }) else { throw Error(description: "invalid \(at): duplicate id '\(id)'") }
+                providers.append(provider)
+            }
+        }
+        var webhooks: [WebhookConfig] = []
+        if let list = object["webhooks"] {
+            guard let list = list as? [[String: Any]] else {
+                throw Error(description: "invalid webhooks in the config file: expected an array of objects")
+            }
+            for (i, h) in list.enumerated() {
+                let at = "webhooks[\(i)] in the config file"
+                guard let url = h["url"] as? String, let secret = h["secret"] as? String else {
+                    throw Error(description: "invalid \(at): url and secret are required strings")
+                }
+                webhooks.append(try webhook(url: url, secret: secret, events: h["events"] as? [String] ?? [], source: at))
+            }
+        }
+        return (providers, webhooks)
     }
 
     /// RFC 8414 §2: https URL with no query or fragment. Plain http is accepted for loopback hosts only.
@@ -202,7 +295,7 @@ public struct GatehouseConfiguration: Sendable {
         }
         var out: [String: String] = [:]
         let known = Set(settingsTable.map(\.key))
-        for (k, v) in object {
+        for (k, v) in object where k != "providers" && k != "webhooks" {
             guard known.contains(k), k != "config" else {
                 throw Error(description: "invalid config file \(path): unknown setting '\(k)'")
             }

@@ -33,6 +33,9 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "Failed password attempts per username before a lockout (env GATEHOUSE_PASSWORD_MAX_FAILURES, default 10).")
     var passwordMaxFailures: String?
     @Option(help: "Lockout window (env GATEHOUSE_PASSWORD_LOCKOUT_WINDOW, default 15m).") var passwordLockoutWindow: String?
+    @Option(help: "Webhook URL for lifecycle events (env GATEHOUSE_WEBHOOK_URL).") var webhookURL: String?
+    @Option(help: "Webhook signing secret (env GATEHOUSE_WEBHOOK_SECRET; prefer the environment).") var webhookSecret: String?
+    @Option(help: "First webhook retry delay (env GATEHOUSE_WEBHOOK_RETRY_BASE, default 5s).") var webhookRetryBase: String?
     @Option(help: "Log level (env GATEHOUSE_LOG_LEVEL, default info).") var logLevel: String?
 
     func run() async throws {
@@ -52,6 +55,9 @@ struct Serve: AsyncParsableCommand {
         flags["session_ttl"] = sessionTtl
         flags["password_max_failures"] = passwordMaxFailures
         flags["password_lockout_window"] = passwordLockoutWindow
+        flags["webhook_url"] = webhookURL
+        flags["webhook_secret"] = webhookSecret
+        flags["webhook_retry_base"] = webhookRetryBase
         flags["log_level"] = logLevel
         let config = try common.configuration(extra: flags)
         var logger = Logger(label: "gatehouse")

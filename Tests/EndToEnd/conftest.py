@@ -12,8 +12,10 @@ import secrets
 import socket
 import subprocess
 import time
+from dataclasses import dataclass, field
+from html.parser import HTMLParser
 from pathlib import Path
-from urllib.parse import quote_plus
+from urllib.parse import parse_qs, quote_plus, urljoin, urlsplit
 
 import jwt
 import pytest
@@ -21,6 +23,8 @@ import requests
 
 # oauthlib (requests-oauthlib) refuses plain http; our issuer is http://127.0.0.1.
 os.environ.setdefault("OAUTHLIB_INSECURE_TRANSPORT", "1")
+# Authlib's metadata checks refuse plain http the same way.
+os.environ.setdefault("AUTHLIB_INSECURE_TRANSPORT", "1")
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(os.environ.get("GATEHOUSE_BIN", ROOT / ".build" / "debug" / "gatehouse"))
@@ -72,8 +76,9 @@ class Gatehouse:
         return json.loads(p.stdout)
 
     def create_client(self, *, scope: str | None = None, redirect_uris=(), grant_types=(),
-                      resources=(), public=False, allow_password_grant=False) -> dict:
-        args = ["clients", "create", "--name", unique("e2e-client-")]
+                      resources=(), public=False, allow_password_grant=False,
+                      post_logout_redirect_uris=(), skip_consent=False, name: str | None = None) -> dict:
+        args = ["clients", "create", "--name", name or unique("e2e-client-")]
         if scope:
             args += ["--scope", scope]
         for u in redirect_uris:
@@ -86,17 +91,36 @@ class Gatehouse:
             args.append("--public")
         if allow_password_grant:
             args.append("--allow-password-grant")
+        for u in post_logout_redirect_uris:
+            args += ["--post-logout-redirect-uri", u]
+        if skip_consent:
+            args.append("--skip-consent")
         client = self.cli(*args)
         assert client["client_id"]
         assert public or client["client_secret"]
         return client
 
-    def create_user(self) -> tuple[dict, str]:
-        """A new user with a random password (sent on stdin); returns (user JSON, password)."""
+    def create_user(self, *, email: str | None = None, name: str | None = None,
+                    given_name: str | None = None, family_name: str | None = None,
+                    picture: str | None = None, email_verified: bool = False) -> tuple[dict, str]:
+        """A new user with a random password (sent on stdin) and the given profile claims;
+        returns (user JSON, password)."""
         password = secrets.token_urlsafe(18)
-        user = self.cli("users", "create", "--username", unique("user"),
-                        "--password-stdin", stdin=password + "\n")
+        args = ["users", "create", "--username", unique("user")]
+        for option, value in (("--email", email), ("--name", name), ("--given-name", given_name),
+                              ("--family-name", family_name), ("--picture", picture)):
+            if value is not None:
+                args += [option, value]
+        if email_verified:
+            args.append("--email-verified")
+        user = self.cli(*args, "--password-stdin", stdin=password + "\n")
         return user, password
+
+    def metadata(self) -> dict:
+        """The OpenID Provider metadata (/.well-known/openid-configuration)."""
+        r = requests.get(self.issuer + "/.well-known/openid-configuration", timeout=10)
+        assert r.status_code == 200, r.text
+        return r.json()
 
     # --- HTTP ------------------------------------------------------------------------------
     def token(self, client: dict | None = None, secret: str | None = None, **form) -> requests.Response:
@@ -125,6 +149,203 @@ class Gatehouse:
             options={"require": ["iss", "sub", "aud", "client_id", "jti", "iat", "exp"]},
         )
         return claims
+
+
+# --- Browser pages over plain HTTP ------------------------------------------------------------
+@dataclass
+class Form:
+    """One <form> of a page: its attributes, its named fields (input, textarea, select) and its
+    submit buttons as (name, value, text)."""
+    attrs: dict
+    fields: dict = field(default_factory=dict)
+    checkboxes: dict = field(default_factory=dict)  # name -> value, whether checked or not
+    buttons: list = field(default_factory=list)
+
+
+class PageParser(HTMLParser):
+    """Collects forms, `data-scope` list items and the text of elements with an id or class."""
+
+    def __init__(self):
+        super().__init__(convert_charrefs=True)
+        self.forms: list[Form] = []
+        self.scopes: list[str] = []
+        self.texts: dict[str, str] = {}  # "#id" or ".class" or tag name -> text of the first such element
+        self._open: list[tuple[str, list[str], list[str]]] = []  # (tag, keys, text parts)
+        self._form: Form | None = None
+        self._button: tuple[dict, list[str]] | None = None
+
+    def handle_starttag(self, tag, attrs):
+        a = {k: (v if v is not None else "") for k, v in attrs}
+        keys = [tag]
+        if a.get("id"):
+            keys.append("#" + a["id"])
+        keys += ["." + c for c in a.get("class", "").split()]
+        if tag not in ("input", "meta", "link", "br", "img", "hr"):
+            self._open.append((tag, keys, []))
+        if tag == "form":
+            self._form = Form(a)
+            self.forms.append(self._form)
+        elif tag == "li" and "data-scope" in a:
+            self.scopes.append(a["data-scope"])
+        elif tag == "input" and self._form is not None and a.get("name"):
+            kind = a.get("type", "text").lower()
+            if kind == "checkbox":
+                self._form.checkboxes[a["name"]] = a.get("value", "on")
+            elif kind in ("submit", "image"):
+                self._form.buttons.append((a["name"], a.get("value", ""), a.get("value", "")))
+            else:
+                self._form.fields[a["name"]] = a.get("value", "")
+        elif tag == "button" and self._form is not None:
+            self._button = (a, [])
+
+    def handle_endtag(self, tag):
+        if tag == "form":
+            self._form = None
+        if tag == "button" and self._button is not None and self._form is not None:
+            a, text = self._button
+            if a.get("type", "submit").lower() == "submit":
+                self._form.buttons.append((a.get("name"), a.get("value", ""), "".join(text).strip()))
+            self._button = None
+        # Close the innermost open element of this tag, and the unclosed ones inside it (<p>, <li>).
+        if any(t == tag for t, _, _ in self._open):
+            while True:
+                t, keys, parts = self._open.pop()
+                text = " ".join("".join(parts).split())
+                for key in keys:
+                    self.texts.setdefault(key, text)
+                if self._open:
+                    self._open[-1][2].append(" " + "".join(parts) + " ")
+                if t == tag:
+                    break
+
+    def handle_data(self, data):
+        if self._open:
+            self._open[-1][2].append(data)
+        if self._button is not None:
+            self._button[1].append(data)
+
+
+@dataclass
+class Page:
+    url: str
+    response: requests.Response
+    forms: list
+    scopes: list
+    texts: dict
+
+    def form(self, selector: str) -> Form | None:
+        """The form with `#id`, or the first one with `.class`."""
+        for f in self.forms:
+            if selector.startswith("#") and f.attrs.get("id") == selector[1:]:
+                return f
+            if selector.startswith(".") and selector[1:] in f.attrs.get("class", "").split():
+                return f
+        return None
+
+    def text(self, selector: str) -> str | None:
+        return self.texts.get(selector)
+
+
+def parse_page(r: requests.Response) -> Page:
+    parser = PageParser()
+    parser.feed(r.text)
+    parser.close()
+    return Page(r.url, r, parser.forms, parser.scopes, parser.texts)
+
+
+def query(url: str) -> dict:
+    """The query parameters of a URL, each with its single value (a repeated one fails)."""
+    params = parse_qs(urlsplit(url).query, keep_blank_values=True)
+    assert all(len(v) == 1 for v in params.values()), f"repeated parameters in {url}"
+    return {k: v[0] for k, v in params.items()}
+
+
+class Browser:
+    """A requests.Session playing a browser without JavaScript: it keeps cookies, follows redirects
+    that stay on Gatehouse, and stops at a redirect that leaves it (a client's redirect URI), which it
+    returns unfollowed."""
+
+    def __init__(self, gh: "Gatehouse"):
+        self.gh = gh
+        self.session = requests.Session()
+        self.history: list[requests.Response] = []
+        origin = urlsplit(gh.issuer)
+        self._origin = (origin.scheme, origin.netloc)
+
+    def _ours(self, url: str) -> bool:
+        u = urlsplit(url)
+        return (u.scheme, u.netloc) == self._origin
+
+    def _follow(self, r: requests.Response) -> requests.Response:
+        for _ in range(10):
+            self.history.append(r)
+            if r.status_code not in (301, 302, 303, 307, 308):
+                return r
+            target = urljoin(r.url, r.headers["Location"])
+            if not self._ours(target):
+                return r
+            r = self.session.get(target, allow_redirects=False, timeout=30)
+        pytest.fail(f"redirect loop ending at {r.url}")
+
+    def get(self, url: str, **kw) -> requests.Response:
+        return self._follow(self.session.get(urljoin(self.gh.issuer, url), allow_redirects=False, timeout=30, **kw))
+
+    def post(self, url: str, data, **kw) -> requests.Response:
+        return self._follow(self.session.post(urljoin(self.gh.issuer, url), data=data,
+                                              allow_redirects=False, timeout=30, **kw))
+
+    def submit(self, page: Page, selector: str, values: dict | None = None,
+               button: str | None = None, check: tuple = ()) -> requests.Response:
+        """Submit a form of `page` like a browser: its fields, `values` typed in, the checkboxes named
+        in `check`, and the submit button whose value is `button`. The first answer must be 303."""
+        form = page.form(selector)
+        assert form is not None, f"no form {selector} on {page.url}:\n{page.response.text[:2000]}"
+        assert form.attrs.get("method", "get").lower() == "post", form.attrs
+        data = dict(form.fields)
+        data.update(values or {})
+        for name in check:
+            assert name in form.checkboxes, (name, form.checkboxes)
+            data[name] = form.checkboxes[name]
+        if button is not None:
+            match = [b for b in form.buttons if b[1] == button]
+            assert match, f"no submit button with value {button!r} in {selector}: {form.buttons}"
+            if match[0][0]:
+                data[match[0][0]] = match[0][1]
+        action = urljoin(page.url, form.attrs.get("action") or page.url)
+        first = self.session.post(action, data=data, allow_redirects=False, timeout=30)
+        assert first.status_code == 303, f"POST {action}: {first.status_code}\n{first.text[:2000]}"
+        return self._follow(first)
+
+    def sign_in(self, username: str, password: str, page: Page | None = None) -> requests.Response:
+        """Fill in the login form (of `page`, or GET /login) and submit it."""
+        if page is None:
+            r = self.get("/login")
+            assert r.status_code == 200, r.text
+            page = parse_page(r)
+        return self.submit(page, "#login-form", {"username": username, "password": password})
+
+    def authorize(self, url: str, user: tuple | None = None, decision: str | None = "allow",
+                  remember: bool = False) -> tuple[requests.Response, list[Page]]:
+        """Play the whole authorization request at `url`: sign in with `user` = (JSON, password) when
+        the login page appears, answer the consent page with `decision` (and `remember`). Returns the
+        last response (a redirect leaving Gatehouse, or a page that is neither login nor consent) and
+        the pages seen on the way."""
+        r = self.get(url)
+        pages: list[Page] = []
+        for _ in range(4):
+            if r.status_code != 200:
+                return r, pages
+            page = parse_page(r)
+            pages.append(page)
+            if page.form("#login-form") is not None and user is not None:
+                r = self.sign_in(user[0]["username"], user[1], page)
+                user = None  # only once: a second login page means the first was refused
+            elif page.form("#consent-form") is not None and decision is not None:
+                r = self.submit(page, "#consent-form", button=decision, check=("remember",) if remember else ())
+                decision = None
+            else:
+                return r, pages
+        pytest.fail(f"authorization did not finish; pages: {[p.url for p in pages]}")
 
 
 def wait_until_ok(url: str, proc: subprocess.Popen, title: str, log_text) -> None:

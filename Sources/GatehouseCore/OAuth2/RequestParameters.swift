@@ -29,6 +29,11 @@ public struct RequestParameters: Sendable, Equatable {
         return value
     }
 
+    /// Every (name, value) pair, names sorted (for re-encoding a request as a query string).
+    public var pairs: [(String, String)] {
+        values.sorted { $0.key < $1.key }.flatMap { name, list in list.map { (name, $0) } }
+    }
+
     /// All non-empty values of a parameter that may repeat (RFC 8707 `resource`).
     public func all(_ name: String) -> [String] { (values[name] ?? []).filter { !$0.isEmpty } }
 }

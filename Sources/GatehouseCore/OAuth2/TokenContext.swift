@@ -10,11 +10,14 @@ public struct TokenContext: Sendable {
     public let idTokens: IDTokenIssuer
     public let passwords: PasswordHasher
     public let passwordLimiter: FailureLimiter
+    /// Lifecycle events (`token.issued`, `grant.revoked`).
+    public let events: Events
 
     public init(
         storage: any GatehouseStorage, settings: ServerSettings, clock: Clock, keys: KeyRing,
-        passwords: PasswordHasher = PasswordHasher()
+        passwords: PasswordHasher = PasswordHasher(), events: Events = .none
     ) {
+        self.events = events
         self.storage = storage
         self.settings = settings
         self.clock = clock

@@ -33,6 +33,9 @@ public struct TokenEndpoint: Sendable {
         guard !client.isPublic || type(of: grant).allowsPublicClients else {
             throw OAuthError.unauthorizedClient.with(description: "Public clients cannot use the \(grantType) grant.")
         }
-        return try await grant.handle(parameters, client: client, context: context)
+        let response = try await grant.handle(parameters, client: client, context: context)
+        try? await context.events.emit(
+            Events.tokenIssued, ["client_id": client.id, "grant_type": grantType, "scope": response.scope])
+        return response
     }
 }

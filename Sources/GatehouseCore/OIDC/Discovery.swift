@@ -46,6 +46,7 @@ public struct ServerMetadata: Sendable, Codable, Equatable {
         public static let account = "/account"
         public static let accountRevoke = "/account/revoke"
         public static let accountLogout = "/account/logout"
+        public static let accountUnlink = "/account/unlink"
         public static let outOfBand = "/oauth2/oob"
         public static let stylesheet = "/static/gatehouse.css"
     }

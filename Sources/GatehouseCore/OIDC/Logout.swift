@@ -31,11 +31,13 @@ public struct LogoutEndpoint: Sendable {
         case confirm(Request)
     }
 
-    /// Errors are shown on a page (never redirected: the target is what may be wrong).
-    public func decide(_ p: RequestParameters, signedInUserID: String?) async throws -> Action {
+    /// Errors are shown on a page (never redirected: the target is what may be wrong). Without confirmation
+    /// only when the hint was issued for this very session (same user and `sid`): an old ID token cannot
+    /// end a later session.
+    public func decide(_ p: RequestParameters, session: SessionRecord?) async throws -> Action {
         let request = try await validate(p)
-        guard let signedInUserID else { return .logout(request) }
-        if let hint = request.hint, hint.sub == signedInUserID { return .logout(request) }
+        guard let session else { return .logout(request) }
+        if let hint = request.hint, hint.sub == session.userID, hint.sid == session.id { return .logout(request) }
         return .confirm(request)
     }
 

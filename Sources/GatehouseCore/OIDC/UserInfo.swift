@@ -76,16 +76,23 @@ public struct BearerError: Error, Sendable, Equatable {
 public struct UserInfoEndpoint: Sendable {
     let storage: any GatehouseStorage
     let verifier: AccessTokenVerifier
+    /// The audience a token must carry to be used here (RFC 9700 §4.10: a token meant for another resource
+    /// server cannot be replayed to read the profile).
+    let audience: String
 
-    public init(storage: any GatehouseStorage, verifier: AccessTokenVerifier) {
+    public init(storage: any GatehouseStorage, verifier: AccessTokenVerifier, audience: String) {
         self.storage = storage
         self.verifier = verifier
+        self.audience = audience
     }
 
     public func handle(token: String) async throws -> UserInfoClaims {
         guard let claims = await verifier.verifySignature(token), verifier.isCurrent(claims),
             !(try await storage.isAccessTokenRevoked(jti: claims.jti, grantID: claims.grant_id, clientID: claims.client_id))
         else { throw BearerError.invalidToken() }
+        guard claims.aud.values.contains(audience) else {
+            throw BearerError.invalidToken("The access token was issued for another audience.")
+        }
         let scope = Scope(parsing: claims.scope) ?? .empty
         guard scope.contains("openid") else {
             throw BearerError.insufficientScope("The access token was not issued with scope openid.")

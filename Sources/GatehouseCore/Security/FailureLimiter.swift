@@ -48,4 +48,13 @@ public final class FailureLimiter: Sendable {
     }
 
     public func reset(_ key: String) { table.withLock { _ = $0.removeValue(forKey: key) } }
+
+    /// Takes back one counted attempt (it turned out not to be a failure).
+    public func forgive(_ key: String) {
+        table.withLock { t in
+            guard var e = t[key] else { return }
+            e.failures = max(0, e.failures - 1)
+            t[key] = e
+        }
+    }
 }

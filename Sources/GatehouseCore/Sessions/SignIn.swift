@@ -13,13 +13,17 @@ public struct SignIn: Sendable {
     let accounts: FailureLimiter
     let addresses: FailureLimiter
 
-    public init(storage: any GatehouseStorage, settings: ServerSettings, clock: Clock, passwords: PasswordHasher) {
+    /// `accounts` is shared with the password grant (`TokenContext.passwordLimiter`): one budget of failures
+    /// per username, whichever door is knocked on.
+    public init(
+        storage: any GatehouseStorage, settings: ServerSettings, clock: Clock, passwords: PasswordHasher,
+        accounts: FailureLimiter
+    ) {
         self.storage = storage
         self.passwords = passwords
         self.clock = clock
         self.sessionLifetime = settings.sessionLifetime
-        self.accounts = FailureLimiter(
-            maxFailures: settings.passwordMaxFailures, window: settings.passwordLockoutWindow, clock: clock)
+        self.accounts = accounts
         // One address may hold many accounts (an office behind NAT), so it gets a larger budget.
         self.addresses = FailureLimiter(
             maxFailures: settings.passwordMaxFailures * 5, window: settings.passwordLockoutWindow, clock: clock)
@@ -40,22 +44,35 @@ public struct SignIn: Sendable {
             _ = try await passwords.verify(password, hash: nil)
             throw Failure.invalidCredentials
         }
-        let accountKey = "account:" + username.lowercased()
-        let addressKey = "address:" + (address ?? "unknown")
-        // The account count is taken before the check (parallel guesses cannot overshoot) and reset on
-        // success; the address only counts failures, so many people behind one NAT can still sign in.
-        guard !addresses.isLocked(addressKey) else { throw Failure.lockedOut }
-        guard accounts.admit(accountKey) else {
-            _ = addresses.admit(addressKey)
-            throw Failure.lockedOut
-        }
+        // Same key as the password grant's.
+        let accountKey = username.lowercased()
+        let addressKey = Self.addressKey(address)
+        // Both counts are taken before the slow check, atomically with the lockout test, so parallel guesses
+        // cannot overshoot. Success resets the account and takes back the address's count: the address
+        // only accumulates failures, so many people behind one NAT can still sign in.
+        guard addresses.admit(addressKey) else { throw Failure.lockedOut }
+        guard accounts.admit(accountKey) else { throw Failure.lockedOut }
         let user = try await storage.user(username: username)
         guard try await passwords.verify(password, hash: user?.passwordHash), let user else {
-            _ = addresses.admit(addressKey)
             throw Failure.invalidCredentials
         }
         accounts.reset(accountKey)
+        addresses.forgive(addressKey)
         return user
+    }
+
+    /// IPv4 addresses count individually; IPv6 addresses by their /64 (one host usually has a whole /64).
+    static func addressKey(_ address: String?) -> String {
+        guard let address else { return "address:unknown" }
+        guard address.contains(":") else { return "address:" + address }
+        var groups = address.split(separator: ":", omittingEmptySubsequences: false).map(String.init)
+        if let gap = groups.firstIndex(of: ""), groups.count < 8 {
+            // Expand "::" so the first four groups are the /64 prefix.
+            let missing = 8 - groups.filter { !$0.isEmpty }.count
+            groups = Array(groups[..<gap]).filter { !$0.isEmpty } + Array(repeating: "0", count: missing)
+                + Array(groups[(gap + 1)...]).filter { !$0.isEmpty }
+        }
+        return "address6:" + groups.prefix(4).map { $0.lowercased() }.joined(separator: ":")
     }
 
     /// Starts a session: the raw cookie value (returned once) and the stored record.

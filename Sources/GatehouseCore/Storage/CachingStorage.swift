@@ -107,6 +107,29 @@ public final class CachingStorage: GatehouseStorage {
 
     // MARK: pass-through
 
+    public func insertProvider(_ provider: ProviderRecord) async throws { try await base.insertProvider(provider) }
+    public func listProviders() async throws -> [ProviderRecord] { try await base.listProviders() }
+    public func deleteProvider(id: String) async throws -> Bool { try await base.deleteProvider(id: id) }
+    public func identity(providerID: String, subject: String) async throws -> IdentityRecord? {
+        try await base.identity(providerID: providerID, subject: subject)
+    }
+    public func identities(userID: String) async throws -> [IdentityRecord] { try await base.identities(userID: userID) }
+    public func insertIdentity(_ identity: IdentityRecord) async throws { try await base.insertIdentity(identity) }
+    public func deleteIdentity(providerID: String, subject: String, userID: String) async throws -> Bool {
+        try await base.deleteIdentity(providerID: providerID, subject: subject, userID: userID)
+    }
+    public func user(email: String) async throws -> UserRecord? { try await base.user(email: email) }
+    public func insertUpstreamFlow(_ flow: UpstreamFlowRecord) async throws { try await base.insertUpstreamFlow(flow) }
+    public func takeUpstreamFlow(stateHash: String) async throws -> UpstreamFlowRecord? {
+        try await base.takeUpstreamFlow(stateHash: stateHash)
+    }
+    public func enqueueEvents(_ records: [OutboxRecord]) async throws { try await base.enqueueEvents(records) }
+    public func claimDueEvents(at time: Int64, limit: Int, lease: Int64) async throws -> [OutboxRecord] {
+        try await base.claimDueEvents(at: time, limit: limit, lease: lease)
+    }
+    public func recordDelivery(_ record: OutboxRecord) async throws { try await base.recordDelivery(record) }
+    public func outbox(id: String) async throws -> OutboxRecord? { try await base.outbox(id: id) }
+
     public func insertSession(_ session: SessionRecord) async throws { try await base.insertSession(session) }
     public func session(hash: String) async throws -> SessionRecord? { try await base.session(hash: hash) }
     public func deleteSession(hash: String) async throws { try await base.deleteSession(hash: hash) }

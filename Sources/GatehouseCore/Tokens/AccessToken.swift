@@ -14,11 +14,14 @@ public struct AccessTokenClaims: JWTPayload, Equatable {
     public var exp: Int64
     /// The grant (refresh-token family) the token was issued from; revoking the grant revokes the token.
     public var grant_id: String?
+    /// RFC 8693 §4.1: the party acting for `sub` (a token exchanged by another client).
+    public var act: ActorClaim?
 
     public init(
         iss: String, sub: String, aud: Audience, client_id: String, scope: String, jti: String, iat: Int64,
-        exp: Int64, grant_id: String?
+        exp: Int64, grant_id: String?, act: ActorClaim? = nil
     ) {
+        self.act = act
         self.iss = iss
         self.sub = sub
         self.aud = aud
@@ -32,6 +35,17 @@ public struct AccessTokenClaims: JWTPayload, Equatable {
 
     /// Time and issuer checks need the injected clock, so `AccessTokenVerifier` does them.
     public func verify(using algorithm: some JWTAlgorithm) throws {}
+}
+
+/// RFC 8693 §4.1 `act`: who acts, and (nested) who acted before.
+public final class ActorClaim: Sendable, Codable, Equatable {
+    public let sub: String
+    public let act: ActorClaim?
+    public init(sub: String, act: ActorClaim?) {
+        self.sub = sub
+        self.act = act
+    }
+    public static func == (a: ActorClaim, b: ActorClaim) -> Bool { a.sub == b.sub && a.act == b.act }
 }
 
 /// A JWT `aud` claim: one string or an array (RFC 7519 §4.1.3). One value is written as a string.

@@ -85,7 +85,8 @@ public struct AuthorizationEndpoint: Sendable {
         // last sign-in is older than max_age, or when the hint names someone else.
         var needsLogin = session == nil || request.prompt.contains("login")
         if let session {
-            if let maxAge = request.maxAge, now - session.session.authTime > maxAge { needsLogin = true }
+            // `>=`: max_age=0 always asks again (OIDC Core errata: like prompt=login).
+            if let maxAge = request.maxAge, now - session.session.authTime >= maxAge { needsLogin = true }
             if let hint = request.idTokenHint, hint.sub != session.user.id { needsLogin = true }
         }
         if needsLogin {
@@ -98,17 +99,19 @@ public struct AuthorizationEndpoint: Sendable {
         case .deny:
             return respond(error: OAuthError.accessDenied.with(description: "The user denied the request."), to: request)
         case .allow(let remember):
-            if remember {
+            if remember, !request.isOutOfBand {
                 let previous = try await context.storage.consent(userID: user.id, clientID: request.client.id)
                 let scope = Scope((previous?.scope.tokens ?? []) + request.scope.tokens)
                 try await context.storage.saveConsent(
                     ConsentRecord(userID: user.id, clientID: request.client.id, scope: scope, createdAt: now))
             }
         case nil:
-            if !request.client.skipConsent {
+            // The out-of-band URI is never approved silently: whoever started the request gets the code, and
+            // the user must see the page that says so (a phished link would otherwise hand it over).
+            if !request.client.skipConsent || request.isOutOfBand {
                 let remembered = try await context.storage.consent(userID: user.id, clientID: request.client.id)
                 let covered = remembered.map { request.scope.isSubset(of: $0.scope) } ?? false
-                if request.prompt.contains("consent") || !covered {
+                if request.prompt.contains("consent") || !covered || request.isOutOfBand {
                     if request.prompt.contains("none") { return respond(error: .consentRequired, to: request) }
                     let known = try await context.storage.listScopes()
                     let scopes = request.scope.tokens.map { name in
@@ -178,20 +181,12 @@ public struct AuthorizationEndpoint: Sendable {
         guard clientID.utf8.count <= 200, let client = try await context.storage.client(id: clientID) else {
             return page("Unknown client.")
         }
-        let sentRedirect = try p.single("redirect_uri")
-        let redirectURI: String
-        if let sentRedirect {
-            guard client.redirectURIs.contains(where: { RedirectURI.matches(registered: $0, requested: sentRedirect) })
-            else { return page("The redirect_uri is not registered for this client.") }
-            redirectURI = sentRedirect
-        } else {
-            // RFC 6749 §3.1.2.3: optional only when exactly one is registered.
-            guard client.redirectURIs.count == 1 else {
-                return page(client.redirectURIs.isEmpty
-                    ? "The client has no registered redirect URI." : "The parameter redirect_uri is required.")
-            }
-            redirectURI = client.redirectURIs[0]
+        // OAuth 2.1 §4.1.1 and OIDC Core §3.1.2.1 require redirect_uri (RFC 6749 let it be omitted).
+        guard let sentRedirect = try p.single("redirect_uri") else { return page("The parameter redirect_uri is required.") }
+        guard client.redirectURIs.contains(where: { RedirectURI.matches(registered: $0, requested: sentRedirect) }) else {
+            return page("The redirect_uri is not registered for this client.")
         }
+        let redirectURI = sentRedirect
 
         // From here on, errors are returned to the client. A repeated state cannot be echoed.
         let stateValues = p.values["state"] ?? []
@@ -281,7 +276,7 @@ public struct AuthorizationEndpoint: Sendable {
         for r in p.all("resource") { kept.append(("resource", r)) }
         return .success(
             AuthorizationRequest(
-                client: client, redirectURI: redirectURI, redirectURIWasSent: sentRedirect != nil, state: target.state,
+                client: client, redirectURI: redirectURI, redirectURIWasSent: true, state: target.state,
                 scope: scope, resources: resources, codeChallenge: challenge, nonce: nonce, prompt: prompt,
                 maxAge: maxAge, idTokenHint: hint, loginHint: loginHint, parameters: kept))
     }

@@ -73,6 +73,9 @@ public struct AuthorizationCodeGrant: TokenGrant {
     /// A used code came back: revoke what the first redemption issued (RFC 6749 §4.1.2).
     private func replayed(_ code: AuthorizationCodeRecord, now: Int64, context: TokenContext) async throws -> OAuthError {
         try await context.storage.revokeGrant(id: code.grantID, at: now)
+        try? await context.events.emit(
+            Events.grantRevoked,
+            ["grant_id": code.grantID, "client_id": code.clientID, "user_id": code.userID, "reason": "authorization_code_reuse"])
         var error = OAuthError.invalidGrant.with(
             description: "The authorization code was already used; tokens issued from it have been revoked.",
             debug: "authorization code reuse, grant \(code.grantID) revoked")

@@ -98,6 +98,9 @@ public struct RefreshTokenGrant: TokenGrant {
             return again
         }
         try await context.storage.revokeGrant(id: record.grantID, at: now)
+        try? await context.events.emit(
+            Events.grantRevoked,
+            ["grant_id": record.grantID, "client_id": record.clientID, "user_id": record.userID ?? "", "reason": "refresh_token_reuse"])
         var error = OAuthError.invalidGrant.with(
             description: "The refresh token was already used; the grant has been revoked.",
             debug: "refresh token reuse, family \(record.grantID) revoked")

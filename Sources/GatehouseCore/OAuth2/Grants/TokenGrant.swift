@@ -12,7 +12,9 @@ public enum GrantType {
     public static let clientCredentials = "client_credentials"
     public static let refreshToken = "refresh_token"
     public static let password = "password"
+    /// RFC 8693 §2.1.
+    public static let tokenExchange = "urn:ietf:params:oauth:grant-type:token-exchange"
 
     /// Grant types a client may be registered with.
-    public static let registrable = [authorizationCode, refreshToken, clientCredentials, password]
+    public static let registrable = [authorizationCode, refreshToken, clientCredentials, password, tokenExchange]
 }

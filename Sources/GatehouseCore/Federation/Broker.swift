@@ -1,0 +1,96 @@
+import Foundation
+
+/// Turns an upstream identity into one of our users: finds the linked account, links to the signed-in user
+/// or (when the provider vouches for the email and the provider allows it) to the account with that email,
+/// or creates a user. Emits `user.created`.
+public struct Broker: Sendable {
+    let storage: any GatehouseStorage
+    let events: Events
+    let clock: Clock
+
+    public init(storage: any GatehouseStorage, events: Events, clock: Clock) {
+        self.storage = storage
+        self.events = events
+        self.clock = clock
+    }
+
+    public enum Failure: Error, Sendable, Equatable, CustomStringConvertible {
+        /// The provider account is linked to a different user than the one signed in.
+        case linkedToAnotherUser
+        case userGone
+        public var description: String {
+            switch self {
+            case .linkedToAnotherUser: return "That account is already linked to another user."
+            case .userGone: return "The linked user no longer exists."
+            }
+        }
+    }
+
+    public struct Resolution: Sendable {
+        public var user: UserRecord
+        public var created: Bool
+        public var linked: Bool
+    }
+
+    public func resolve(_ external: ExternalIdentity, provider: ProviderRecord, linkTo linkUserID: String? = nil)
+        async throws -> Resolution
+    {
+        let now = clock.nowSeconds
+        if let existing = try await storage.identity(providerID: provider.id, subject: external.subject) {
+            if let linkUserID, existing.userID != linkUserID { throw Failure.linkedToAnotherUser }
+            guard let user = try await storage.user(id: existing.userID) else { throw Failure.userGone }
+            return Resolution(user: user, created: false, linked: false)
+        }
+        func link(_ user: UserRecord) async throws -> Resolution {
+            try await storage.insertIdentity(
+                IdentityRecord(
+                    providerID: provider.id, subject: external.subject, userID: user.id, username: external.username,
+                    email: external.email, createdAt: now))
+            return Resolution(user: user, created: false, linked: true)
+        }
+        if let linkUserID {
+            guard let user = try await storage.user(id: linkUserID) else { throw Failure.userGone }
+            return try await link(user)
+        }
+        if provider.linkByEmail, external.emailVerified, let email = external.email,
+            let user = try await storage.user(email: email)
+        {
+            return try await link(user)
+        }
+        let user = try await createUser(external, provider: provider, now: now)
+        try await storage.insertIdentity(
+            IdentityRecord(
+                providerID: provider.id, subject: external.subject, userID: user.id, username: external.username,
+                email: external.email, createdAt: now))
+        try? await events.emit(
+            Events.userCreated, ["user_id": user.id, "username": user.username, "provider": provider.id])
+        return Resolution(user: user, created: true, linked: true)
+    }
+
+    /// The username from the provider, cut to our alphabet, made unique with a numeric suffix.
+    func createUser(_ external: ExternalIdentity, provider: ProviderRecord, now: Int64) async throws -> UserRecord {
+        let allowed = CharacterSet.alphanumerics.union(CharacterSet(charactersIn: "._-@+"))
+        var base = String(String.UnicodeScalarView((external.username ?? external.email?.split(separator: "@").first.map(String.init) ?? "")
+            .unicodeScalars.filter { allowed.contains($0) && $0.isASCII }))
+        base = String(base.prefix(120))
+        if base.isEmpty { base = "\(provider.id)-user" }
+        let email = external.email.flatMap { $0.contains("@") && $0.count <= 254 && !$0.contains(" ") ? $0 : nil }
+        let picture = external.picture.flatMap { p in
+            (p.hasPrefix("https://") || p.hasPrefix("http://")) && p.count <= 2000 ? p : nil
+        }
+        for attempt in 0..<20 {
+            let username = attempt == 0 ? base : attempt < 10 ? "\(base)-\(attempt + 1)" : "\(base)-\(Secrets.identifier().prefix(6))"
+            let user = UserRecord(
+                id: UUID().uuidString.lowercased(), username: username, email: email, name: external.name.map { String($0.prefix(200)) },
+                passwordHash: nil, createdAt: now, updatedAt: now,
+                profile: UserProfile(picture: picture, emailVerified: email != nil && external.emailVerified))
+            do {
+                try await storage.insertUser(user)
+                return user
+            } catch StorageError.duplicate {
+                continue
+            }
+        }
+        throw StorageError.duplicate("username \(base)")
+    }
+}

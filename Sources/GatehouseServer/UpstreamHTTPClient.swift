@@ -1,0 +1,51 @@
+import AsyncHTTPClient
+import Foundation
+import GatehouseCore
+import NIOCore
+import NIOHTTP1
+
+/// Outgoing HTTP for federation and webhooks: no redirects (a token must never be re-sent elsewhere), one
+/// deadline per exchange, a 1 MiB response limit.
+struct UpstreamHTTPClient: UpstreamHTTP {
+    static let shared: HTTPClient = {
+        var configuration = HTTPClient.Configuration()
+        configuration.redirectConfiguration = .disallow
+        configuration.timeout = .init(connect: .seconds(5), read: .seconds(10))
+        return HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
+    }()
+    let timeout: TimeAmount = .seconds(10)
+    static let maxBody = 1 << 20
+
+    func get(_ url: String, headers: [(String, String)]) async throws -> UpstreamResponse {
+        var request = HTTPClientRequest(url: url)
+        for (name, value) in headers { request.headers.add(name: name, value: value) }
+        return try await execute(request)
+    }
+
+    func postForm(_ url: String, form: [(String, String)], headers: [(String, String)]) async throws -> UpstreamResponse {
+        var request = HTTPClientRequest(url: url)
+        request.method = .POST
+        request.headers.add(name: "Content-Type", value: "application/x-www-form-urlencoded")
+        for (name, value) in headers { request.headers.add(name: name, value: value) }
+        request.body = .bytes(ByteBuffer(string: FormEncoding.encode(form)))
+        return try await execute(request)
+    }
+
+    func postJSON(_ url: String, body: String, headers: [(String, String)]) async throws -> UpstreamResponse {
+        var request = HTTPClientRequest(url: url)
+        request.method = .POST
+        for (name, value) in headers { request.headers.add(name: name, value: value) }
+        request.body = .bytes(ByteBuffer(string: body))
+        return try await execute(request)
+    }
+
+    private func execute(_ request: HTTPClientRequest) async throws -> UpstreamResponse {
+        do {
+            let response = try await Self.shared.execute(request, timeout: timeout)
+            let body = try await response.body.collect(upTo: Self.maxBody)
+            return UpstreamResponse(status: Int(response.status.code), body: Array(body.readableBytesView))
+        } catch {
+            throw UpstreamError(.unavailable, "The provider could not be reached.", detail: "\(request.url): \(error)")
+        }
+    }
+}
