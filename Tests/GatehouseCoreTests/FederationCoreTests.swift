@@ -1,0 +1,90 @@
+import Crypto
+import Foundation
+import Testing
+
+@testable import GatehouseCore
+
+@Suite("Federation, token exchange and hooks (core)")
+struct FederationCoreTests {
+    @Test func providerValidationNamesTheWrongOption() {
+        func fails(_ p: ProviderRecord, _ fragment: String) {
+            #expect(throws: Administration.ValidationError.self) { try p.validate() }
+            do { try p.validate() } catch { #expect("\(error)".contains(fragment), "\(error)") }
+        }
+        let ok = ProviderRecord(id: "gh", kind: .github, name: "GitHub", clientID: "id", clientSecret: "s")
+        #expect(throws: Never.self) { try ok.validate() }
+        fails(ProviderRecord(id: "Bad Id", kind: .github, name: "x", clientID: "id", clientSecret: "s"), "--id")
+        fails(ProviderRecord(id: "corp", kind: .oidc, name: "x", clientID: "id", clientSecret: "s"), "--issuer")
+        fails(ProviderRecord(id: "corp", kind: .oidc, name: "x", clientID: "id", clientSecret: "s", issuer: "http://sso.example"), "https")
+        fails(ProviderRecord(id: "l", kind: .oauth2, name: "x", clientID: "id", clientSecret: "s", authorizeURL: "https://a.example"), "--token-url")
+        fails(ProviderRecord(id: "gh", kind: .github, name: "x", clientID: "id", clientSecret: ""), "secret")
+        fails(ProviderRecord(id: "gh", kind: .github, name: "x", clientID: "id", clientSecret: "s", claims: ["role": "admin"]), "--claim")
+        // Loopback http is allowed (development, tests).
+        #expect(throws: Never.self) {
+            try ProviderRecord(id: "dev", kind: .oidc, name: "x", clientID: "id", clientSecret: "s", issuer: "http://127.0.0.1:9000").validate()
+        }
+    }
+
+    @Test func presetsFillEndpointsAndClaims() {
+        let gh = ProviderRecord(id: "gh", kind: .github, name: "GitHub", clientID: "id", clientSecret: "s").resolved
+        #expect(gh.tokenURL == "https://github.com/login/oauth/access_token")
+        #expect(gh.claims["username"] == "login")
+        let google = ProviderRecord(id: "g", kind: .google, name: "Google", clientID: "id", clientSecret: "s").resolved
+        #expect(google.issuer == "https://accounts.google.com")
+        #expect(google.isOIDC && google.scope.contains("openid"))
+        let oidc = ProviderRecord(id: "c", kind: .oidc, name: "C", clientID: "i", clientSecret: "s", issuer: "https://x", scope: Scope(["email"])).resolved
+        #expect(oidc.scope.contains("openid"))
+    }
+
+    @Test func userDetailTemplatesArePercentEncoded() throws {
+        #expect(try UpstreamClient.fill("https://x.example/users/{username}/", with: ["username": "a/../b c"]) == "https://x.example/users/a%2F..%2Fb%20c/")
+        #expect(throws: UpstreamError.self) { try UpstreamClient.fill("https://x.example/users/{username}/", with: [:]) }
+    }
+
+    @Test func claimMappingFollowsDottedPaths() throws {
+        let client = UpstreamClient(http: NoHTTP(), clock: .system)
+        let p = ProviderRecord(
+            id: "l", kind: .oauth2, name: "L", clientID: "i", clientSecret: "s", authorizeURL: "https://a", tokenURL: "https://t",
+            userinfoURL: "https://u", claims: ["id": "data.pk", "username": "data.login", "email_verified": "verified"]
+        ).resolved
+        let identity = try client.map(
+            ["data": ["pk": 7, "login": "neo"], "email": "neo@example.com", "verified": true, "name": NSNull()], provider: p)
+        #expect(identity == ExternalIdentity(subject: "7", username: "neo", email: "neo@example.com", emailVerified: true, name: nil, picture: nil))
+        #expect(throws: UpstreamError.self) { try client.map(["email": "x"], provider: p) }
+    }
+
+    @Test func webhookSignatureIsHMACOverTimestampAndBody() {
+        let body = #"{"event":"user.login"}"#
+        let signature = Events.signature(secret: "0123456789abcdef", timestamp: 1700000000, body: body)
+        let mac = HMAC<SHA256>.authenticationCode(
+            for: Data("1700000000.\(body)".utf8), using: SymmetricKey(data: Data("0123456789abcdef".utf8)))
+        #expect(signature == "t=1700000000,v1=" + Data(mac).hexString)
+    }
+
+    @Test func deliveryBacksOffThenGivesUp() {
+        let hook = WebhookConfig(url: "https://hook.example", secret: "0123456789abcdef")
+        let delivery = WebhookDelivery(hooks: [hook], retryBase: 5)
+        var r = OutboxRecord(id: "e", event: "user.login", url: hook.url, payload: "{}", nextAttemptAt: 0, createdAt: 0)
+        r = delivery.outcome(r, status: 500, error: nil, now: 100)
+        #expect(r.attempts == 1 && r.nextAttemptAt == 105 && r.deliveredAt == nil && r.lastError == "HTTP 500")
+        r = delivery.outcome(r, status: nil, error: "connection refused", now: 200)
+        #expect(r.nextAttemptAt == 210)
+        #expect(Events.backoff(afterFailures: 30, base: 5) == 3600)
+        for _ in 0..<20 where r.failedAt == nil { r = delivery.outcome(r, status: 502, error: nil, now: 300) }
+        #expect(r.attempts == Events.maxAttempts && r.failedAt == 300)
+        let ok = delivery.outcome(OutboxRecord(id: "f", event: "x", url: hook.url, payload: "{}", nextAttemptAt: 0, createdAt: 0), status: 204, error: nil, now: 7)
+        #expect(ok.deliveredAt == 7)
+        #expect(delivery.headers(for: ok, now: 7)?.contains { $0.0 == "Gatehouse-Signature" } == true)
+        #expect(delivery.headers(for: OutboxRecord(id: "g", event: "x", url: "https://gone", payload: "{}", nextAttemptAt: 0, createdAt: 0), now: 7) == nil)
+        // token.issued only for hooks that ask for it.
+        #expect(!hook.wants(Events.tokenIssued) && hook.wants(Events.userCreated))
+        #expect(WebhookConfig(url: "u", secret: "s", events: [Events.tokenIssued]).wants(Events.tokenIssued))
+    }
+
+    struct NoHTTP: UpstreamHTTP {
+        func get(_ url: String, headers: [(String, String)]) async throws -> UpstreamResponse { UpstreamResponse(status: 500, body: []) }
+        func postForm(_ url: String, form: [(String, String)], headers: [(String, String)]) async throws -> UpstreamResponse {
+            UpstreamResponse(status: 500, body: [])
+        }
+    }
+}
