@@ -412,6 +412,8 @@ struct BrowserRoutes: Sendable {
                         Response(status: isPost ? .seeOther : .found, headers: [.location: redirect, .cacheControl: "no-store"]),
                         clear)
                 }
+                // POST/Redirect/GET: a form is answered with 303 (to the login page, which says "signed out").
+                if isPost { return withCookie(pages.seeOtherLocal(Path.login + "?signed_out=1"), clear) }
                 return withCookie(pages.render("signed_out", [:]), clear)
             }
         }

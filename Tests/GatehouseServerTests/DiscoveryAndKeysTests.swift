@@ -26,7 +26,10 @@ struct DiscoveryAndKeysTests {
             #expect(m["introspection_endpoint"] as? String == Harness.issuer + "/oauth2/introspect")
             #expect(
                 m["grant_types_supported"] as? [String]
-                    == ["authorization_code", "client_credentials", "password", "refresh_token"])
+                    == [
+                        "authorization_code", "client_credentials", "password", "refresh_token",
+                        "urn:ietf:params:oauth:grant-type:token-exchange",
+                    ])
             #expect(m["token_endpoint_auth_methods_supported"] as? [String] == ["client_secret_basic", "client_secret_post", "none"])
             #expect((m["scopes_supported"] as? [String])?.contains("read") == true)
             // The OpenID Provider part (OIDC Discovery §3, RFC 9207 §3), and only what is served.
