@@ -124,6 +124,26 @@ enum Migrations {
                 "CREATE INDEX webhook_outbox_due ON webhook_outbox (next_attempt_at)",
             ]
         ),
+        Migration(
+            version: 5, name: "groups, services and permissions",
+            statements: [
+                "CREATE TABLE user_groups (name TEXT PRIMARY KEY, created_at BIGINT NOT NULL)",
+                """
+                CREATE TABLE memberships (
+                    group_name TEXT NOT NULL, user_id TEXT NOT NULL, role TEXT NOT NULL,
+                    PRIMARY KEY (group_name, user_id))
+                """,
+                "CREATE INDEX memberships_user_id ON memberships (user_id)",
+                "CREATE TABLE services (name TEXT PRIMARY KEY, permissions_url TEXT, created_at BIGINT NOT NULL)",
+                """
+                CREATE TABLE service_permissions (
+                    service TEXT NOT NULL, user_id TEXT NOT NULL, permission TEXT NOT NULL,
+                    PRIMARY KEY (service, user_id, permission))
+                """,
+                "ALTER TABLE users ADD COLUMN username_changed_at BIGINT",
+                "ALTER TABLE scopes ADD COLUMN required_role TEXT",
+            ]
+        ),
     ]
 
     /// Applies pending migrations. Returns the versions applied.

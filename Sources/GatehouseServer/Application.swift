@@ -22,6 +22,9 @@ public struct GatehouseServices: Sendable {
     public let broker: Broker
     public let upstream: UpstreamClient
     public let webhooks: [WebhookConfig]
+    /// Verifies our own access tokens (UserInfo, compatibility APIs).
+    public let verifier: AccessTokenVerifier
+    public let permissions: PermissionResolver
     /// Providers from the config file; those added with `gatehouse providers add` live in the database.
     let configuredProviders: [ProviderRecord]
 
@@ -64,12 +67,16 @@ public struct GatehouseServices: Sendable {
                 storage: storage, settings: settings, clock: clock, passwords: passwords, accounts: context.passwordLimiter),
             userinfo: UserInfoEndpoint(storage: storage, verifier: verifier, audience: settings.audience),
             logout: LogoutEndpoint(storage: storage, hints: hints), events: events, broker: broker, upstream: upstream,
-            webhooks: webhooks, configuredProviders: providers)
+            webhooks: webhooks, verifier: verifier,
+            permissions: PermissionResolver(storage: storage, http: upstreamHTTP ?? UpstreamHTTPClient()),
+            configuredProviders: providers)
     }
 }
 
 /// The HTTP routes. Handlers decode, call the core, encode.
-public func buildRouter(_ services: GatehouseServices, logger: Logger) throws -> Router<GatehouseRequestContext> {
+public func buildRouter(_ services: GatehouseServices, logger: Logger, compat: CompatOptions = CompatOptions())
+    throws -> Router<GatehouseRequestContext>
+{
     let router = Router(context: GatehouseRequestContext.self)
     router.add(middleware: SecurityHeadersMiddleware())
     typealias Path = ServerMetadata.Path
@@ -105,35 +112,10 @@ public func buildRouter(_ services: GatehouseServices, logger: Logger) throws ->
         }
     }
 
-    router.post(RouterPath(Path.token)) { request, _ in
-        var request = request
-        return await HTTP.endpoint("token", logger: logger) {
-            let parameters = try await HTTP.parameters(&request)
-            let response = try await services.token.handle(parameters, authorization: request.headers[.authorization])
-            var encoded = try HTTP.json(response)
-            encoded.headers[.accessControlAllowOrigin] = "*"
-            return encoded
-        }
-    }
-
-    router.post(RouterPath(Path.revocation)) { request, _ in
-        var request = request
-        return await HTTP.endpoint("revocation", logger: logger) {
-            let parameters = try await HTTP.parameters(&request)
-            try await services.revocation.handle(parameters, authorization: request.headers[.authorization])
-            // RFC 7009 §2.2: 200 with an empty body.
-            return Response(status: .ok, headers: [.cacheControl: "no-store"])
-        }
-    }
-
-    router.post(RouterPath(Path.introspection)) { request, _ in
-        var request = request
-        return await HTTP.endpoint("introspection", logger: logger) {
-            let parameters = try await HTTP.parameters(&request)
-            return try HTTP.json(
-                try await services.introspection.handle(parameters, authorization: request.headers[.authorization]))
-        }
-    }
+    let core = CoreHandlers(services: services, logger: logger)
+    router.post(RouterPath(Path.token)) { request, _ in await core.token(request) }
+    router.post(RouterPath(Path.revocation)) { request, _ in await core.revoke(request) }
+    router.post(RouterPath(Path.introspection)) { request, _ in await core.introspect(request) }
 
     // The OAuth endpoints accept POST only (RFC 6749 §3.2, RFC 7009 §2.1, RFC 7662 §2.1).
     for path in [Path.token, Path.revocation, Path.introspection] {
@@ -158,10 +140,19 @@ public func buildRouter(_ services: GatehouseServices, logger: Logger) throws ->
         }
     }
 
-    BrowserRoutes(
+    var browser = BrowserRoutes(
         services: services, pages: try Pages(issuer: services.settings.issuer),
-        cookies: Cookies(settings: services.settings), logger: logger
-    ).add(to: router)
+        cookies: Cookies(settings: services.settings), logger: logger)
+    if compat.profiles.contains(.dgp) { browser.extraReturnPrefixes.append(DGPProfile.finishPath) }
+    browser.add(to: router)
+
+    // Compatibility profiles: legacy routes mounted onto the same core operations.
+    let compatContext = CompatContext(
+        services: services, core: core, browser: browser, logger: logger, clientID: compat.clientID,
+        corsOrigins: compat.corsOrigins, dgpSigner: compat.dgpSigner, nextHosts: compat.nextHosts)
+    for profile in compat.profiles.sorted(by: { $0.rawValue < $1.rawValue }) {
+        profile.mount(on: router, with: compatContext)
+    }
 
     router.get("/healthz") { _, _ in
         await HTTP.endpoint("health", logger: logger) {
@@ -170,6 +161,47 @@ public func buildRouter(_ services: GatehouseServices, logger: Logger) throws ->
         }
     }
     return router
+}
+
+/// The OAuth endpoints' handlers, shared by the standard routes and the compatibility profiles.
+struct CoreHandlers: Sendable {
+    let services: GatehouseServices
+    let logger: Logger
+
+    func token(_ request: Request) async -> Response {
+        await token(request) { try HTTP.json($0) }
+    }
+
+    /// The token endpoint with a custom encoding of the successful response (compatibility shapes).
+    func token(_ request: Request, encode: @Sendable (TokenResponse) async throws -> Response) async -> Response {
+        var request = request
+        return await HTTP.endpoint("token", logger: logger) {
+            let parameters = try await HTTP.parameters(&request)
+            let response = try await services.token.handle(parameters, authorization: request.headers[.authorization])
+            var encoded = try await encode(response)
+            encoded.headers[.accessControlAllowOrigin] = "*"
+            return encoded
+        }
+    }
+
+    func revoke(_ request: Request) async -> Response {
+        var request = request
+        return await HTTP.endpoint("revocation", logger: logger) {
+            let parameters = try await HTTP.parameters(&request)
+            try await services.revocation.handle(parameters, authorization: request.headers[.authorization])
+            // RFC 7009 §2.2: 200 with an empty body.
+            return Response(status: .ok, headers: [.cacheControl: "no-store"])
+        }
+    }
+
+    func introspect(_ request: Request) async -> Response {
+        var request = request
+        return await HTTP.endpoint("introspection", logger: logger) {
+            let parameters = try await HTTP.parameters(&request)
+            return try HTTP.json(
+                try await services.introspection.handle(parameters, authorization: request.headers[.authorization]))
+        }
+    }
 }
 
 /// Periodic upkeep: re-reads signing keys (so `keys rotate` reaches a running server) and deletes
@@ -274,7 +306,19 @@ public func buildApplication(_ config: GatehouseConfiguration, store: SQLStore, 
     try await store.migrate()
     let services = try await GatehouseServices.make(
         storage: store, settings: config.settings, providers: config.providers, webhooks: config.webhooks)
-    let router = try buildRouter(services, logger: logger)
+    for profile in config.compat { try await profile.prepare(services) }
+    var compat = CompatOptions()
+    compat.profiles = config.compat
+    compat.clientID = config.compatClientID
+    compat.corsOrigins = config.corsOrigins
+    compat.nextHosts = config.compatNextHosts
+    if config.compat.contains(.dgp) {
+        if config.dgpPrivateKey == nil {
+            logger.warning("dgp profile: no PRIVATE_KEY; using a key generated for this process (tokens end with it)")
+        }
+        compat.dgpSigner = try await RSATokenSigner(privatePEM: config.dgpPrivateKey, publicPEM: config.dgpPublicKey)
+    }
+    let router = try buildRouter(services, logger: logger, compat: compat)
     let base = config.issuer.hasSuffix("/") ? String(config.issuer.dropLast()) : config.issuer
     let key = try services.keys.snapshot.signingKey
     var app = Application(

@@ -23,6 +23,8 @@ struct BrowserRoutes: Sendable {
     let pages: Pages
     let cookies: Cookies
     let logger: Logger
+    /// More local paths a login may return to (compatibility profiles), as prefixes.
+    var extraReturnPrefixes: [String] = []
     typealias Path = ServerMetadata.Path
 
     func add(to router: Router<GatehouseRequestContext>) {
@@ -100,6 +102,7 @@ struct BrowserRoutes: Sendable {
         guard let value, value.utf8.count <= 8192, !value.contains("\\"), !value.unicodeScalars.contains(where: { $0.value < 0x20 })
         else { return Path.account }
         if value == Path.account || value.hasPrefix(Path.authorization + "?") { return value }
+        if extraReturnPrefixes.contains(where: { value.hasPrefix($0) }) { return value }
         return Path.account
     }
 

@@ -19,6 +19,18 @@ public struct GatehouseConfiguration: Sendable {
     public var webhooks: [WebhookConfig] = []
     /// First retry delay of a failed webhook delivery, doubled per attempt (at most 1 h).
     public var webhookRetryBase: Int64 = 5
+    /// Compatibility profiles to mount (none by default).
+    public var compat: Set<CompatProfile> = []
+    /// The client that legacy first-party endpoints (lego token-auth, dot register-by-token, dgp) issue
+    /// tokens to.
+    public var compatClientID: String?
+    /// Origins that get CORS headers on the compatibility profiles' APIs.
+    public var corsOrigins: Set<String> = []
+    /// Hosts that dgp's `next` may redirect to.
+    public var compatNextHosts: Set<String> = []
+    /// dgp: `PRIVATE_KEY` / `PUBLIC_KEY` (RSA PEM) for the profile's tokens.
+    public var dgpPrivateKey: String?
+    public var dgpPublicKey: String?
 
     public init(issuer: String? = nil, host: String = "127.0.0.1", port: Int = 8080) {
         self.host = host
@@ -84,6 +96,15 @@ public struct GatehouseConfiguration: Sendable {
               help: "HMAC-SHA256 key of webhook_url's Gatehouse-Signature header (at least 16 characters)"),
         .init(key: "webhook_retry_base", flag: "--webhook-retry-base", environment: "GATEHOUSE_WEBHOOK_RETRY_BASE",
               defaultDescription: "5s", help: "First retry delay of a failed delivery; doubles per attempt, at most 1h, 12 attempts"),
+        .init(key: "compat", flag: "--compat", environment: "GATEHOUSE_COMPAT", defaultDescription: "(none)",
+              help: "Compatibility profiles to mount, comma-separated: lego, dgp, doorkeeper, dot"),
+        .init(key: "compat_client_id", flag: "--compat-client-id", environment: "GATEHOUSE_COMPAT_CLIENT_ID",
+              defaultDescription: "(none)",
+              help: "Client that the profiles' first-party endpoints (lego token-auth, dot register-by-token, dgp) issue tokens to"),
+        .init(key: "cors_origins", flag: "--cors-origins", environment: "GATEHOUSE_CORS_ORIGINS", defaultDescription: "(none)",
+              help: "Comma-separated origins (https://app.example.com) that get CORS headers on the profiles' APIs (lego)"),
+        .init(key: "compat_next_hosts", flag: "--compat-next-hosts", environment: "GATEHOUSE_COMPAT_NEXT_HOSTS",
+              defaultDescription: "(none)", help: "Comma-separated host names that dgp's `next` may redirect to (with ?jwt=)"),
         .init(key: "log_level", flag: "--log-level", environment: "GATEHOUSE_LOG_LEVEL", defaultDescription: "info",
               help: "trace, debug, info, notice, warning, error, critical"),
     ]
@@ -113,9 +134,16 @@ public struct GatehouseConfiguration: Sendable {
             guard let p = Int(v), (1...65535).contains(p) else { throw fail(src, "'\(v)' is not a port number (1-65535)") }
             port = p
         }
+        // The dgp profile honours dgp-oauth2's own environment variables as fallbacks.
+        let dgp = (value("compat")?.0 ?? "").lowercased().split(separator: ",")
+            .contains { $0.trimmingCharacters(in: .whitespaces) == "dgp" }
         var issuer: String? = nil
         if let (v, src) = value("issuer") {
             try validateIssuer(v, source: src)
+            issuer = v
+        } else if dgp, let external = environment["EXTERNAL_ADDRESS"], !external.isEmpty {
+            let v = external.contains("://") ? external : "https://" + external
+            try validateIssuer(v, source: "EXTERNAL_ADDRESS")
             issuer = v
         }
         if issuer == nil, !RedirectURI.isLoopback(host) {
@@ -125,6 +153,13 @@ public struct GatehouseConfiguration: Sendable {
         var config = GatehouseConfiguration(issuer: issuer, host: host, port: port)
         if let (v, src) = value("database_url") {
             do { config.database = try DatabaseURL(parsing: v) } catch { throw fail(src, "\(error)") }
+        } else if dgp, let v = environment["DATABASE_URL"], !v.isEmpty {
+            // SQLAlchemy URLs: postgresql+psycopg2://… → postgresql://…
+            var url = v
+            if let plus = url.firstIndex(of: "+"), let colon = url.range(of: "://"), plus < colon.lowerBound {
+                url = String(url[..<plus]) + String(url[colon.lowerBound...])
+            }
+            do { config.database = try DatabaseURL(parsing: url) } catch { throw fail("DATABASE_URL", "\(error)") }
         }
         if let (v, src) = value("default_audience") {
             guard let u = URL(string: v), u.scheme != nil, !v.contains("#") else { throw fail(src, "'\(v)' is not an absolute URI") }
@@ -190,6 +225,43 @@ public struct GatehouseConfiguration: Sendable {
             let extras = try readExtras(path)
             config.providers = extras.providers
             config.webhooks += extras.webhooks
+        }
+        if let (v, src) = value("compat") {
+            for name in v.split(separator: ",").map({ $0.trimmingCharacters(in: .whitespaces).lowercased() }) where !name.isEmpty {
+                guard let profile = CompatProfile(rawValue: name) else {
+                    throw fail(src, "'\(name)' is not a compatibility profile (lego, dgp, doorkeeper, dot)")
+                }
+                config.compat.insert(profile)
+            }
+        }
+        if let (v, _) = value("compat_client_id") { config.compatClientID = v }
+        if let (v, _) = value("compat_next_hosts") {
+            config.compatNextHosts = Set(v.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces).lowercased() }.filter { !$0.isEmpty })
+        }
+        if let (v, src) = value("cors_origins") {
+            for origin in v.split(separator: ",").map({ $0.trimmingCharacters(in: .whitespaces) }) where !origin.isEmpty {
+                guard let u = URLComponents(string: origin), u.scheme != nil, u.host != nil, u.path.isEmpty, u.query == nil else {
+                    throw fail(src, "'\(origin)' is not an origin (scheme://host[:port])")
+                }
+                config.corsOrigins.insert(origin)
+            }
+        }
+        if dgp {
+            config.dgpPrivateKey = environment["PRIVATE_KEY"].flatMap { $0.isEmpty ? nil : $0 }
+            config.dgpPublicKey = environment["PUBLIC_KEY"].flatMap { $0.isEmpty ? nil : $0 }
+            if config.dgpPublicKey != nil, config.dgpPrivateKey == nil {
+                throw Error(description: "invalid PUBLIC_KEY: set PRIVATE_KEY too (the dgp profile signs with it)")
+            }
+            for (id, kind, name) in [("google", ProviderKind.google, "Google"), ("github", ProviderKind.github, "GitHub")] {
+                let prefix = id.uppercased()
+                guard let key = environment["\(prefix)_KEY"], !key.isEmpty else { continue }
+                guard let secret = environment["\(prefix)_SECRET"], !secret.isEmpty else {
+                    throw Error(description: "invalid \(prefix)_KEY: \(prefix)_SECRET is missing")
+                }
+                if !config.providers.contains(where: { $0.id == id }) {
+                    config.providers.append(ProviderRecord(id: id, kind: kind, name: name, clientID: key, clientSecret: secret))
+                }
+            }
         }
         if let (v, src) = value("log_level") {
             guard let l = Logger.Level(rawValue: v.lowercased()) else { throw fail(src, "'\(v)' is not a log level") }

@@ -42,27 +42,33 @@ extension BrowserRoutes {
                 }
                 linkUserID = user.id
             }
-            let state = Secrets.generate()
-            let verifier = Secrets.generate()
-            let nonce = Secrets.generate()
-            let browser = Secrets.generate()
-            let url: String
-            do {
-                url = try await services.upstream.authorizationURL(
-                    provider, redirectURI: callbackURI(provider.id), state: state, codeVerifier: verifier, nonce: nonce)
-            } catch let e as UpstreamError {
-                logger.error("upstream sign-in could not start", metadata: ["provider": .string(provider.id), "detail": .string(e.detail)])
-                return pages.error(
-                    OAuthError(code: "temporarily_unavailable", description: "\(provider.name): \(e.description)", status: 502),
-                    heading: "Sign-in with \(provider.name) is not available")
-            }
-            try await services.storage.insertUpstreamFlow(
-                UpstreamFlowRecord(
-                    stateHash: Secrets.hash(state), providerID: provider.id, browserHash: Secrets.hash(browser),
-                    codeVerifier: verifier, nonce: nonce, returnTo: linkUserID != nil ? Path.account : safeReturnTo(try form.single("return_to")),
-                    linkUserID: linkUserID, expiresAt: services.clock.nowSeconds + Self.upstreamCookieLifetime))
-            return withCookie(pages.seeOther(url), cookies.header(upstreamCookieName, browser, maxAge: Self.upstreamCookieLifetime))
+            let returnTo = linkUserID != nil ? Path.account : safeReturnTo(try form.single("return_to"))
+            return try await beginUpstream(provider, returnTo: returnTo, linkUserID: linkUserID)
         }
+    }
+
+    /// Stores the flow and sends the browser to the provider (with the browser-binding cookie).
+    func beginUpstream(_ provider: ProviderRecord, returnTo: String, linkUserID: String?) async throws -> Response {
+        let state = Secrets.generate()
+        let verifier = Secrets.generate()
+        let nonce = Secrets.generate()
+        let browser = Secrets.generate()
+        let url: String
+        do {
+            url = try await services.upstream.authorizationURL(
+                provider, redirectURI: callbackURI(provider.id), state: state, codeVerifier: verifier, nonce: nonce)
+        } catch let e as UpstreamError {
+            logger.error("upstream sign-in could not start", metadata: ["provider": .string(provider.id), "detail": .string(e.detail)])
+            return pages.error(
+                OAuthError(code: "temporarily_unavailable", description: "\(provider.name): \(e.description)", status: 502),
+                heading: "Sign-in with \(provider.name) is not available")
+        }
+        try await services.storage.insertUpstreamFlow(
+            UpstreamFlowRecord(
+                stateHash: Secrets.hash(state), providerID: provider.id, browserHash: Secrets.hash(browser),
+                codeVerifier: verifier, nonce: nonce, returnTo: returnTo, linkUserID: linkUserID,
+                expiresAt: services.clock.nowSeconds + Self.upstreamCookieLifetime))
+        return withCookie(pages.seeOther(url), cookies.header(upstreamCookieName, browser, maxAge: Self.upstreamCookieLifetime))
     }
 
     func finishUpstream(_ request: Request, _ context: GatehouseRequestContext) async -> Response {

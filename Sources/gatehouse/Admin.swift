@@ -203,7 +203,8 @@ struct Scopes: AsyncParsableCommand {
         let name: String
         let description: String
         let `default`: Bool
-        init(_ s: ScopeRecord) { name = s.name; description = s.description; `default` = s.isDefault }
+        let required_role: String?
+        init(_ s: ScopeRecord) { name = s.name; description = s.description; `default` = s.isDefault; required_role = s.requiredRole }
     }
 
     struct Create: AsyncParsableCommand {
@@ -212,10 +213,11 @@ struct Scopes: AsyncParsableCommand {
         @Argument(help: "Scope name.") var name: String
         @Option(help: "Description shown on the consent page.") var description: String?
         @Flag(help: "Granted by default to clients that registered it.") var `default` = false
+        @Option(help: "Grant the scope only to users holding this role in some group.") var requiredRole: String?
         func run() async throws {
             try await common.withStore { store, _ in
                 let s = try await Administration(storage: store).createScope(
-                    name: name, description: description, isDefault: `default`)
+                    name: name, description: description, isDefault: `default`, requiredRole: requiredRole)
                 try common.print(json: ScopeOutput(s), text: "created scope \(s.name)")
             }
         }

@@ -36,6 +36,12 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "Webhook URL for lifecycle events (env GATEHOUSE_WEBHOOK_URL).") var webhookURL: String?
     @Option(help: "Webhook signing secret (env GATEHOUSE_WEBHOOK_SECRET; prefer the environment).") var webhookSecret: String?
     @Option(help: "First webhook retry delay (env GATEHOUSE_WEBHOOK_RETRY_BASE, default 5s).") var webhookRetryBase: String?
+    @Option(help: "Compatibility profiles, comma-separated: lego, dgp, doorkeeper, dot (env GATEHOUSE_COMPAT).")
+    var compat: String?
+    @Option(help: "Client the profiles' first-party endpoints issue tokens to (env GATEHOUSE_COMPAT_CLIENT_ID).")
+    var compatClientId: String?
+    @Option(help: "Origins that get CORS headers on the profiles' APIs (env GATEHOUSE_CORS_ORIGINS).") var corsOrigins: String?
+    @Option(help: "Hosts dgp's next may redirect to (env GATEHOUSE_COMPAT_NEXT_HOSTS).") var compatNextHosts: String?
     @Option(help: "Log level (env GATEHOUSE_LOG_LEVEL, default info).") var logLevel: String?
 
     func run() async throws {
@@ -58,6 +64,10 @@ struct Serve: AsyncParsableCommand {
         flags["webhook_url"] = webhookURL
         flags["webhook_secret"] = webhookSecret
         flags["webhook_retry_base"] = webhookRetryBase
+        flags["compat"] = compat
+        flags["compat_client_id"] = compatClientId
+        flags["cors_origins"] = corsOrigins
+        flags["compat_next_hosts"] = compatNextHosts
         flags["log_level"] = logLevel
         let config = try common.configuration(extra: flags)
         var logger = Logger(label: "gatehouse")

@@ -44,6 +44,18 @@ public struct TokenContext: Sendable {
         return scope
     }
 
+    /// Scopes that need a role (`ScopeRecord.requiredRole`) are granted only to users holding it in some
+    /// group: `access_denied` otherwise (the user may not delegate what they do not have).
+    public func checkScopeRoles(_ scope: Scope, userID: String) async throws {
+        let restricted = try await storage.listScopes().filter { $0.requiredRole != nil && scope.contains($0.name) }
+        guard !restricted.isEmpty else { return }
+        let roles = Set(try await storage.memberships(userID: userID).map(\.role))
+        for s in restricted where !roles.contains(s.requiredRole!) {
+            throw OAuthError.accessDenied.with(
+                description: "The scope \(s.name) needs the role \(s.requiredRole!), which this user does not hold.")
+        }
+    }
+
     /// RFC 8707 §2: each `resource` must be an absolute URI without a fragment, and registered for the
     /// client; otherwise `invalid_target`.
     public func resolveResources(_ requested: [String], allowed: [String]) throws -> [String] {

@@ -107,6 +107,23 @@ public final class CachingStorage: GatehouseStorage {
 
     // MARK: pass-through
 
+    public func insertGroup(_ group: GroupRecord) async throws { try await base.insertGroup(group) }
+    public func group(name: String) async throws -> GroupRecord? { try await base.group(name: name) }
+    public func saveMembership(_ membership: MembershipRecord) async throws { try await base.saveMembership(membership) }
+    public func memberships(userID: String) async throws -> [MembershipRecord] { try await base.memberships(userID: userID) }
+    public func insertService(_ service: ServiceRecord) async throws { try await base.insertService(service) }
+    public func service(name: String) async throws -> ServiceRecord? { try await base.service(name: name) }
+    public func grantPermissions(service: String, userID: String, permissions: [String]) async throws {
+        try await base.grantPermissions(service: service, userID: userID, permissions: permissions)
+    }
+    public func permissions(service: String, userID: String) async throws -> [String] {
+        try await base.permissions(service: service, userID: userID)
+    }
+    public func changeUsername(userID: String, to username: String, at time: Int64) async throws -> Bool {
+        try await base.changeUsername(userID: userID, to: username, at: time)
+    }
+    public func usernameWasChanged(userID: String) async throws -> Bool { try await base.usernameWasChanged(userID: userID) }
+
     public func insertProvider(_ provider: ProviderRecord) async throws { try await base.insertProvider(provider) }
     public func listProviders() async throws -> [ProviderRecord] { try await base.listProviders() }
     public func deleteProvider(id: String) async throws -> Bool { try await base.deleteProvider(id: id) }

@@ -112,10 +112,13 @@ public struct ScopeRecord: Sendable, Equatable, Codable {
     public var description: String
     /// Granted to clients that registered it when a request omits `scope`.
     public var isDefault: Bool
-    public init(name: String, description: String, isDefault: Bool) {
+    /// When set, the scope is granted only to users holding this role in some group.
+    public var requiredRole: String?
+    public init(name: String, description: String, isDefault: Bool, requiredRole: String? = nil) {
         self.name = name
         self.description = description
         self.isDefault = isDefault
+        self.requiredRole = requiredRole
     }
 
     /// The OpenID Connect scopes that exist from the start.

@@ -104,4 +104,4 @@ public protocol BrowserStore: Sendable {
 }
 
 public typealias GatehouseStorage = ClientStore & UserStore & ScopeStore & KeyStore & TokenStore & BrowserStore
-    & FederationStore
+    & FederationStore & AccountStore

@@ -146,11 +146,16 @@ public struct Administration: Sendable {
             }
     }
 
-    public func createScope(name: String, description: String?, isDefault: Bool) async throws -> ScopeRecord {
+    public func createScope(name: String, description: String?, isDefault: Bool, requiredRole: String? = nil) async throws
+        -> ScopeRecord
+    {
+        if let requiredRole, !Self.isValidName(requiredRole) {
+            throw ValidationError("--required-role must be 1 to 100 letters, digits or . _ - :")
+        }
         guard Scope.isValidToken(name), name.count <= 100 else {
             throw ValidationError("'\(name)' is not a valid scope name (RFC 6749 §3.3: no spaces, quotes or backslashes)")
         }
-        let record = ScopeRecord(name: name, description: description ?? name, isDefault: isDefault)
+        let record = ScopeRecord(name: name, description: description ?? name, isDefault: isDefault, requiredRole: requiredRole)
         do {
             try await storage.insertScope(record)
         } catch StorageError.duplicate {

@@ -94,6 +94,11 @@ public struct AuthorizationEndpoint: Sendable {
             return .login(request)
         }
         guard let (session, user) = session else { return .login(request) }
+        do {
+            try await context.checkScopeRoles(request.scope, userID: user.id)
+        } catch let error as OAuthError {
+            return respond(error: error, to: request)
+        }
 
         switch decision {
         case .deny:

@@ -27,6 +27,7 @@ public struct PasswordGrant: TokenGrant {
             throw failed
         }
         context.passwordLimiter.reset(limiterKey)
+        try await context.checkScopeRoles(scope, userID: user.id)
         return try await context.issueNewGrant(
             client: client, userID: user.id, scope: scope, resources: resources,
             withRefreshToken: client.allows(grantType: GrantType.refreshToken))

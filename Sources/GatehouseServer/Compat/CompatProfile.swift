@@ -1,0 +1,101 @@
+import Foundation
+import GatehouseCore
+import HTTPTypes
+import Hummingbird
+import Logging
+
+/// Compatibility profiles: thin adapters that mount a legacy API's routes and response shapes onto the core's
+/// operations (no second implementation of any grant). None is on by default (`--compat`).
+public enum CompatProfile: String, Sendable, CaseIterable, Hashable {
+    case lego, dgp, doorkeeper, dot
+
+    /// Work a profile needs before serving (e.g. the scopes its clients ask for).
+    func prepare(_ services: GatehouseServices) async throws {
+        if self == .lego { try await LegoProfile.prepare(services) }
+    }
+
+    func mount(on router: Router<GatehouseRequestContext>, with c: CompatContext) {
+        switch self {
+        case .doorkeeper: DoorkeeperProfile(c: c).mount(on: router)
+        case .dot: DOTProfile(c: c).mount(on: router)
+        case .lego: LegoProfile(c: c).mount(on: router)
+        case .dgp: DGPProfile(c: c).mount(on: router)
+        }
+    }
+}
+
+/// The settings the profiles need (from `GatehouseConfiguration`).
+public struct CompatOptions: Sendable {
+    public var profiles: Set<CompatProfile> = []
+    public var clientID: String?
+    public var corsOrigins: Set<String> = []
+    public var nextHosts: Set<String> = []
+    public var dgpSigner: RSATokenSigner?
+    public init() {}
+}
+
+/// What every profile works with.
+struct CompatContext: Sendable {
+    let services: GatehouseServices
+    let core: CoreHandlers
+    let browser: BrowserRoutes
+    let logger: Logger
+    /// The client first-party legacy endpoints issue tokens to (`compat_client_id`).
+    let clientID: String?
+    /// Origins that get CORS headers on the legacy APIs (`cors_origins`).
+    let corsOrigins: Set<String>
+    /// dgp: the RS256 signer of its tokens, and the hosts `next` may point to.
+    let dgpSigner: RSATokenSigner?
+    let nextHosts: Set<String>
+
+    /// The bearer token of a request (`Authorization: Bearer …`, and the other schemes in `schemes`).
+    static func token(_ request: Request, schemes: [String] = ["bearer"]) -> String? {
+        guard let header = request.headers[.authorization] else { return nil }
+        let parts = header.split(separator: " ", maxSplits: 1)
+        guard parts.count == 2, schemes.contains(parts[0].lowercased()) else { return nil }
+        let token = parts[1].trimmingCharacters(in: .whitespaces)
+        return token.isEmpty ? nil : token
+    }
+
+    /// Our access token's claims when it is valid, current and not revoked.
+    func verify(_ token: String?) async throws -> AccessTokenClaims? {
+        guard let token, let claims = await services.verifier.verifySignature(token), services.verifier.isCurrent(claims),
+            !(try await services.storage.isAccessTokenRevoked(jti: claims.jti, grantID: claims.grant_id, clientID: claims.client_id))
+        else { return nil }
+        return claims
+    }
+
+    /// The user behind a token (nil for client-credentials tokens).
+    func user(_ claims: AccessTokenClaims) async throws -> UserRecord? {
+        guard claims.sub != claims.client_id || claims.grant_id != nil else { return nil }
+        return try await services.storage.user(id: claims.sub)
+    }
+
+    /// The configured first-party client, or a clear error.
+    func compatClient(_ profile: String) async throws -> ClientRecord {
+        guard let id = clientID, let client = try await services.storage.client(id: id) else {
+            throw OAuthError.serverError.with(
+                description: "The \(profile) profile needs compat_client_id (GATEHOUSE_COMPAT_CLIENT_ID) naming an existing client.",
+                debug: "compat_client_id missing or unknown")
+        }
+        return client
+    }
+
+    /// A JSON object response with a status (legacy shapes are plain dictionaries).
+    static func json(_ object: [String: Any], status: HTTPResponse.Status = .ok, noStore: Bool = true) -> Response {
+        let data = (try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .withoutEscapingSlashes])) ?? Data("{}".utf8)
+        return HTTP.raw(Array(data), status: status, noStore: noStore)
+    }
+
+    /// A token response as a dictionary, for profiles that add members to it.
+    static func dictionary(_ response: TokenResponse) throws -> [String: Any] {
+        (try JSONSerialization.jsonObject(with: try HTTP.jsonEncoder.encode(response)) as? [String: Any]) ?? [:]
+    }
+
+    /// The claims in a token we just issued (no verification needed: we signed it a moment ago).
+    static func unverifiedClaims(_ token: String) -> AccessTokenClaims? {
+        let parts = token.split(separator: ".")
+        guard parts.count == 3, let data = Base64URL.decode(String(parts[1])) else { return nil }
+        return try? JSONDecoder().decode(AccessTokenClaims.self, from: data)
+    }
+}

@@ -1,0 +1,182 @@
+import Crypto
+import Foundation
+import GatehouseCore
+import HTTPTypes
+import Hummingbird
+import JWTKit
+import Logging
+
+/// dgp-oauth2 / OpenSpending auth (../shared/seeds/001): `/auth/check`, `/auth/authorize`, `/auth/update`,
+/// `/auth/public-key`, with RS256 tokens under the `PRIVATE_KEY`/`PUBLIC_KEY` pair. Logins go through the
+/// configured upstream providers or our own login page, then back to `next` with `?jwt=`.
+struct DGPProfile {
+    let c: CompatContext
+
+    /// The user token (`jwt`).
+    struct UserToken: JWTPayload {
+        var userid: String
+        var name: String
+        var email: String
+        var avatar_url: String
+        var idhash: String
+        var username: String
+        var iat: Int64
+        var exp: Int64
+        func verify(using algorithm: some JWTAlgorithm) throws {}
+    }
+
+    /// The permission token `/auth/authorize` returns for a service.
+    struct PermissionToken: JWTPayload {
+        var userid: String
+        var service: String
+        var permissions: [String: Bool]
+        var iat: Int64
+        var exp: Int64
+        func verify(using algorithm: some JWTAlgorithm) throws {}
+    }
+
+    func mount(on router: Router<GatehouseRequestContext>) {
+        router.get("/auth/check") { request, _ in await check(request) }
+        router.get("/auth/login/:provider") { request, context in await login(request, provider: context.parameters.get("provider") ?? "") }
+        router.get("/auth/finish") { request, _ in await finish(request) }
+        router.get("/auth/authorize") { request, _ in await authorize(request) }
+        router.post("/auth/update") { request, _ in await update(request) }
+        router.get("/auth/public-key") { _, _ in
+            guard let signer = c.dgpSigner else { return HTTP.error(.serverError) }
+            return HTTP.raw(Array(signer.publicPEM.utf8), noStore: false, contentType: "application/x-pem-file")
+        }
+    }
+
+    static let finishPath = "/auth/finish?"
+
+    func query(_ request: Request) throws -> RequestParameters { try HTTP.parseForm(Data((request.uri.query ?? "").utf8)) }
+
+    /// The user of a valid, unexpired user token.
+    func user(_ jwt: String?) async throws -> UserRecord? {
+        guard let jwt, let signer = c.dgpSigner, let claims = await signer.verify(jwt, as: UserToken.self),
+            claims.exp > c.services.clock.nowSeconds
+        else { return nil }
+        return try await c.services.storage.user(id: claims.userid)
+    }
+
+    /// A stable public hash of the user (dgp's `idhash`).
+    func idhash(_ user: UserRecord) -> String {
+        String(SHA256.hash(data: Data((c.services.settings.issuer + "|" + user.id).utf8)).hexString.prefix(40))
+    }
+
+    func profile(_ user: UserRecord) -> [String: Any] {
+        [
+            "id": user.id, "name": user.name ?? user.username, "email": user.email ?? "",
+            "avatar_url": user.profile.picture ?? "", "idhash": idhash(user), "username": user.username,
+        ]
+    }
+
+    /// `next` must be an http(s) URL on a configured host (`compat_next_hosts`): no open redirect.
+    func allowedNext(_ next: String?) -> String? {
+        guard let next, next.utf8.count <= 2000, let u = URLComponents(string: next),
+            ["http", "https"].contains(u.scheme?.lowercased() ?? ""), let host = u.host?.lowercased(),
+            c.nextHosts.contains(host), u.user == nil
+        else { return nil }
+        return next
+    }
+
+    /// `GET /auth/check?jwt=&next=`.
+    func check(_ request: Request) async -> Response {
+        await HTTP.endpoint("dgp check", logger: c.logger) {
+            let q = try query(request)
+            if let user = try await user(try q.single("jwt")) {
+                return CompatContext.json(["authenticated": true, "profile": profile(user)])
+            }
+            let base = c.services.settings.issuer.hasSuffix("/") ? String(c.services.settings.issuer.dropLast()) : c.services.settings.issuer
+            let next = try q.single("next")
+            var providers: [String: Any] = [:]
+            for p in try await c.services.providers() + [ProviderRecord(id: "gatehouse", kind: .oauth2, name: "Gatehouse", clientID: "", clientSecret: "")] {
+                providers[p.id] = ["url": RedirectURI.appending([("next", next)], to: base + "/auth/login/" + p.id)]
+            }
+            return CompatContext.json(["authenticated": false, "providers": providers])
+        }
+    }
+
+    /// `GET /auth/login/{provider}?next=`: a provider's sign-in (or ours, `gatehouse`), then `/auth/finish`.
+    func login(_ request: Request, provider id: String) async -> Response {
+        await c.browser.page("dgp login") {
+            let q = try query(request)
+            guard let next = allowedNext(try q.single("next")) else {
+                return c.browser.pages.error(OAuthError.invalidRequest.with(description: "The next URL is missing or not on an allowed host."))
+            }
+            let returnTo = Self.finishPath + FormEncoding.encode([("next", next)])
+            if id == "gatehouse" {
+                return c.browser.pages.seeOtherLocal(ServerMetadata.Path.login + "?" + FormEncoding.encode([("return_to", returnTo)]))
+            }
+            guard let provider = try await c.services.providers().first(where: { $0.id == id }) else {
+                return c.browser.pages.error(BrowserRoutes.unknownProvider)
+            }
+            return try await c.browser.beginUpstream(provider, returnTo: returnTo, linkUserID: nil)
+        }
+    }
+
+    /// After any login: a user token, appended to `next` as `jwt`.
+    func finish(_ request: Request) async -> Response {
+        await c.browser.page("dgp finish") {
+            let q = try query(request)
+            guard let next = allowedNext(try q.single("next")) else {
+                return c.browser.pages.error(OAuthError.invalidRequest.with(description: "The next URL is missing or not on an allowed host."))
+            }
+            guard let (_, user) = try await c.browser.currentSession(request), let signer = c.dgpSigner else {
+                let returnTo = Self.finishPath + FormEncoding.encode([("next", next)])
+                return c.browser.pages.seeOtherLocal(ServerMetadata.Path.login + "?" + FormEncoding.encode([("return_to", returnTo)]))
+            }
+            let now = c.services.clock.nowSeconds
+            let p = profile(user)
+            let token = try await signer.sign(
+                UserToken(
+                    userid: user.id, name: p["name"] as? String ?? "", email: p["email"] as? String ?? "",
+                    avatar_url: p["avatar_url"] as? String ?? "", idhash: idhash(user), username: user.username, iat: now,
+                    exp: now + c.services.settings.sessionLifetime))
+            return Response(status: .found, headers: [.location: RedirectURI.appending([("jwt", token)], to: next), .cacheControl: "no-store"])
+        }
+    }
+
+    /// `GET /auth/authorize?jwt=&service=` → `{token, userid, permissions, service}`.
+    func authorize(_ request: Request) async -> Response {
+        await HTTP.endpoint("dgp authorize", logger: c.logger) {
+            let q = try query(request)
+            guard let user = try await user(try q.single("jwt")), let signer = c.dgpSigner else {
+                return CompatContext.json(["error": "not authenticated", "permissions": [:] as [String: Bool]], status: .unauthorized)
+            }
+            guard let service = try q.single("service") else {
+                throw OAuthError.invalidRequest.with(description: "The parameter service is required.")
+            }
+            let permissions: [String: Bool]
+            do {
+                let result = try await c.services.permissions.permissions(service: service, userID: user.id)
+                if let problem = result.problem {
+                    c.logger.warning("permissions unavailable", metadata: ["service": .string(service), "detail": .string(problem)])
+                }
+                permissions = result.permissions
+            } catch PermissionResolver.Failure.unknownService {
+                permissions = [:]
+            }
+            let now = c.services.clock.nowSeconds
+            let token = try await signer.sign(
+                PermissionToken(userid: user.id, service: service, permissions: permissions, iat: now, exp: now + c.services.settings.accessTokenLifetime))
+            return CompatContext.json(["token": token, "userid": user.id, "permissions": permissions, "service": service])
+        }
+    }
+
+    /// `POST /auth/update?jwt=&username=`: the username may change once; other fields are ignored.
+    func update(_ request: Request) async -> Response {
+        await HTTP.endpoint("dgp update", logger: c.logger) {
+            let q = try query(request)
+            guard let user = try await user(try q.single("jwt")) else {
+                return CompatContext.json(["success": false, "error": "Not authenticated"], status: .unauthorized)
+            }
+            guard let username = try q.single("username") else { return CompatContext.json(["success": true]) }
+            let admin = Administration(storage: c.services.storage, clock: c.services.clock)
+            switch try await admin.changeUsername(userID: user.id, to: username) {
+            case .changed: return CompatContext.json(["success": true])
+            case .refused(let why): return CompatContext.json(["success": false, "error": why])
+            }
+        }
+    }
+}
