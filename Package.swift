@@ -76,7 +76,7 @@ let package = Package(
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
             ],
             // The page templates and stylesheet are compiled into the binary (no files to ship).
-            resources: ["layout", "login", "consent", "error", "account", "oob", "logout", "signed_out"].map {
+            resources: ["layout", "login", "consent", "error", "account", "oob", "logout", "signed_out", "apps", "app_created"].map {
                 .embedInCode("Pages/Templates/\($0).mustache")
             } + [.embedInCode("Pages/Templates/gatehouse.css")],
             swiftSettings: swiftSettings

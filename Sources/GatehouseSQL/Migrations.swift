@@ -142,6 +142,7 @@ enum Migrations {
                 """,
                 "ALTER TABLE users ADD COLUMN username_changed_at BIGINT",
                 "ALTER TABLE scopes ADD COLUMN required_role TEXT",
+                "ALTER TABLE clients ADD COLUMN single_grant_per_user INTEGER NOT NULL DEFAULT 0",
             ]
         ),
     ]

@@ -55,11 +55,12 @@ public final class SQLStore: GatehouseStorage {
             try await db.raw(
                 """
                 INSERT INTO clients (id, name, secret_hash, redirect_uris, grant_types, scope, default_scope,
-                    resources, skip_consent, post_logout_redirect_uris, created_at, updated_at)
+                    resources, skip_consent, post_logout_redirect_uris, single_grant_per_user, created_at, updated_at)
                 VALUES (\(bind: c.id), \(bind: c.name), \(bind: c.secretHash), \(bind: JSONList.encode(c.redirectURIs)),
                     \(bind: JSONList.encode(c.grantTypes)), \(bind: c.scope.description), \(bind: c.defaultScope.description),
                     \(bind: JSONList.encode(c.resources)), \(bind: c.skipConsent ? 1 : 0),
-                    \(bind: JSONList.encode(c.postLogoutRedirectURIs)), \(bind: c.createdAt), \(bind: c.updatedAt))
+                    \(bind: JSONList.encode(c.postLogoutRedirectURIs)), \(bind: c.singleGrantPerUser ? 1 : 0),
+                    \(bind: c.createdAt), \(bind: c.updatedAt))
                 """
             ).run()
         }
@@ -111,6 +112,7 @@ public final class SQLStore: GatehouseStorage {
             resources: JSONList.decode(try row.decode(column: "resources", as: String.self)),
             skipConsent: try row.decode(column: "skip_consent", as: Int.self) != 0,
             postLogoutRedirectURIs: JSONList.decode(try row.decode(column: "post_logout_redirect_uris", as: String.self)),
+            singleGrantPerUser: try row.decode(column: "single_grant_per_user", as: Int.self) != 0,
             createdAt: try row.decode(column: "created_at", as: Int64.self),
             updatedAt: try row.decode(column: "updated_at", as: Int64.self))
     }

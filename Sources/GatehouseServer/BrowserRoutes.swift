@@ -42,6 +42,7 @@ struct BrowserRoutes: Sendable {
         router.get(RouterPath(Path.userinfo)) { request, _ in await userinfo(request) }
         router.post(RouterPath(Path.userinfo)) { request, _ in await userinfo(request) }
         addFederation(to: router)
+        addApps(to: router)
         router.get(RouterPath(Path.stylesheet)) { _, _ in
             Response(
                 status: .ok,
@@ -321,6 +322,7 @@ struct BrowserRoutes: Sendable {
                     "account": i.username ?? i.email ?? i.subject,
                 ]
             }
+            if try await mayCreateApps(user) { values["canCreateApps"] = true }
             values["linkable"] = providers.filter { p in !identities.contains { $0.providerID == p.id } }
                 .map { ["id": $0.id, "name": $0.name, "csrf": csrf.token] }
             if let name = user.name { values["name"] = name }

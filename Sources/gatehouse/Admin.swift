@@ -61,6 +61,7 @@ struct ClientOutput: Encodable {
     let resources: [String]
     let skip_consent: Bool
     let post_logout_redirect_uris: [String]
+    let single_grant_per_user: Bool
     let created_at: Int64
 
     init(_ c: ClientRecord, secret: String? = nil) {
@@ -76,6 +77,7 @@ struct ClientOutput: Encodable {
         resources = c.resources
         skip_consent = c.skipConsent
         post_logout_redirect_uris = c.postLogoutRedirectURIs
+        single_grant_per_user = c.singleGrantPerUser
         created_at = c.createdAt
     }
 
@@ -118,6 +120,8 @@ struct Clients: AsyncParsableCommand {
         @Flag(help: "A public client (no secret: native and browser apps).") var `public` = false
         @Flag(help: "First-party app: skip the consent page.") var skipConsent = false
         @Flag(help: "Allow the legacy password grant.") var allowPasswordGrant = false
+        @Flag(help: "One active grant per user: a new one revokes the user's earlier tokens for this client.")
+        var singleGrantPerUser = false
 
         func run() async throws {
             try await common.withStore { store, _ in
@@ -130,6 +134,7 @@ struct Clients: AsyncParsableCommand {
                 new.resources = resources
                 new.isPublic = `public`
                 new.skipConsent = skipConsent
+                new.singleGrantPerUser = singleGrantPerUser
                 new.allowPasswordGrant = allowPasswordGrant
                 let (client, secret) = try await Administration(storage: store).createClient(new)
                 let out = ClientOutput(client, secret: secret)

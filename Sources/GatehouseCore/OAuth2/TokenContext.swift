@@ -121,6 +121,9 @@ public struct TokenContext: Sendable {
             return TokenResponse(
                 access_token: access.token, expires_in: access.expiresIn, scope: scope.description, refresh_token: nil)
         }
+        if client.singleGrantPerUser, let userID {
+            try await storage.revokeGrants(userID: userID, clientID: client.id, at: clock.nowSeconds)
+        }
         let grant = GrantRecord(
             id: Secrets.identifier(), clientID: client.id, userID: userID, scope: scope,
             createdAt: clock.nowSeconds, revokedAt: nil)

@@ -17,6 +17,9 @@ public struct ClientRecord: Sendable, Equatable, Codable {
     public var skipConsent: Bool
     /// Where RP-initiated logout may send the browser afterwards (exact match, same rules as redirect URIs).
     public var postLogoutRedirectURIs: [String]
+    /// "One active token per user": issuing a new grant to a user revokes the user's earlier grants for
+    /// this client (django-oauth-toolkit's register-by-token policy).
+    public var singleGrantPerUser: Bool
     public var createdAt: Int64
     public var updatedAt: Int64
 
@@ -26,8 +29,9 @@ public struct ClientRecord: Sendable, Equatable, Codable {
     public init(
         id: String, name: String, secretHash: String?, redirectURIs: [String], grantTypes: [String],
         scope: Scope, defaultScope: Scope, resources: [String], skipConsent: Bool,
-        postLogoutRedirectURIs: [String] = [], createdAt: Int64, updatedAt: Int64
+        postLogoutRedirectURIs: [String] = [], singleGrantPerUser: Bool = false, createdAt: Int64, updatedAt: Int64
     ) {
+        self.singleGrantPerUser = singleGrantPerUser
         self.id = id
         self.name = name
         self.secretHash = secretHash

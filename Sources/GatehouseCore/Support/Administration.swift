@@ -30,6 +30,7 @@ public struct Administration: Sendable {
         public var resources: [String] = []
         public var isPublic = false
         public var skipConsent = false
+        public var singleGrantPerUser = false
         public var allowPasswordGrant = false
         public init(name: String) { self.name = name }
     }
@@ -79,8 +80,8 @@ public struct Administration: Sendable {
         let record = ClientRecord(
             id: Secrets.identifier(), name: name, secretHash: secret.map(Secrets.hash), redirectURIs: new.redirectURIs,
             grantTypes: grantTypes, scope: scope, defaultScope: defaultScope, resources: new.resources,
-            skipConsent: new.skipConsent, postLogoutRedirectURIs: new.postLogoutRedirectURIs, createdAt: now,
-            updatedAt: now)
+            skipConsent: new.skipConsent, postLogoutRedirectURIs: new.postLogoutRedirectURIs,
+            singleGrantPerUser: new.singleGrantPerUser, createdAt: now, updatedAt: now)
         try await storage.insertClient(record)
         return (record, secret)
     }

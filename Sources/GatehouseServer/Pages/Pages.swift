@@ -18,6 +18,7 @@ struct Pages: Sendable {
             ("consent", PackageResources.consent_mustache), ("error", PackageResources.error_mustache),
             ("account", PackageResources.account_mustache), ("oob", PackageResources.oob_mustache),
             ("logout", PackageResources.logout_mustache), ("signed_out", PackageResources.signed_out_mustache),
+            ("apps", PackageResources.apps_mustache), ("app_created", PackageResources.app_created_mustache),
         ]
         for (name, bytes) in templates {
             try library.register(String(decoding: bytes, as: UTF8.self), named: name)

@@ -59,6 +59,9 @@ public struct AuthorizationCodeGrant: TokenGrant {
                 client: client, userID: user.id, authTime: code.authTime, nonce: code.nonce, sessionID: code.sessionID,
                 accessToken: access.token)
         }
+        if client.singleGrantPerUser {
+            try await context.storage.revokeGrants(userID: user.id, clientID: client.id, at: now)
+        }
         guard try await context.storage.redeemAuthorizationCode(
             hash: code.hash, at: now, grant: grant, refreshToken: refresh?.record)
         else {

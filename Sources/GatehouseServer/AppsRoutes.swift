@@ -1,0 +1,94 @@
+import Foundation
+import GatehouseCore
+import HTTPTypes
+import Hummingbird
+import Logging
+
+/// Self-service app registration: signed-in users holding the permission `apps:create` in the service
+/// `gatehouse` (`gatehouse services grant gatehouse --user U --permission apps:create`) register OAuth2 apps
+/// on `/account/apps` (Lego's "everyone with the right permissions can create an OAuth2 application").
+extension BrowserRoutes {
+    static let appsPermission = "apps:create"
+    static let appsService = "gatehouse"
+    var createdCookieName: String { cookies.secure ? "__Secure-gatehouse_app" : "gatehouse_app" }
+    static let createdPath = "/account/apps/created"
+
+    func addApps(to router: Router<GatehouseRequestContext>) {
+        router.get("/account/apps") { request, _ in await appsPage(request) }
+        router.post("/account/apps") { request, _ in await createApp(request) }
+        router.get(RouterPath(Self.createdPath)) { request, _ in createdPage(request) }
+    }
+
+    func mayCreateApps(_ user: UserRecord) async throws -> Bool {
+        do {
+            let result = try await services.permissions.permissions(service: Self.appsService, userID: user.id)
+            if let problem = result.problem { logger.warning("permissions unavailable", metadata: ["detail": .string(problem)]) }
+            return result.permissions[Self.appsPermission] == true
+        } catch PermissionResolver.Failure.unknownService {
+            return false
+        }
+    }
+
+    static let notAllowed = OAuthError(
+        code: "access_denied", description: "Registering apps needs the permission apps:create.", status: 403)
+
+    func appsPage(_ request: Request) async -> Response {
+        await page("apps") {
+            guard let (_, user) = try await currentSession(request) else {
+                return pages.seeOtherLocal(Path.login + "?" + FormEncoding.encode([("return_to", Path.account)]))
+            }
+            guard try await mayCreateApps(user) else { return pages.error(Self.notAllowed, heading: "Not allowed") }
+            let csrf = CSRF.token(request, cookies: cookies)
+            let scopes = try await services.storage.listScopes().filter { $0.requiredRole == nil }
+            return withCookie(
+                pages.render(
+                    "apps",
+                    ["csrf": csrf.token, "scopes": scopes.map { ["name": $0.name] },
+                     "defaultScope": scopes.contains { $0.name == "user" } ? "user" : "openid profile"]),
+                csrf.setCookie)
+        }
+    }
+
+    func createApp(_ request: Request) async -> Response {
+        await page("apps") {
+            var request = request
+            let form = try await formBody(&request)
+            guard CSRF.isValid(request, form: form, cookies: cookies) else { return pages.error(Self.csrfFailure) }
+            guard let (_, user) = try await currentSession(request) else { return pages.seeOtherLocal(Path.login) }
+            guard try await mayCreateApps(user) else { return pages.error(Self.notAllowed, heading: "Not allowed") }
+            var new = Administration.NewClient(name: try form.single("name") ?? "")
+            new.redirectURIs = [try form.single("redirect_uri") ?? ""]
+            new.scope = try form.single("scope")
+            // Scopes that need a role stay with administrators.
+            let restricted = Set(try await services.storage.listScopes().filter { $0.requiredRole != nil }.map(\.name))
+            if let requested = new.scope.flatMap(Scope.init(parsing:)), let bad = requested.tokens.first(where: restricted.contains) {
+                return pages.error(OAuthError.invalidScope.with(description: "The scope \(bad) cannot be registered here."))
+            }
+            let admin = Administration(storage: services.storage, clock: services.clock)
+            let (client, secret): (ClientRecord, String?)
+            do {
+                (client, secret) = try await admin.createClient(new)
+            } catch let e as Administration.ValidationError {
+                return pages.error(OAuthError.invalidRequest.with(description: e.description), heading: "The app was not registered")
+            }
+            logger.info("app registered by user", metadata: ["user": .string(user.id), "client": .string(client.id)])
+            // The secret is shown once, on a page reached by 303 (POST/Redirect/GET): it travels in a short-lived
+            // cookie scoped to that page, never in a URL.
+            let payload = Base64URL.encode(Array(FormEncoding.encode([("client_id", client.id), ("name", client.name), ("secret", secret ?? "")]).utf8))
+            var cookie = "\(createdCookieName)=\(payload); Path=\(pages.prefix + Self.createdPath); HttpOnly; SameSite=Strict; Max-Age=120"
+            if cookies.secure { cookie += "; Secure" }
+            return withCookie(pages.seeOtherLocal(Self.createdPath), cookie)
+        }
+    }
+
+    func createdPage(_ request: Request) -> Response {
+        guard let raw = Cookies.value(createdCookieName, in: request), raw.utf8.count <= 2048, let decoded = Base64URL.decode(raw),
+            let values = try? HTTP.parseForm(decoded), let id = try? values.single("client_id"),
+            let secret = try? values.single("secret")
+        else { return pages.error(OAuthError.invalidRequest.with(description: "There is nothing to show.")) }
+        var clear = "\(createdCookieName)=; Path=\(pages.prefix + Self.createdPath); HttpOnly; SameSite=Strict; Max-Age=0"
+        if cookies.secure { clear += "; Secure" }
+        return withCookie(
+            pages.render("app_created", ["clientID": id, "clientSecret": secret, "name": (try? values.single("name")) ?? id]), clear)
+    }
+}
