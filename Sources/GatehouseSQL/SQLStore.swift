@@ -120,8 +120,18 @@ public final class SQLStore: GatehouseStorage {
     // MARK: Users
 
     public func insertUser(_ u: UserRecord) async throws {
-        let inserted = try await backend.transaction { db in
-            try await db.raw(
+        try await backend.transaction { db in try await Self.insertUser(u, db) }
+    }
+
+    public func insertUser(_ u: UserRecord, linking identity: IdentityRecord) async throws {
+        try await backend.transaction { db in
+            try await Self.insertUser(u, db)
+            try await Self.insertIdentity(identity, db)
+        }
+    }
+
+    private static func insertUser(_ u: UserRecord, _ db: any SQLDatabase) async throws {
+        let inserted = try await db.raw(
                 """
                 INSERT INTO users (id, username, username_key, email, email_key, name, password_hash, created_at,
                     updated_at, profile)
@@ -131,7 +141,6 @@ public final class SQLStore: GatehouseStorage {
                 ON CONFLICT DO NOTHING RETURNING id
                 """
             ).all().count
-        }
         guard inserted == 1 else { throw StorageError.duplicate("user \(u.username)") }
     }
 
@@ -629,8 +638,11 @@ extension SQLStore {
     }
 
     public func insertIdentity(_ i: IdentityRecord) async throws {
-        let inserted = try await backend.transaction { db in
-            try await db.raw(
+        try await backend.transaction { db in try await Self.insertIdentity(i, db) }
+    }
+
+    static func insertIdentity(_ i: IdentityRecord, _ db: any SQLDatabase) async throws {
+        let inserted = try await db.raw(
                 """
                 INSERT INTO identities (provider_id, subject, user_id, username, email, created_at)
                 VALUES (\(bind: i.providerID), \(bind: i.subject), \(bind: i.userID), \(bind: i.username), \(bind: i.email),
@@ -638,7 +650,6 @@ extension SQLStore {
                 ON CONFLICT DO NOTHING RETURNING subject
                 """
             ).all().count
-        }
         guard inserted == 1 else { throw StorageError.duplicate("identity \(i.providerID)/\(i.subject)") }
     }
 

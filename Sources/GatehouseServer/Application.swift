@@ -292,9 +292,15 @@ struct WebhookService: Service {
                     "detail": .string(outcome.lastError ?? ""),
                 ])
         }
-        do { try await services.storage.recordDelivery(outcome) } catch {
-            logger.error("recording a webhook delivery failed", metadata: ["detail": .string("\(error)")])
-        }
+        // Recorded even while the server shuts down (an unstructured task is not cancelled with the worker),
+        // so a restart retries at the planned time instead of after the claim's lease.
+        let storage = services.storage
+        let logger = self.logger
+        await Task {
+            do { try await storage.recordDelivery(outcome) } catch {
+                logger.error("recording a webhook delivery failed", metadata: ["detail": .string("\(error)")])
+            }
+        }.value
     }
 }
 

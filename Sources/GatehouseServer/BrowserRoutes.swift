@@ -432,13 +432,10 @@ struct BrowserRoutes: Sendable {
         var request = request
         do {
             var token: String?
-            if let header = request.headers[.authorization] {
-                let parts = header.split(separator: " ", maxSplits: 1)
+            if request.headers[.authorization] != nil {
                 // RFC 6750 §3.1: a request without a Bearer token gets no error code.
-                guard parts.count == 2, parts[0].lowercased() == "bearer", !parts[1].isEmpty else {
-                    throw BearerError.missing
-                }
-                token = String(parts[1]).trimmingCharacters(in: .whitespaces)
+                guard let bearer = HTTP.bearerToken(request) else { throw BearerError.missing }
+                token = bearer
             }
             if let query = request.uri.query, query.contains("access_token") {
                 throw BearerError.invalidRequest("Send the access token in the Authorization header, not the URL.")

@@ -84,6 +84,16 @@ enum HTTP {
         return RequestParameters(values)
     }
 
+    /// The token of `Authorization: Bearer <token>` (RFC 6750 §2.1), or of another scheme in `schemes`
+    /// (Lego's `JWT`); nil when absent or of another scheme.
+    static func bearerToken(_ request: Request, schemes: [String] = ["bearer"]) -> String? {
+        guard let header = request.headers[.authorization] else { return nil }
+        let parts = header.split(separator: " ", maxSplits: 1)
+        guard parts.count == 2, schemes.contains(parts[0].lowercased()) else { return nil }
+        let token = parts[1].trimmingCharacters(in: .whitespaces)
+        return token.isEmpty ? nil : token
+    }
+
     static let nul = OAuthError.invalidRequest.with(description: "A parameter contains a NUL character.")
 
     static func json<T: Encodable>(_ value: T, status: HTTPResponse.Status = .ok, noStore: Bool = true) throws -> Response {

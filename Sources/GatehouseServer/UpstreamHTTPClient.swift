@@ -10,7 +10,9 @@ struct UpstreamHTTPClient: UpstreamHTTP {
     static let shared: HTTPClient = {
         var configuration = HTTPClient.Configuration()
         configuration.redirectConfiguration = .disallow
-        configuration.timeout = .init(connect: .seconds(5), read: .seconds(10))
+        // A refused connection is retried until the connect timeout: keep it short, so a provider or hook that
+        // is down fails in about 2 s rather than hanging a sign-in page or the webhook worker.
+        configuration.timeout = .init(connect: .seconds(2), read: .seconds(10))
         return HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
     }()
     let timeout: TimeAmount = .seconds(10)

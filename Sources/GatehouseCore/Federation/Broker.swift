@@ -36,16 +36,20 @@ public struct Broker: Sendable {
         async throws -> Resolution
     {
         let now = clock.nowSeconds
-        if let existing = try await storage.identity(providerID: provider.id, subject: external.subject) {
-            if let linkUserID, existing.userID != linkUserID { throw Failure.linkedToAnotherUser }
-            guard let user = try await storage.user(id: existing.userID) else { throw Failure.userGone }
-            return Resolution(user: user, created: false, linked: false)
+        if let found = try await linked(external, provider: provider, linkTo: linkUserID) { return found }
+        let identity = { (userID: String) in
+            IdentityRecord(
+                providerID: provider.id, subject: external.subject, userID: userID, username: external.username,
+                email: external.email, createdAt: now)
         }
         func link(_ user: UserRecord) async throws -> Resolution {
-            try await storage.insertIdentity(
-                IdentityRecord(
-                    providerID: provider.id, subject: external.subject, userID: user.id, username: external.username,
-                    email: external.email, createdAt: now))
+            do {
+                try await storage.insertIdentity(identity(user.id))
+            } catch StorageError.duplicate {
+                // Linked by a concurrent request meanwhile: that link decides.
+                if let found = try await linked(external, provider: provider, linkTo: linkUserID) { return found }
+                throw Failure.userGone
+            }
             return Resolution(user: user, created: false, linked: true)
         }
         if let linkUserID {
@@ -57,18 +61,33 @@ public struct Broker: Sendable {
         {
             return try await link(user)
         }
-        let user = try await createUser(external, provider: provider, now: now)
-        try await storage.insertIdentity(
-            IdentityRecord(
-                providerID: provider.id, subject: external.subject, userID: user.id, username: external.username,
-                email: external.email, createdAt: now))
-        try? await events.emit(
-            Events.userCreated, ["user_id": user.id, "username": user.username, "provider": provider.id])
-        return Resolution(user: user, created: true, linked: true)
+        // A new user and its identity in one transaction: of concurrent first sign-ins one creates the user,
+        // the others find it (no half-made users).
+        switch try await createUser(external, provider: provider, now: now, identity: identity) {
+        case .created(let user):
+            try? await events.emit(
+                Events.userCreated, ["user_id": user.id, "username": user.username, "provider": provider.id])
+            return Resolution(user: user, created: true, linked: true)
+        case .linkedMeanwhile:
+            if let found = try await linked(external, provider: provider, linkTo: nil) { return found }
+            throw Failure.userGone
+        }
     }
 
+    /// The user the provider account is linked to, if any (refusing a link to someone else).
+    func linked(_ external: ExternalIdentity, provider: ProviderRecord, linkTo linkUserID: String?) async throws -> Resolution? {
+        guard let existing = try await storage.identity(providerID: provider.id, subject: external.subject) else { return nil }
+        if let linkUserID, existing.userID != linkUserID { throw Failure.linkedToAnotherUser }
+        guard let user = try await storage.user(id: existing.userID) else { throw Failure.userGone }
+        return Resolution(user: user, created: false, linked: false)
+    }
+
+    enum Creation { case created(UserRecord), linkedMeanwhile }
+
     /// The username from the provider, cut to our alphabet, made unique with a numeric suffix.
-    func createUser(_ external: ExternalIdentity, provider: ProviderRecord, now: Int64) async throws -> UserRecord {
+    func createUser(
+        _ external: ExternalIdentity, provider: ProviderRecord, now: Int64, identity: (String) -> IdentityRecord
+    ) async throws -> Creation {
         let allowed = CharacterSet.alphanumerics.union(CharacterSet(charactersIn: "._-@+"))
         var base = String(String.UnicodeScalarView((external.username ?? external.email?.split(separator: "@").first.map(String.init) ?? "")
             .unicodeScalars.filter { allowed.contains($0) && $0.isASCII }))
@@ -85,10 +104,12 @@ public struct Broker: Sendable {
                 passwordHash: nil, createdAt: now, updatedAt: now,
                 profile: UserProfile(picture: picture, emailVerified: email != nil && external.emailVerified))
             do {
-                try await storage.insertUser(user)
-                return user
+                try await storage.insertUser(user, linking: identity(user.id))
+                return .created(user)
+            } catch StorageError.duplicate(let what) where what.hasPrefix("identity") {
+                return .linkedMeanwhile
             } catch StorageError.duplicate {
-                continue
+                continue  // the username is taken: next suffix
             }
         }
         throw StorageError.duplicate("username \(base)")

@@ -242,6 +242,10 @@ public protocol FederationStore: Sendable {
     func identities(userID: String) async throws -> [IdentityRecord]
     /// Throws `StorageError.duplicate` when the provider account is already linked.
     func insertIdentity(_ identity: IdentityRecord) async throws
+    /// Creates a user and links the identity in one transaction: both or neither. Throws
+    /// `StorageError.duplicate("user …")` when the username is taken and `StorageError.duplicate("identity …")`
+    /// when the provider account got linked meanwhile (a concurrent first sign-in).
+    func insertUser(_ user: UserRecord, linking identity: IdentityRecord) async throws
     func deleteIdentity(providerID: String, subject: String, userID: String) async throws -> Bool
     /// Case-insensitive; `nil` when no user or more than one user has the address.
     func user(email: String) async throws -> UserRecord?

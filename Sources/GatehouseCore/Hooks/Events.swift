@@ -118,6 +118,7 @@ struct NoFederationStore: FederationStore {
     func identity(providerID: String, subject: String) async throws -> IdentityRecord? { nil }
     func identities(userID: String) async throws -> [IdentityRecord] { [] }
     func insertIdentity(_ identity: IdentityRecord) async throws {}
+    func insertUser(_ user: UserRecord, linking identity: IdentityRecord) async throws {}
     func deleteIdentity(providerID: String, subject: String, userID: String) async throws -> Bool { false }
     func user(email: String) async throws -> UserRecord? { nil }
     func insertUpstreamFlow(_ flow: UpstreamFlowRecord) async throws {}

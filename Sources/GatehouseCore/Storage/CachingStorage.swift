@@ -132,6 +132,9 @@ public final class CachingStorage: GatehouseStorage {
     }
     public func identities(userID: String) async throws -> [IdentityRecord] { try await base.identities(userID: userID) }
     public func insertIdentity(_ identity: IdentityRecord) async throws { try await base.insertIdentity(identity) }
+    public func insertUser(_ user: UserRecord, linking identity: IdentityRecord) async throws {
+        try await base.insertUser(user, linking: identity)
+    }
     public func deleteIdentity(providerID: String, subject: String, userID: String) async throws -> Bool {
         try await base.deleteIdentity(providerID: providerID, subject: subject, userID: userID)
     }

@@ -50,8 +50,8 @@ public struct Administration: Sendable {
         if grantTypes.contains(GrantType.password), !new.allowPasswordGrant {
             throw ValidationError("the password grant needs --allow-password-grant")
         }
-        if new.isPublic, grantTypes.contains(GrantType.clientCredentials) {
-            throw ValidationError("public clients cannot use the client_credentials grant")
+        for g in [GrantType.clientCredentials, GrantType.tokenExchange] where new.isPublic && grantTypes.contains(g) {
+            throw ValidationError("public clients cannot use the \(g) grant")
         }
         for uri in new.redirectURIs { try RedirectURI.validateForRegistration(uri) }
         for uri in new.postLogoutRedirectURIs {

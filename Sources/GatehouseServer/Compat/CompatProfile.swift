@@ -48,15 +48,6 @@ struct CompatContext: Sendable {
     let dgpSigner: RSATokenSigner?
     let nextHosts: Set<String>
 
-    /// The bearer token of a request (`Authorization: Bearer …`, and the other schemes in `schemes`).
-    static func token(_ request: Request, schemes: [String] = ["bearer"]) -> String? {
-        guard let header = request.headers[.authorization] else { return nil }
-        let parts = header.split(separator: " ", maxSplits: 1)
-        guard parts.count == 2, schemes.contains(parts[0].lowercased()) else { return nil }
-        let token = parts[1].trimmingCharacters(in: .whitespaces)
-        return token.isEmpty ? nil : token
-    }
-
     /// Our access token's claims when it is valid, current and not revoked.
     func verify(_ token: String?) async throws -> AccessTokenClaims? {
         guard let token, let claims = await services.verifier.verifySignature(token), services.verifier.isCurrent(claims),

@@ -37,7 +37,7 @@ struct DOTProfile {
     /// (another user's or an unknown username is 404).
     func userDetails(_ request: Request, username: String?) async -> Response {
         do {
-            guard let claims = try await c.verify(CompatContext.token(request)), let user = try await c.user(claims) else {
+            guard let claims = try await c.verify(HTTP.bearerToken(request)), let user = try await c.user(claims) else {
                 return Self.unauthorized()
             }
             if let username, username.lowercased() != user.username.lowercased() { return Self.notFound() }

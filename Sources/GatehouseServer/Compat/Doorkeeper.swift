@@ -33,7 +33,7 @@ struct DoorkeeperProfile {
     /// Doorkeeper's `GET /oauth/token/info`.
     func tokenInfo(_ request: Request) async -> Response {
         do {
-            guard let claims = try await c.verify(CompatContext.token(request)) else {
+            guard let claims = try await c.verify(HTTP.bearerToken(request)) else {
                 var r = CompatContext.json(
                     ["error": "invalid_token", "error_description": "The access token is invalid, expired or revoked."],
                     status: .unauthorized)

@@ -113,7 +113,7 @@ struct LegoProfile {
     /// `Authorization: JWT <token>` works as well as `Bearer`.
     func userData(_ request: Request, needsScope: Bool) async -> Response {
         do {
-            guard let claims = try await c.verify(CompatContext.token(request, schemes: ["bearer", "jwt"])),
+            guard let claims = try await c.verify(HTTP.bearerToken(request, schemes: ["bearer", "jwt"])),
                 let user = try await c.user(claims)
             else {
                 var r = CompatContext.json(["detail": "Authentication credentials were not provided."], status: .unauthorized)
