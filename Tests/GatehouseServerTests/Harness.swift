@@ -23,7 +23,7 @@ struct Harness {
     var admin: Administration { Administration(storage: store, clock: testClock.clock, passwords: PasswordHasher(cost: 4)) }
 
     static func run(
-        _ db: TestDatabase, configure: (inout ServerSettings) -> Void = { _ in },
+        _ db: TestDatabase, configure: (inout ServerSettings) -> Void = { _ in }, compat: CompatOptions = CompatOptions(),
         _ body: @escaping @Sendable (Harness) async throws -> Void
     ) async throws {
         let testClock = TestClock()
@@ -37,7 +37,8 @@ struct Harness {
             let services = try await GatehouseServices.make(
                 storage: store, settings: frozen, clock: testClock.clock, passwords: PasswordHasher(cost: 4))
             let logger = Logger(label: "test", factory: { _ in SwiftLogNoOpLogHandler() })
-            let app = Application(router: try buildRouter(services, logger: logger), logger: logger)
+            for profile in compat.profiles { try await profile.prepare(services) }
+            let app = Application(router: try buildRouter(services, logger: logger, compat: compat), logger: logger)
             try await app.test(.router) { client in
                 try await body(Harness(store: store, services: services, testClock: testClock, client: client))
             }
