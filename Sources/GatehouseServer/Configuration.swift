@@ -233,6 +233,8 @@ public struct GatehouseConfiguration: Sendable {
                 }
                 config.compat.insert(profile)
             }
+            // python-social-auth (Lego's documented client) adds `redirect_state` to its redirect URI.
+            if config.compat.contains(.lego) { config.settings.acceptsRedirectStateParameter = true }
         }
         if let (v, _) = value("compat_client_id") { config.compatClientID = v }
         if let (v, _) = value("compat_next_hosts") {

@@ -66,3 +66,19 @@ struct BrowserFlowCoreTests {
         #expect(e.safeDescription == "bad ?value? ? ??")
     }
 }
+
+@Suite("python-social-auth redirect_state (lego profile)")
+struct RedirectStateTests {
+    @Test func onlyOneRedirectStateParameterIsRemoved() {
+        #expect(RedirectURI.withoutRedirectState("https://app.example/complete/lego/?redirect_state=abc") == "https://app.example/complete/lego/")
+        #expect(RedirectURI.withoutRedirectState("https://app.example/cb?x=1&redirect_state=abc") == "https://app.example/cb?x=1")
+        #expect(RedirectURI.withoutRedirectState("https://app.example/cb") == nil)
+        #expect(RedirectURI.withoutRedirectState("https://app.example/cb?other=1") == nil)
+        #expect(RedirectURI.withoutRedirectState("https://app.example/cb?redirect_state=a&redirect_state=b") == nil)
+        // Nothing else is relaxed: the rest must still match exactly.
+        #expect(
+            !RedirectURI.matches(
+                registered: "https://app.example/cb",
+                requested: RedirectURI.withoutRedirectState("https://app.example/cb/evil?redirect_state=a")!))
+    }
+}

@@ -59,6 +59,17 @@ public enum RedirectURI {
         return r == q
     }
 
+    /// `requested` without one `redirect_state` query parameter (python-social-auth's), or nil when it has
+    /// none. Only that parameter is removed; everything else must still match exactly.
+    public static func withoutRedirectState(_ requested: String) -> String? {
+        guard let q = requested.firstIndex(of: "?") else { return nil }
+        let base = requested[..<q]
+        let pairs = requested[requested.index(after: q)...].split(separator: "&", omittingEmptySubsequences: false)
+        let kept = pairs.filter { !$0.hasPrefix("redirect_state=") }
+        guard pairs.count - kept.count == 1 else { return nil }
+        return kept.isEmpty ? String(base) : base + "?" + kept.joined(separator: "&")
+    }
+
     /// `http://127.0.0.1:PORT/rest` → `http://127.0.0.1/rest` (same for `[::1]`); `nil` for anything else.
     static func withoutLoopbackPort(_ uri: String) -> String? {
         let prefix = "http://"

@@ -31,6 +31,11 @@ public struct ServerSettings: Sendable {
     /// Browser session lifetime in seconds from sign-in (default 12 hours).
     public var sessionLifetime: Int64 = 12 * 3600
 
+    /// Accept a redirect URI that is a registered one plus a `redirect_state` query parameter, as
+    /// python-social-auth's OAuth2 backends send it (on with the `lego` profile; the code is still bound to
+    /// the exact URI requested).
+    public var acceptsRedirectStateParameter = false
+
     public init(issuer: String) { self.issuer = issuer }
 
     /// An https issuer: cookies get `Secure` and the `__Host-` prefix.

@@ -106,6 +106,8 @@ struct DGPProfile {
             }
             let returnTo = Self.finishPath + FormEncoding.encode([("next", next)])
             if id == "gatehouse" {
+                // Already signed in: straight to the token (single sign-on); otherwise our login page first.
+                if try await c.browser.currentSession(request) != nil { return c.browser.pages.seeOtherLocal(returnTo) }
                 return c.browser.pages.seeOtherLocal(ServerMetadata.Path.login + "?" + FormEncoding.encode([("return_to", returnTo)]))
             }
             guard let provider = try await c.services.providers().first(where: { $0.id == id }) else {

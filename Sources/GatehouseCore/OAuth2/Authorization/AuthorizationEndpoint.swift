@@ -188,7 +188,11 @@ public struct AuthorizationEndpoint: Sendable {
         }
         // OAuth 2.1 §4.1.1 and OIDC Core §3.1.2.1 require redirect_uri (RFC 6749 let it be omitted).
         guard let sentRedirect = try p.single("redirect_uri") else { return page("The parameter redirect_uri is required.") }
-        guard client.redirectURIs.contains(where: { RedirectURI.matches(registered: $0, requested: sentRedirect) }) else {
+        let legacy = context.settings.acceptsRedirectStateParameter ? RedirectURI.withoutRedirectState(sentRedirect) : nil
+        guard client.redirectURIs.contains(where: { registered in
+            RedirectURI.matches(registered: registered, requested: sentRedirect)
+                || legacy.map { RedirectURI.matches(registered: registered, requested: $0) } == true
+        }) else {
             return page("The redirect_uri is not registered for this client.")
         }
         let redirectURI = sentRedirect
