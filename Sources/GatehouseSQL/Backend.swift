@@ -202,7 +202,14 @@ final class PostgresBackend: SQLBackend {
     }
 
     func transaction<T: Sendable>(_ body: @Sendable (any SQLDatabase) async throws -> T) async throws -> T {
-        try await client.withTransaction(logger: logger) { conn in try await body(conn.sql()) }
+        do {
+            return try await client.withTransaction(logger: logger) { conn in try await body(conn.sql()) }
+        } catch let error as PostgresTransactionError {
+            // The transaction was rolled back; callers want the error their own code threw (e.g.
+            // `StorageError.duplicate`), as on SQLite.
+            if let closureError = error.closureError, error.rollbackError == nil { throw closureError }
+            throw error
+        }
     }
 
     func shutdown() async {

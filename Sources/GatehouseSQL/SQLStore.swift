@@ -654,11 +654,18 @@ extension SQLStore {
     }
 
     public func deleteIdentity(providerID: String, subject: String, userID: String) async throws -> Bool {
-        try await backend.transaction { db in
-            try await !db.raw(
+        let isPostgres = backend.isPostgres
+        return try await backend.transaction { db in
+            // Concurrent unlinks of one user's identities are serialised on the user row (SQLite: one writer),
+            // so "never the last way to sign in" holds.
+            if isPostgres { _ = try await db.raw("SELECT id FROM users WHERE id = \(bind: userID) FOR UPDATE").all() }
+            return try await !db.raw(
                 """
                 DELETE FROM identities WHERE provider_id = \(bind: providerID) AND subject = \(bind: subject)
-                    AND user_id = \(bind: userID) RETURNING subject
+                    AND user_id = \(bind: userID)
+                    AND ((SELECT password_hash FROM users WHERE id = \(bind: userID)) IS NOT NULL
+                         OR (SELECT COUNT(*) FROM identities WHERE user_id = \(bind: userID)) > 1)
+                RETURNING subject
                 """
             ).all().isEmpty
         }

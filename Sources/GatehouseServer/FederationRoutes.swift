@@ -154,7 +154,12 @@ extension BrowserRoutes {
                     OAuthError.invalidRequest.with(description: "This is your only way to sign in; link another account first."),
                     heading: "This account cannot be unlinked")
             }
-            _ = try await services.storage.deleteIdentity(providerID: providerID, subject: subject, userID: user.id)
+            guard try await services.storage.deleteIdentity(providerID: providerID, subject: subject, userID: user.id) else {
+                // Unknown, someone else's, or (after a concurrent unlink) the last way to sign in.
+                return pages.error(
+                    OAuthError.invalidRequest.with(description: "That account could not be unlinked."),
+                    heading: "This account cannot be unlinked")
+            }
             logger.info("identity unlinked", metadata: ["user": .string(user.id), "provider": .string(providerID)])
             return pages.seeOtherLocal(Path.account)
         }

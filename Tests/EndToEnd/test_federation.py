@@ -117,11 +117,13 @@ class Instance(Gatehouse):
                         "--client-secret-stdin", *options, stdin=secret)
 
     def add_user(self, username: str | None = None, email: str | None = None,
-                 name: str | None = None) -> tuple[dict, str]:
+                 name: str | None = None, email_verified: bool = False) -> tuple[dict, str]:
         password = secrets.token_urlsafe(18)
         args = ["users", "create", "--username", username or unique("user")]
         if email:
             args += ["--email", email]
+        if email_verified:
+            args += ["--email-verified"]
         if name:
             args += ["--name", name]
         return self.cli(*args, "--password-stdin", stdin=password + "\n"), password
@@ -828,8 +830,8 @@ def test_link_needs_a_session_and_return_to_stays_local(broker, fake):
 def test_link_by_email(broker, fake, hooks):
     b = broker.gh
 
-    def sign_in_as(pid, email, verified):
-        local, _ = b.add_user(email=email)
+    def sign_in_as(pid, email, verified, local_verified=True):
+        local, _ = b.add_user(email=email, email_verified=local_verified)
         fu = fake.add_user(email=email, verified=verified)
         fake.next_user = fu["username"]
         _, r = provider_sign_in(b, pid, fake.base)
@@ -849,6 +851,11 @@ def test_link_by_email(broker, fake, hooks):
 
     # With the flag, but the provider does not say the email is verified: a new user.
     local, fu, page = sign_in_as("fakemail", unique("dave") + "@example.com", False)
+    assert page.text("#username") == fu["username"] != local["username"]
+
+    # With the flag and a verified upstream email, but our own record of the address is unverified (anyone
+    # could have registered it first): a new user, not a takeover of the local account.
+    local, fu, page = sign_in_as("fakemail", unique("erin") + "@example.com", True, local_verified=False)
     assert page.text("#username") == fu["username"] != local["username"]
 
 

@@ -1,5 +1,6 @@
 import Crypto
 import Foundation
+import JWTKit
 import Testing
 
 @testable import GatehouseCore
@@ -79,6 +80,45 @@ struct FederationCoreTests {
         // token.issued only for hooks that ask for it.
         #expect(!hook.wants(Events.tokenIssued) && hook.wants(Events.userCreated))
         #expect(WebhookConfig(url: "u", secret: "s", events: [Events.tokenIssued]).wants(Events.tokenIssued))
+    }
+
+    /// A provider's ID token exchanged (RFC 8693 id_token type): valid only with our client id as audience.
+    @Test func idTokenExchangeNeedsOurAudience() async throws {
+        let key = try SigningKey.generate(.es256)
+        let jwks = String(decoding: try JSONEncoder().encode(["keys": [try key.publicJWK()]]), as: UTF8.self)
+        let issuer = "https://sso.example"
+        let http = StaticHTTP(responses: [
+            issuer + "/.well-known/openid-configuration": #"{"issuer":"\#(issuer)","authorization_endpoint":"\#(issuer)/a","token_endpoint":"\#(issuer)/t","jwks_uri":"\#(issuer)/jwks"}"#,
+            issuer + "/jwks": jwks,
+        ])
+        let client = UpstreamClient(http: http, clock: .system)
+        let provider = ProviderRecord(id: "sso", kind: .oidc, name: "SSO", clientID: "gatehouse", clientSecret: "s", issuer: issuer)
+        let signer = JWTKeyCollection()
+        await key.add(to: signer)
+        let now = Int64(Date().timeIntervalSince1970)
+        func token(aud: String) async throws -> String {
+            try await signer.sign(
+                IDTokenClaims(
+                    iss: issuer, sub: "user-7", aud: Audience([aud]), exp: now + 300, iat: now, auth_time: nil, nonce: nil,
+                    azp: nil, at_hash: nil, sid: nil),
+                kid: JWKIdentifier(string: key.kid))
+        }
+        let identity = try await client.identity(forIDToken: try await token(aud: "gatehouse"), provider: provider)
+        #expect(identity.subject == "user-7")
+        await #expect(throws: UpstreamError.self) {
+            _ = try await client.identity(forIDToken: try await token(aud: "another-app"), provider: provider)
+        }
+    }
+
+    struct StaticHTTP: UpstreamHTTP {
+        let responses: [String: String]
+        func get(_ url: String, headers: [(String, String)]) async throws -> UpstreamResponse {
+            guard let body = responses[url] else { return UpstreamResponse(status: 404, body: []) }
+            return UpstreamResponse(status: 200, body: Array(body.utf8))
+        }
+        func postForm(_ url: String, form: [(String, String)], headers: [(String, String)]) async throws -> UpstreamResponse {
+            UpstreamResponse(status: 404, body: [])
+        }
     }
 
     struct NoHTTP: UpstreamHTTP {

@@ -28,6 +28,9 @@ struct FederationStoreTests {
     @Test(arguments: TestDatabase.available)
     func identitiesLinkOnceAndUnlinkOnlyForTheirUser(db: TestDatabase) async throws {
         try await db.withStore { store in
+            // u1 can also sign in with a password, so the identity is not its last way in.
+            try await store.insertUser(
+                UserRecord(id: "u1", username: "u1", email: nil, name: nil, passwordHash: "x", createdAt: 1, updatedAt: 1))
             let i = IdentityRecord(providerID: "gh", subject: "42", userID: "u1", username: "octo", email: "o@x", createdAt: 1)
             try await store.insertIdentity(i)
             #expect(try await store.identity(providerID: "gh", subject: "42") == i)
@@ -91,6 +94,22 @@ struct FederationStoreTests {
             try await store.recordDelivery(delivered)
             #expect(try await store.claimDueEvents(at: 100, limit: 10, lease: 60).map(\.id) == ["e2"])
             #expect(try await store.claimDueEvents(at: 1000, limit: 10, lease: 60).map(\.id) == ["e2"])  // lease over
+        }
+    }
+
+    @Test(arguments: TestDatabase.available)
+    func theLastWayToSignInIsNeverUnlinked(db: TestDatabase) async throws {
+        try await db.withStore { store in
+            try await store.insertUser(
+                UserRecord(id: "p", username: "provider-only", email: nil, name: nil, passwordHash: nil, createdAt: 1, updatedAt: 1))
+            try await store.insertIdentity(IdentityRecord(providerID: "gh", subject: "1", userID: "p", username: nil, email: nil, createdAt: 1))
+            try await store.insertIdentity(IdentityRecord(providerID: "gl", subject: "2", userID: "p", username: nil, email: nil, createdAt: 1))
+            // Two concurrent unlinks: exactly one succeeds, one identity stays.
+            async let a = store.deleteIdentity(providerID: "gh", subject: "1", userID: "p")
+            async let b = store.deleteIdentity(providerID: "gl", subject: "2", userID: "p")
+            let results = try await [a, b]
+            #expect(results.filter { $0 }.count == 1)
+            #expect(try await store.identities(userID: "p").count == 1)
         }
     }
 }

@@ -155,6 +155,10 @@ extension Administration {
             }
         } catch StorageError.duplicate {
             return .refused("The username is already taken.")
+        } catch {
+            // A concurrent change took the name between the check and the update (the unique index refused it).
+            if try await storage.user(username: username) != nil { return .refused("The username is already taken.") }
+            throw error
         }
         return .changed
     }

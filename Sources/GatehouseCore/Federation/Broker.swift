@@ -56,8 +56,10 @@ public struct Broker: Sendable {
             guard let user = try await storage.user(id: linkUserID) else { throw Failure.userGone }
             return try await link(user)
         }
+        // Both sides must vouch for the address: the provider, and our own record (an unverified local email
+        // could have been claimed by someone else first).
         if provider.linkByEmail, external.emailVerified, let email = external.email,
-            let user = try await storage.user(email: email)
+            let user = try await storage.user(email: email), user.profile.emailVerified
         {
             return try await link(user)
         }

@@ -66,7 +66,10 @@ public struct ProviderRecord: Sendable, Equatable, Codable {
             p.tokenURL = p.tokenURL ?? "https://github.com/login/oauth/access_token"
             p.userinfoURL = p.userinfoURL ?? "https://api.github.com/user"
             if p.scope.isEmpty { p.scope = Scope(["read:user", "user:email"]) }
-            p.claims = ["id": "id", "username": "login", "email": "email", "name": "name", "picture": "avatar_url"]
+            p.claims = [
+                "id": "id", "username": "login", "email": "email", "email_verified": "email_verified", "name": "name",
+                "picture": "avatar_url",
+            ]
                 .merging(p.claims) { _, ours in ours }
         case .google:
             p.issuer = p.issuer ?? "https://accounts.google.com"
@@ -115,6 +118,13 @@ public struct ProviderRecord: Sendable, Equatable, Codable {
             try Self.checkURL(u.replacingOccurrences(of: "{", with: "").replacingOccurrences(of: "}", with: ""), option: "--userinfo-url")
         case .github, .google:
             break
+        }
+        // Whatever URL is set, for any kind, must be https (or loopback http).
+        for (url, option) in [(authorizeURL, "--authorize-url"), (tokenURL, "--token-url"), (issuer, "--issuer")] {
+            if let url { try Self.checkURL(url, option: option) }
+        }
+        if let u = userinfoURL {
+            try Self.checkURL(u.replacingOccurrences(of: "{", with: "").replacingOccurrences(of: "}", with: ""), option: "--userinfo-url")
         }
         for (ours, theirs) in claims {
             guard Self.claimNames.contains(ours) else {
@@ -246,6 +256,7 @@ public protocol FederationStore: Sendable {
     /// `StorageError.duplicate("user …")` when the username is taken and `StorageError.duplicate("identity …")`
     /// when the provider account got linked meanwhile (a concurrent first sign-in).
     func insertUser(_ user: UserRecord, linking identity: IdentityRecord) async throws
+    /// Unlinks, but never the user's last way to sign in (no password and no other identity): then `false`.
     func deleteIdentity(providerID: String, subject: String, userID: String) async throws -> Bool
     /// Case-insensitive; `nil` when no user or more than one user has the address.
     func user(email: String) async throws -> UserRecord?

@@ -39,6 +39,7 @@ public final class UpstreamClient: Sendable {
     /// Discovery documents and JWKS per issuer, kept an hour.
     private let discovery = Mutex<[String: (Endpoints, Int64)]>([:])
     private let keySets = Mutex<[String: (JWTKeyCollection, Int64)]>([:])
+    private let forcedRefreshes = Mutex<[String: Int64]>([:])
 
     public init(http: any UpstreamHTTP, clock: Clock) {
         self.http = http
@@ -100,6 +101,7 @@ public final class UpstreamClient: Sendable {
     ) async throws -> ExternalIdentity {
         let p = provider.resolved
         let e = try await endpoints(p)
+        try checkTransport(e.token)
         let response = try await http.postForm(
             e.token,
             form: [
@@ -129,11 +131,15 @@ public final class UpstreamClient: Sendable {
             }
             claims.merge(details) { idTokenValue, _ in idTokenValue }
         }
-        if p.kind == .github, claims["email"] == nil || claims["email"] is NSNull {
-            claims.merge(try await githubPrimaryEmail(accessToken)) { a, _ in a }
-        } else if p.kind == .github {
+        if p.kind == .github {
             // GitHub's /user email is the public address; only /user/emails says whether it is verified.
-            claims["email_verified"] = (try? await githubPrimaryEmail(accessToken))?["email"] as? String == claims["email"] as? String
+            let primary = (try? await githubPrimaryEmail(accessToken)) ?? [:]
+            if claims["email"] == nil || claims["email"] is NSNull {
+                claims.merge(primary) { a, _ in a }
+            } else {
+                claims["email_verified"] = primary["email_verified"] as? Bool == true
+                    && (primary["email"] as? String)?.lowercased() == (claims["email"] as? String)?.lowercased()
+            }
         }
         return try map(claims, provider: p)
     }
@@ -152,6 +158,30 @@ public final class UpstreamClient: Sendable {
         if p.kind == .github, claims["email"] == nil || claims["email"] is NSNull {
             claims.merge((try? await githubPrimaryEmail(token)) ?? [:]) { a, _ in a }
         }
+        let identity = try map(claims, provider: p)
+        // A templated URL names whose details to fetch (`…/users/{username}/`). The answer must be about that
+        // very person, or a token of one person could be exchanged as another whenever the provider lets any
+        // token read any profile.
+        let named: [String: String?] = ["username": identity.username, "email": identity.email, "id": identity.subject]
+        for (name, value) in parameters where userinfo.contains("{\(name)}") {
+            guard let mapped = named[name], let mapped, mapped.lowercased() == value.lowercased() else {
+                throw UpstreamError(
+                    .rejected, "The token does not belong to \(name) \(value).",
+                    detail: "template parameter \(name)=\(value) but the provider answered for someone else")
+            }
+        }
+        return identity
+    }
+
+    /// Token exchange of an OIDC provider's ID token (RFC 8693 `…:token-type:id_token`): valid only when
+    /// issued to our client at that provider (`aud`), which an access token cannot prove.
+    public func identity(forIDToken token: String, provider: ProviderRecord) async throws -> ExternalIdentity {
+        let p = provider.resolved
+        guard p.isOIDC else {
+            throw UpstreamError(.rejected, "This provider does not issue ID tokens.", detail: "id_token for a non-OIDC provider")
+        }
+        let e = try await endpoints(p)
+        let claims = try await validateIDToken(token, provider: p, endpoints: e, nonce: nil)
         return try map(claims, provider: p)
     }
 
@@ -190,6 +220,10 @@ public final class UpstreamClient: Sendable {
             guard let value = parameters[name], !value.isEmpty else {
                 throw UpstreamError(.rejected, "The parameter \(name) is required for this provider.", detail: "template parameter \(name) missing")
             }
+            // Percent-encoding keeps `/` out; dot segments would still move the path (`..`).
+            guard !value.allSatisfy({ $0 == "." }) else {
+                throw UpstreamError(.rejected, "The parameter \(name) is not valid.", detail: "template parameter \(name) is a dot segment")
+            }
             out += FormEncoding.encode(value)
             rest = rest[rest.index(after: close)...]
         }
@@ -218,7 +252,7 @@ public final class UpstreamClient: Sendable {
 
     /// OIDC Core §3.1.3.7: signature with a key from the provider's JWKS (asymmetric only), `iss`, `aud`
     /// (and `azp` with several audiences), `exp`, `nonce`.
-    func validateIDToken(_ token: String, provider: ProviderRecord, endpoints e: Endpoints, nonce: String) async throws
+    func validateIDToken(_ token: String, provider: ProviderRecord, endpoints e: Endpoints, nonce: String?) async throws
         -> [String: Any]
     {
         let invalid = { (why: String) in UpstreamError(.invalidResponse, "The provider's ID token is not valid.", detail: why) }
@@ -243,7 +277,9 @@ public final class UpstreamClient: Sendable {
         guard claims.aud.values.contains(provider.clientID) else { throw invalid("aud does not contain our client id") }
         if claims.aud.values.count > 1, claims.azp != provider.clientID { throw invalid("azp is not our client id") }
         guard claims.exp + 60 > now else { throw invalid("expired") }
-        guard let n = claims.nonce, Secrets.constantTimeEquals(n, nonce) else { throw invalid("nonce mismatch") }
+        if let nonce {
+            guard let n = claims.nonce, Secrets.constantTimeEquals(n, nonce) else { throw invalid("nonce mismatch") }
+        }
         guard let payload = Base64URL.decode(String(parts[1])),
             let object = (try? JSONSerialization.jsonObject(with: payload)) as? [String: Any]
         else { throw invalid("payload not JSON") }
@@ -252,7 +288,12 @@ public final class UpstreamClient: Sendable {
 
     func keySet(_ url: String, refresh: Bool) async throws -> JWTKeyCollection {
         let now = clock.nowSeconds
-        if !refresh, let (keys, at) = keySets.withLock({ $0[url] }), now - at < 3600 { return keys }
+        if let (keys, at) = keySets.withLock({ $0[url] }) {
+            if !refresh, now - at < 3600 { return keys }
+            // An unknown key refetches, but at most every 10 s (not one fetch per bad token).
+            if refresh, let last = forcedRefreshes.withLock({ $0[url] }), now - last < 10 { return keys }
+        }
+        if refresh { forcedRefreshes.withLock { $0[url] = now } }
         let response = try await http.get(url, headers: [("Accept", "application/json")])
         guard response.status == 200 else {
             throw UpstreamError(.unavailable, "The provider's keys could not be fetched.", detail: "jwks \(response.status)")

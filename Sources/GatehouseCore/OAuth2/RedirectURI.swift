@@ -62,7 +62,7 @@ public enum RedirectURI {
     /// `requested` without one `redirect_state` query parameter (python-social-auth's), or nil when it has
     /// none. Only that parameter is removed; everything else must still match exactly.
     public static func withoutRedirectState(_ requested: String) -> String? {
-        guard let q = requested.firstIndex(of: "?") else { return nil }
+        guard !requested.contains("#"), let q = requested.firstIndex(of: "?") else { return nil }
         let base = requested[..<q]
         let pairs = requested[requested.index(after: q)...].split(separator: "&", omittingEmptySubsequences: false)
         let kept = pairs.filter { !$0.hasPrefix("redirect_state=") }

@@ -51,6 +51,8 @@ struct CompatContext: Sendable {
     /// Our access token's claims when it is valid, current and not revoked.
     func verify(_ token: String?) async throws -> AccessTokenClaims? {
         guard let token, let claims = await services.verifier.verifySignature(token), services.verifier.isCurrent(claims),
+            // Only tokens meant for this server's own APIs (not one a client asked for another resource).
+            claims.aud.values.contains(services.settings.audience),
             !(try await services.storage.isAccessTokenRevoked(jti: claims.jti, grantID: claims.grant_id, clientID: claims.client_id))
         else { return nil }
         return claims

@@ -73,9 +73,10 @@ struct DGPProfile {
 
     /// `next` must be an http(s) URL on a configured host (`compat_next_hosts`): no open redirect.
     func allowedNext(_ next: String?) -> String? {
-        guard let next, next.utf8.count <= 2000, let u = URLComponents(string: next),
-            ["http", "https"].contains(u.scheme?.lowercased() ?? ""), let host = u.host?.lowercased(),
-            c.nextHosts.contains(host), u.user == nil
+        guard let next, next.utf8.count <= 2000, let u = URLComponents(string: next), let host = u.host?.lowercased(),
+            c.nextHosts.contains(host), u.user == nil, u.fragment == nil,
+            // The token travels in the URL: https only (http on loopback, for development).
+            u.scheme?.lowercased() == "https" || (u.scheme?.lowercased() == "http" && RedirectURI.isLoopback(host))
         else { return nil }
         return next
     }

@@ -74,6 +74,7 @@ struct DOTProfile {
                 return CompatContext.json(Self.exchangeFailed, status: .unauthorized)
             }
             let resolution = try await c.services.broker.resolve(external, provider: provider)
+            try await c.services.token.context.checkScopeRoles(client.defaultScope, userID: resolution.user.id)
             let response = try await c.services.token.context.issueNewGrant(
                 client: client, userID: resolution.user.id, scope: client.defaultScope, resources: [], withRefreshToken: true)
             return CompatContext.json([

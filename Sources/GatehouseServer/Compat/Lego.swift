@@ -17,6 +17,9 @@ struct LegoProfile {
             isDefault: false, requiredRole: "admin"),
     ]
 
+    /// How long after token-auth sign-in its token can still be refreshed (7 days, drf-jwt's default).
+    static let refreshLimit: Int64 = 7 * 86_400
+
     static func prepare(_ services: GatehouseServices) async throws {
         let existing = Set(try await services.storage.listScopes().map(\.name))
         for s in scopes where !existing.contains(s.name) { try? await services.storage.insertScope(s) }
@@ -73,11 +76,18 @@ struct LegoProfile {
                     ? "Too many failed attempts; try again later." : "Unable to log in with provided credentials."
                 return CompatContext.json(["non_field_errors": [message]], status: .badRequest)
             }
-            try await c.services.token.context.checkScopeRoles(client.defaultScope, userID: user.id)
-            let response = try await c.services.token.context.issueNewGrant(
-                client: client, userID: user.id, scope: client.defaultScope, resources: [], withRefreshToken: false)
+            let context = c.services.token.context
+            try await context.checkScopeRoles(client.defaultScope, userID: user.id)
+            // A grant of its own (no refresh token), so the token chain can be revoked (account page, logout
+            // of the app) and its refreshes end `refreshLimit` after this sign-in.
+            let grant = GrantRecord(
+                id: Secrets.identifier(), clientID: client.id, userID: user.id, scope: client.defaultScope,
+                createdAt: c.services.clock.nowSeconds, revokedAt: nil, authTime: c.services.clock.nowSeconds)
+            try await c.services.storage.insertGrant(grant, refreshToken: nil)
+            let minted = try await context.mintAccessToken(
+                client: client, subject: user.id, scope: client.defaultScope, resources: [], grantID: grant.id)
             try? await c.services.events.emit(Events.userLogin, ["user_id": user.id, "method": "lego-jwt"])
-            return CompatContext.json(["token": response.access_token, "user": try await userData(user)])
+            return CompatContext.json(["token": minted.token, "user": try await userData(user)])
         }
     }
 
@@ -85,13 +95,19 @@ struct LegoProfile {
     func refresh(_ request: Request) async -> Response {
         await HTTP.endpoint("lego token refresh", logger: c.logger) {
             let p = try await body(request)
-            guard let claims = try await c.verify(try p.single("token")), let user = try await c.user(claims),
-                let client = try await c.services.storage.client(id: claims.client_id)
-            else { return CompatContext.json(["non_field_errors": ["Signature has expired."]], status: .badRequest) }
+            let refused = CompatContext.json(["non_field_errors": ["Signature has expired."]], status: .badRequest)
+            // Only token-auth's own tokens (the first-party client's, not exchanged or delegated ones), and only
+            // within `refreshLimit` of the sign-in (like drf-jwt's JWT_REFRESH_EXPIRATION_DELTA).
+            guard let claims = try await c.verify(try p.single("token")), claims.act == nil,
+                claims.client_id == c.clientID, let grantID = claims.grant_id,
+                let grant = try await c.services.storage.grant(id: grantID),
+                c.services.clock.nowSeconds - grant.createdAt < Self.refreshLimit,
+                let user = try await c.user(claims), let client = try await c.services.storage.client(id: claims.client_id)
+            else { return refused }
             let scope = Scope(parsing: claims.scope) ?? .empty
             try await c.services.token.context.checkScopeRoles(scope, userID: user.id)
             let minted = try await c.services.token.context.mintAccessToken(
-                client: client, subject: user.id, scope: scope, resources: [], grantID: claims.grant_id)
+                client: client, subject: user.id, scope: scope, resources: [], grantID: grantID)
             return CompatContext.json(["token": minted.token, "user": try await userData(user)])
         }
     }
@@ -121,7 +137,9 @@ struct LegoProfile {
                 return r
             }
             let scope = Scope(parsing: claims.scope) ?? .empty
-            if needsScope, !scope.contains("user"), !scope.contains("all") {
+            // The first-party web app's tokens (token-auth) read it; third-party apps need scope user or all.
+            let firstParty = claims.client_id == c.clientID && !needsScope
+            if !firstParty, !scope.contains("user"), !scope.contains("all") {
                 return CompatContext.json(["detail": "You do not have permission to perform this action."], status: .forbidden)
             }
             return CompatContext.json(try await userData(user))

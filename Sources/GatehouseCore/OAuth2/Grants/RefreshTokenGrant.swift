@@ -48,6 +48,8 @@ public struct RefreshTokenGrant: TokenGrant {
             }
             if !narrowed.isEmpty { scope = narrowed }
         }
+        // Roles may have been taken away since the grant: restricted scopes need them still.
+        if let userID = record.userID { try await context.checkScopeRoles(scope, userID: userID) }
         var resources = record.resources
         let requestedResources = parameters.all("resource")
         if !requestedResources.isEmpty {

@@ -13,6 +13,7 @@ public struct TokenExchangeGrant: TokenGrant {
     public static let grantType = GrantType.tokenExchange
     public static let allowsPublicClients = false
     public static let accessTokenType = "urn:ietf:params:oauth:token-type:access_token"
+    public static let idTokenType = "urn:ietf:params:oauth:token-type:id_token"
 
     let providers: @Sendable () async throws -> [ProviderRecord]
     let upstream: UpstreamClient?
@@ -40,21 +41,29 @@ public struct TokenExchangeGrant: TokenGrant {
         if try parameters.single("actor_token") != nil {
             throw OAuthError.invalidRequest.with(description: "actor_token is not supported; the client is the actor.")
         }
-        guard subjectTokenType == Self.accessTokenType else {
-            throw OAuthError.invalidRequest.with(description: "Only subject_token_type=\(Self.accessTokenType) is supported.")
-        }
         let issuer = try parameters.single("subject_issuer")
-        if let issuer, issuer != context.settings.issuer {
-            return try await exchangeUpstream(subjectToken, issuer: issuer, parameters: parameters, client: client, context: context)
+        let upstream = issuer.map { $0 != context.settings.issuer } ?? false
+        // An upstream OIDC provider's ID token (bound to our client by `aud`), or an access token.
+        guard subjectTokenType == Self.accessTokenType || (upstream && subjectTokenType == Self.idTokenType) else {
+            throw OAuthError.invalidRequest.with(
+                description: "subject_token_type must be \(Self.accessTokenType) (or, for an OIDC provider, \(Self.idTokenType)).")
+        }
+        if let issuer, upstream {
+            return try await exchangeUpstream(
+                subjectToken, type: subjectTokenType, issuer: issuer, parameters: parameters, client: client, context: context)
         }
         return try await exchangeOwn(subjectToken, parameters: parameters, client: client, context: context)
     }
 
     func exchangeUpstream(
-        _ token: String, issuer: String, parameters: RequestParameters, client: ClientRecord, context: TokenContext
+        _ token: String, type: String, issuer: String, parameters: RequestParameters, client: ClientRecord,
+        context: TokenContext
     ) async throws -> TokenResponse {
         guard let upstream, let broker, let provider = try await providers().first(where: { $0.id == issuer }) else {
             throw OAuthError.invalidRequest.with(description: "The subject_issuer \(issuer) is not a configured provider.")
+        }
+        if type == Self.idTokenType, !provider.resolved.isOIDC {
+            throw OAuthError.invalidRequest.with(description: "The provider \(issuer) does not issue ID tokens; send its access token.")
         }
         let scope = try context.resolveScope(try parameters.single("scope"), client: client)
         let resources = try context.resolveResources(parameters.all("resource") + parameters.all("audience"), allowed: client.resources)
@@ -63,7 +72,9 @@ public struct TokenExchangeGrant: TokenGrant {
         for (name, values) in parameters.values where values.count == 1 { extra[name] = values[0] }
         let external: ExternalIdentity
         do {
-            external = try await upstream.identity(forAccessToken: token, provider: provider, parameters: extra)
+            external = type == Self.idTokenType
+                ? try await upstream.identity(forIDToken: token, provider: provider)
+                : try await upstream.identity(forAccessToken: token, provider: provider, parameters: extra)
         } catch let e as UpstreamError {
             switch e.kind {
             case .rejected, .invalidResponse:
@@ -73,6 +84,7 @@ public struct TokenExchangeGrant: TokenGrant {
             }
         }
         let resolution = try await broker.resolve(external, provider: provider)
+        try await context.checkScopeRoles(scope, userID: resolution.user.id)
         var response = try await context.issueNewGrant(
             client: client, userID: resolution.user.id, scope: scope, resources: resources,
             withRefreshToken: client.allows(grantType: GrantType.refreshToken))
@@ -86,13 +98,21 @@ public struct TokenExchangeGrant: TokenGrant {
         guard let verifier, let claims = await verifier.verifySignature(token), verifier.isCurrent(claims),
             !(try await context.storage.isAccessTokenRevoked(jti: claims.jti, grantID: claims.grant_id, clientID: claims.client_id))
         else { throw OAuthError.invalidGrant.with(description: "The subject_token is invalid, expired or revoked.") }
-        let original = Scope(parsing: claims.scope) ?? .empty
+        // The new token may carry only what the subject token had AND what the requesting client registered.
+        let original = (Scope(parsing: claims.scope) ?? .empty).intersection(client.scope)
         var scope = original
         if let requested = try parameters.single("scope") {
             guard let narrowed = Scope(parsing: requested), narrowed.isSubset(of: original) else {
-                throw OAuthError.invalidScope.with(description: "The scope may only narrow the subject token's scope.")
+                throw OAuthError.invalidScope.with(
+                    description: "The scope may only narrow the subject token's scope, within the client's registration.")
             }
             if !narrowed.isEmpty { scope = narrowed }
+        }
+        guard !scope.isEmpty else {
+            throw OAuthError.invalidScope.with(description: "The subject token has no scope this client may hold.")
+        }
+        if claims.sub != claims.client_id || claims.grant_id != nil {
+            try await context.checkScopeRoles(scope, userID: claims.sub)
         }
         // RFC 8693 §2.1: `resource` and `audience` name where the new token is used; both must be resources
         // the requesting client registered.
