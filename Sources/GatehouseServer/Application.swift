@@ -60,7 +60,7 @@ public struct GatehouseServices: Sendable {
         return GatehouseServices(
             storage: storage, settings: settings, clock: clock, keys: keys,
             token: TokenEndpoint(context: context, grants: TokenEndpoint.defaultGrants + [exchange]),
-            revocation: RevocationEndpoint(storage: storage, verifier: verifier, clock: clock),
+            revocation: RevocationEndpoint(storage: storage, verifier: verifier, clock: clock, events: events),
             introspection: IntrospectionEndpoint(storage: storage, verifier: verifier, clock: clock),
             authorization: AuthorizationEndpoint(context: context, hints: hints),
             signIn: SignIn(

@@ -74,21 +74,20 @@ extension BrowserRoutes {
             logger.info("app registered by user", metadata: ["user": .string(user.id), "client": .string(client.id)])
             // The secret is shown once, on a page reached by 303 (POST/Redirect/GET): it travels in a short-lived
             // cookie scoped to that page, never in a URL.
-            let payload = Base64URL.encode(Array(FormEncoding.encode([("client_id", client.id), ("name", client.name), ("secret", secret ?? "")]).utf8))
-            var cookie = "\(createdCookieName)=\(payload); Path=\(pages.prefix + Self.createdPath); HttpOnly; SameSite=Strict; Max-Age=120"
-            if cookies.secure { cookie += "; Secure" }
-            return withCookie(pages.seeOtherLocal(Self.createdPath), cookie)
+            return withCookie(
+                pages.seeOtherLocal(Self.createdPath),
+                cookies.oneTime(
+                    createdCookieName, path: pages.prefix + Self.createdPath,
+                    [("client_id", client.id), ("name", client.name), ("secret", secret ?? "")]))
         }
     }
 
     func createdPage(_ request: Request) -> Response {
-        guard let raw = Cookies.value(createdCookieName, in: request), raw.utf8.count <= 2048, let decoded = Base64URL.decode(raw),
-            let values = try? HTTP.parseForm(decoded), let id = try? values.single("client_id"),
+        guard let values = Cookies.readOneTime(createdCookieName, in: request), let id = try? values.single("client_id"),
             let secret = try? values.single("secret")
         else { return pages.error(OAuthError.invalidRequest.with(description: "There is nothing to show.")) }
-        var clear = "\(createdCookieName)=; Path=\(pages.prefix + Self.createdPath); HttpOnly; SameSite=Strict; Max-Age=0"
-        if cookies.secure { clear += "; Secure" }
         return withCookie(
-            pages.render("app_created", ["clientID": id, "clientSecret": secret, "name": (try? values.single("name")) ?? id]), clear)
+            pages.render("app_created", ["clientID": id, "clientSecret": secret, "name": (try? values.single("name")) ?? id]),
+            cookies.clearOneTime(createdCookieName, path: pages.prefix + Self.createdPath))
     }
 }

@@ -141,12 +141,11 @@ struct BrowserRoutes: Sendable {
         case .outOfBand(let code, let state):
             // The code travels in a short-lived cookie scoped to the code page, not in the URL: it stays out of
             // history and logs, and nobody can make our page show a code of their choosing.
-            let payload = Base64URL.encode(Array(FormEncoding.encode([("code", code)] + (state.map { [("state", $0)] } ?? [])).utf8))
-            var cookie = "\(outOfBandCookieName)=\(payload); Path=\(pages.prefix + Path.outOfBand); HttpOnly; SameSite=Strict; Max-Age=120"
-            if cookies.secure { cookie += "; Secure" }
             return withCookie(
                 Response(status: status, headers: [.location: pages.prefix + Path.outOfBand, .cacheControl: "no-store"]),
-                cookie)
+                cookies.oneTime(
+                    outOfBandCookieName, path: pages.prefix + Path.outOfBand,
+                    [("code", code)] + (state.map { [("state", $0)] } ?? [])))
         case .login(let authorization):
             let returnTo = Path.authorization + "?" + FormEncoding.encode(authorization.resumeParameters)
             return try await loginPageResponse(
@@ -275,15 +274,12 @@ struct BrowserRoutes: Sendable {
 
     /// Shows the code of an out-of-band authorization once (it is read from, and removed with, its cookie).
     func outOfBand(_ request: Request) -> Response {
-        guard let raw = Cookies.value(outOfBandCookieName, in: request), raw.utf8.count <= 2048,
-            let decoded = Base64URL.decode(raw), let query = try? HTTP.parseForm(decoded),
+        guard let query = Cookies.readOneTime(outOfBandCookieName, in: request),
             let code = try? query.single("code"), code.utf8.count <= 256
         else { return pages.error(OAuthError.invalidRequest.with(description: "There is no code to show.")) }
         var values: [String: Any] = ["code": code]
         if let state = try? query.single("state") { values["state"] = state }
-        var clear = "\(outOfBandCookieName)=; Path=\(pages.prefix + Path.outOfBand); HttpOnly; SameSite=Strict; Max-Age=0"
-        if cookies.secure { clear += "; Secure" }
-        return withCookie(pages.render("oob", values), clear)
+        return withCookie(pages.render("oob", values), cookies.clearOneTime(outOfBandCookieName, path: pages.prefix + Path.outOfBand))
     }
 
     // MARK: account

@@ -32,12 +32,15 @@ struct Users: AsyncParsableCommand {
                 password = text
             }
             struct Out: Encodable { let id: String; let username: String; let email: String?; let name: String? }
-            try await common.withStore { store, _ in
+            try await common.withStore { store, config in
                 let profile = UserProfile(
                     givenName: givenName, familyName: familyName, picture: picture, emailVerified: emailVerified,
                     phoneNumber: phone, address: address)
                 let user = try await Administration(storage: store).createUser(
                     username: username, email: email, name: name, password: password, profile: profile)
+                // Recorded in the outbox; a running server's webhook worker delivers it.
+                try? await Events(storage: store, hooks: config.webhooks, clock: .system).emit(
+                    Events.userCreated, ["user_id": user.id, "username": user.username, "provider": "cli"])
                 try common.print(
                     json: Out(id: user.id, username: user.username, email: user.email, name: user.name),
                     text: "created user \(user.username) (id \(user.id))")

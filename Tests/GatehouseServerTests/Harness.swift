@@ -24,6 +24,7 @@ struct Harness {
 
     static func run(
         _ db: TestDatabase, configure: (inout ServerSettings) -> Void = { _ in }, compat: CompatOptions = CompatOptions(),
+        webhooks: [WebhookConfig] = [],
         _ body: @escaping @Sendable (Harness) async throws -> Void
     ) async throws {
         let testClock = TestClock()
@@ -35,7 +36,8 @@ struct Harness {
         let frozen = settings
         try await db.withStore(clock: testClock.clock) { store in
             let services = try await GatehouseServices.make(
-                storage: store, settings: frozen, clock: testClock.clock, passwords: PasswordHasher(cost: 4))
+                storage: store, settings: frozen, clock: testClock.clock, passwords: PasswordHasher(cost: 4),
+                webhooks: webhooks)
             let logger = Logger(label: "test", factory: { _ in SwiftLogNoOpLogHandler() })
             for profile in compat.profiles { try await profile.prepare(services) }
             let app = Application(router: try buildRouter(services, logger: logger, compat: compat), logger: logger)

@@ -9,8 +9,10 @@ public struct RevocationEndpoint: Sendable {
     let authenticator: ClientAuthenticator
     let verifier: AccessTokenVerifier
     let clock: Clock
+    let events: Events
 
-    public init(storage: any GatehouseStorage, verifier: AccessTokenVerifier, clock: Clock) {
+    public init(storage: any GatehouseStorage, verifier: AccessTokenVerifier, clock: Clock, events: Events = .none) {
+        self.events = events
         self.storage = storage
         self.authenticator = ClientAuthenticator(clients: storage)
         self.verifier = verifier
@@ -36,6 +38,9 @@ public struct RevocationEndpoint: Sendable {
         guard let record = try await storage.refreshToken(hash: Secrets.hash(token)), record.clientID == client.id
         else { return }
         try await storage.revokeGrant(id: record.grantID, at: clock.nowSeconds)
+        try? await events.emit(
+            Events.grantRevoked,
+            ["grant_id": record.grantID, "client_id": client.id, "user_id": record.userID ?? "", "reason": "revoked_by_client"])
     }
 
     private func revokeAccessToken(_ token: String, client: ClientRecord) async throws -> Bool {

@@ -88,6 +88,23 @@ struct Cookies: Sendable {
         return nil
     }
 
+    /// A value shown once on the page at `path` after a POST (an out-of-band code, a new client secret): it
+    /// travels in a short-lived cookie scoped to that page, never in a URL (history, logs, referrers), and
+    /// nobody can make the page show a value of their choosing.
+    func oneTime(_ name: String, path: String, _ pairs: [(String, String)]) -> String {
+        let payload = Base64URL.encode(Array(FormEncoding.encode(pairs).utf8))
+        return "\(name)=\(payload); Path=\(path); HttpOnly; SameSite=Strict; Max-Age=120" + (secure ? "; Secure" : "")
+    }
+
+    func clearOneTime(_ name: String, path: String) -> String {
+        "\(name)=; Path=\(path); HttpOnly; SameSite=Strict; Max-Age=0" + (secure ? "; Secure" : "")
+    }
+
+    static func readOneTime(_ name: String, in request: Request) -> RequestParameters? {
+        guard let raw = value(name, in: request), raw.utf8.count <= 2048, let decoded = Base64URL.decode(raw) else { return nil }
+        return try? HTTP.parseForm(decoded)
+    }
+
     /// `Set-Cookie` for a value; `maxAge` nil makes a browser-session cookie, 0 deletes it.
     func header(_ name: String, _ value: String, maxAge: Int64?) -> String {
         var cookie = "\(name)=\(value); Path=/; HttpOnly; SameSite=Lax"
