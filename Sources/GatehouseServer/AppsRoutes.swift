@@ -35,7 +35,7 @@ extension BrowserRoutes {
     func appsPage(_ request: Request) async -> Response {
         await page("apps") {
             guard let (_, user) = try await currentSession(request) else {
-                return pages.seeOtherLocal(Path.login + "?" + FormEncoding.encode([("return_to", Path.account)]))
+                return toLogin(returnTo: Path.account)
             }
             guard try await mayCreateApps(user) else { return pages.error(Self.notAllowed, heading: "Not allowed") }
             let csrf = CSRF.token(request, cookies: cookies)

@@ -74,7 +74,7 @@ struct BrowserRoutes: Sendable {
             var request = request
             return try await formBody(&request)
         }
-        return try HTTP.parseForm(Data((request.uri.query ?? "").utf8))
+        return try HTTP.query(request)
     }
 
     func formBody(_ request: inout Request) async throws -> RequestParameters {
@@ -105,6 +105,11 @@ struct BrowserRoutes: Sendable {
         if value == Path.account || value.hasPrefix(Path.authorization + "?") { return value }
         if extraReturnPrefixes.contains(where: { value.hasPrefix($0) }) { return value }
         return Path.account
+    }
+
+    /// 303 to the login page, which returns to `returnTo` after signing in.
+    func toLogin(returnTo: String) -> Response {
+        pages.seeOtherLocal(Path.login + "?" + FormEncoding.encode([("return_to", returnTo)]))
     }
 
     func withCookie(_ response: Response, _ setCookie: String?) -> Response {
@@ -147,9 +152,8 @@ struct BrowserRoutes: Sendable {
                     outOfBandCookieName, path: pages.prefix + Path.outOfBand,
                     [("code", code)] + (state.map { [("state", $0)] } ?? [])))
         case .login(let authorization):
-            let returnTo = Path.authorization + "?" + FormEncoding.encode(authorization.resumeParameters)
             return try await loginPageResponse(
-                request, returnTo: returnTo, clientName: authorization.client.name, username: authorization.loginHint,
+                request, returnTo: authorization.resumePath, clientName: authorization.client.name, username: authorization.loginHint,
                 flags: [:])
         case .consent(let authorization, let user, let scopes):
             let csrf = CSRF.token(request, cookies: cookies)
@@ -170,7 +174,7 @@ struct BrowserRoutes: Sendable {
 
     func loginPage(_ request: Request) async -> Response {
         await page("login") {
-            let query = try HTTP.parseForm(Data((request.uri.query ?? "").utf8))
+            let query = try HTTP.query(request)
             let returnTo = safeReturnTo(try query.single("return_to"))
             var flags: [String: Bool] = [:]
             switch try query.single("error") {
@@ -259,11 +263,9 @@ struct BrowserRoutes: Sendable {
             switch outcome {
             case .login(let authorization):
                 // The session ended meanwhile: sign in again, then come back to the request (POST → 303).
-                let returnTo = Path.authorization + "?" + FormEncoding.encode(authorization.resumeParameters)
-                return pages.seeOtherLocal(Path.login + "?" + FormEncoding.encode([("return_to", returnTo)]))
+                return toLogin(returnTo: authorization.resumePath)
             case .consent(let authorization, _, _):
-                return pages.seeOtherLocal(
-                    Path.authorization + "?" + FormEncoding.encode(authorization.resumeParameters))
+                return pages.seeOtherLocal(authorization.resumePath)
             default:
                 return try await render(outcome, request: request, status: .seeOther)
             }
@@ -287,7 +289,7 @@ struct BrowserRoutes: Sendable {
     func account(_ request: Request) async -> Response {
         await page("account") {
             guard let (_, user) = try await currentSession(request) else {
-                return pages.seeOtherLocal(Path.login + "?" + FormEncoding.encode([("return_to", Path.account)]))
+                return toLogin(returnTo: Path.account)
             }
             let now = services.clock.nowSeconds
             let grants = try await services.storage.activeGrants(
@@ -373,7 +375,7 @@ struct BrowserRoutes: Sendable {
             var request = request
             let isPost = request.method == .post
             var parameters = isPost
-                ? try await formBody(&request) : try HTTP.parseForm(Data((request.uri.query ?? "").utf8))
+                ? try await formBody(&request) : try HTTP.query(request)
             // Our own confirmation form: a POST with a valid CSRF token and confirm=yes.
             var confirmed = false
             if isPost, try parameters.single("confirm") == "yes" {

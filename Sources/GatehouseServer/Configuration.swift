@@ -135,8 +135,7 @@ public struct GatehouseConfiguration: Sendable {
             port = p
         }
         // The dgp profile honours dgp-oauth2's own environment variables as fallbacks.
-        let dgp = (value("compat")?.0 ?? "").lowercased().split(separator: ",")
-            .contains { $0.trimmingCharacters(in: .whitespaces) == "dgp" }
+        let dgp = commaList(value("compat")?.0 ?? "").map { $0.lowercased() }.contains("dgp")
         var issuer: String? = nil
         if let (v, src) = value("issuer") {
             try validateIssuer(v, source: src)
@@ -227,7 +226,7 @@ public struct GatehouseConfiguration: Sendable {
             config.webhooks += extras.webhooks
         }
         if let (v, src) = value("compat") {
-            for name in v.split(separator: ",").map({ $0.trimmingCharacters(in: .whitespaces).lowercased() }) where !name.isEmpty {
+            for name in commaList(v).map({ $0.lowercased() }) {
                 guard let profile = CompatProfile(rawValue: name) else {
                     throw fail(src, "'\(name)' is not a compatibility profile (lego, dgp, doorkeeper, dot)")
                 }
@@ -238,10 +237,10 @@ public struct GatehouseConfiguration: Sendable {
         }
         if let (v, _) = value("compat_client_id") { config.compatClientID = v }
         if let (v, _) = value("compat_next_hosts") {
-            config.compatNextHosts = Set(v.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces).lowercased() }.filter { !$0.isEmpty })
+            config.compatNextHosts = Set(commaList(v).map { $0.lowercased() })
         }
         if let (v, src) = value("cors_origins") {
-            for origin in v.split(separator: ",").map({ $0.trimmingCharacters(in: .whitespaces) }) where !origin.isEmpty {
+            for origin in commaList(v) {
                 guard let u = URLComponents(string: origin), u.scheme != nil, u.host != nil, u.path.isEmpty, u.query == nil else {
                     throw fail(src, "'\(origin)' is not an origin (scheme://host[:port])")
                 }
@@ -347,6 +346,11 @@ public struct GatehouseConfiguration: Sendable {
         guard scheme == "https" || (scheme == "http" && RedirectURI.isLoopback(host)) else {
             throw Error(description: "invalid \(source): the issuer must use https (http only for loopback hosts)")
         }
+    }
+
+    /// `a, b,c` → `["a", "b", "c"]` (trimmed, empty items dropped).
+    static func commaList(_ value: String) -> [String] {
+        value.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
     }
 
     /// `90`, `90s`, `10m`, `1h`, `30d` → seconds.

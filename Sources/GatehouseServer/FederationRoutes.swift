@@ -38,7 +38,7 @@ extension BrowserRoutes {
             var linkUserID: String?
             if try form.single("link") == "1" {
                 guard let (_, user) = try await currentSession(request) else {
-                    return pages.seeOtherLocal(Path.login + "?" + FormEncoding.encode([("return_to", Path.account)]))
+                    return toLogin(returnTo: Path.account)
                 }
                 linkUserID = user.id
             }
@@ -82,7 +82,7 @@ extension BrowserRoutes {
                     pages.error(OAuthError(code: code, description: description, status: status), heading: "Sign-in did not work"),
                     clear)
             }
-            let query = try HTTP.parseForm(Data((request.uri.query ?? "").utf8))
+            let query = try HTTP.query(request)
             guard let state = try query.single("state"), state.utf8.count <= 512 else {
                 return fail("The sign-in response is incomplete. Start again from the login page.", code: "invalid_request", log: "no state")
             }

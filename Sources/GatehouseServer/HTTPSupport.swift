@@ -36,6 +36,11 @@ enum HTTP {
             description: "Unsupported content type; use application/x-www-form-urlencoded or application/json.")
     }
 
+    /// The query string's parameters (GET requests of the browser pages and legacy APIs).
+    static func query(_ request: Request) throws -> RequestParameters {
+        try parseForm(Data((request.uri.query ?? "").utf8))
+    }
+
     /// application/x-www-form-urlencoded (WHATWG URL §5.1), keeping repeated names.
     static func parseForm(_ data: Data) throws -> RequestParameters {
         guard let text = String(data: data, encoding: .utf8) else {

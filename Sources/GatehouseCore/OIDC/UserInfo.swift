@@ -87,9 +87,7 @@ public struct UserInfoEndpoint: Sendable {
     }
 
     public func handle(token: String) async throws -> UserInfoClaims {
-        guard let claims = await verifier.verifySignature(token), verifier.isCurrent(claims),
-            !(try await storage.isAccessTokenRevoked(jti: claims.jti, grantID: claims.grant_id, clientID: claims.client_id))
-        else { throw BearerError.invalidToken() }
+        guard let claims = try await verifier.activeClaims(token, revocations: storage) else { throw BearerError.invalidToken() }
         guard claims.aud.values.contains(audience) else {
             throw BearerError.invalidToken("The access token was issued for another audience.")
         }
@@ -97,9 +95,9 @@ public struct UserInfoEndpoint: Sendable {
         guard scope.contains("openid") else {
             throw BearerError.insufficientScope("The access token was not issued with scope openid.")
         }
-        // A client-credentials token's subject is the client, not a user.
-        guard claims.sub != claims.client_id || claims.grant_id != nil, let user = try await storage.user(id: claims.sub)
-        else { throw BearerError.invalidToken("The access token does not belong to a user.") }
+        guard let userID = claims.userID, let user = try await storage.user(id: userID) else {
+            throw BearerError.invalidToken("The access token does not belong to a user.")
+        }
         return UserInfoClaims(user: user, scope: scope)
     }
 }

@@ -33,6 +33,9 @@ public struct AccessTokenClaims: JWTPayload, Equatable {
         self.grant_id = grant_id
     }
 
+    /// The user the token acts for; `nil` for a client-credentials token, whose subject is the client.
+    public var userID: String? { sub != client_id || grant_id != nil ? sub : nil }
+
     /// Time and issuer checks need the injected clock, so `AccessTokenVerifier` does them.
     public func verify(using algorithm: some JWTAlgorithm) throws {}
 }
@@ -115,6 +118,15 @@ public struct AccessTokenVerifier: Sendable {
         else { return nil }
         guard let claims = try? await snapshot.collection.verify(token, as: AccessTokenClaims.self),
             claims.iss == issuer
+        else { return nil }
+        return claims
+    }
+
+    /// The claims of a token that is valid, current and not revoked (its `jti`, its grant or its client);
+    /// `nil` otherwise. For endpoints that accept our access tokens (UserInfo, token exchange, the profiles).
+    public func activeClaims(_ token: String, revocations: any TokenStore) async throws -> AccessTokenClaims? {
+        guard let claims = await verifySignature(token), isCurrent(claims),
+            !(try await revocations.isAccessTokenRevoked(jti: claims.jti, grantID: claims.grant_id, clientID: claims.client_id))
         else { return nil }
         return claims
     }

@@ -50,18 +50,17 @@ struct CompatContext: Sendable {
 
     /// Our access token's claims when it is valid, current and not revoked.
     func verify(_ token: String?) async throws -> AccessTokenClaims? {
-        guard let token, let claims = await services.verifier.verifySignature(token), services.verifier.isCurrent(claims),
+        guard let token, let claims = try await services.verifier.activeClaims(token, revocations: services.storage),
             // Only tokens meant for this server's own APIs (not one a client asked for another resource).
-            claims.aud.values.contains(services.settings.audience),
-            !(try await services.storage.isAccessTokenRevoked(jti: claims.jti, grantID: claims.grant_id, clientID: claims.client_id))
+            claims.aud.values.contains(services.settings.audience)
         else { return nil }
         return claims
     }
 
     /// The user behind a token (nil for client-credentials tokens).
     func user(_ claims: AccessTokenClaims) async throws -> UserRecord? {
-        guard claims.sub != claims.client_id || claims.grant_id != nil else { return nil }
-        return try await services.storage.user(id: claims.sub)
+        guard let userID = claims.userID else { return nil }
+        return try await services.storage.user(id: userID)
     }
 
     /// The configured first-party client, or a clear error.

@@ -49,8 +49,6 @@ struct DGPProfile {
 
     static let finishPath = "/auth/finish?"
 
-    func query(_ request: Request) throws -> RequestParameters { try HTTP.parseForm(Data((request.uri.query ?? "").utf8)) }
-
     /// The user of a valid, unexpired user token.
     func user(_ jwt: String?) async throws -> UserRecord? {
         guard let jwt, let signer = c.dgpSigner, let claims = await signer.verify(jwt, as: UserToken.self),
@@ -84,7 +82,7 @@ struct DGPProfile {
     /// `GET /auth/check?jwt=&next=`.
     func check(_ request: Request) async -> Response {
         await HTTP.endpoint("dgp check", logger: c.logger) {
-            let q = try query(request)
+            let q = try HTTP.query(request)
             if let user = try await user(try q.single("jwt")) {
                 return CompatContext.json(["authenticated": true, "profile": profile(user)])
             }
@@ -101,7 +99,7 @@ struct DGPProfile {
     /// `GET /auth/login/{provider}?next=`: a provider's sign-in (or ours, `gatehouse`), then `/auth/finish`.
     func login(_ request: Request, provider id: String) async -> Response {
         await c.browser.page("dgp login") {
-            let q = try query(request)
+            let q = try HTTP.query(request)
             guard let next = allowedNext(try q.single("next")) else {
                 return c.browser.pages.error(OAuthError.invalidRequest.with(description: "The next URL is missing or not on an allowed host."))
             }
@@ -109,7 +107,7 @@ struct DGPProfile {
             if id == "gatehouse" {
                 // Already signed in: straight to the token (single sign-on); otherwise our login page first.
                 if try await c.browser.currentSession(request) != nil { return c.browser.pages.seeOtherLocal(returnTo) }
-                return c.browser.pages.seeOtherLocal(ServerMetadata.Path.login + "?" + FormEncoding.encode([("return_to", returnTo)]))
+                return c.browser.toLogin(returnTo: returnTo)
             }
             guard let provider = try await c.services.providers().first(where: { $0.id == id }) else {
                 return c.browser.pages.error(BrowserRoutes.unknownProvider)
@@ -121,13 +119,13 @@ struct DGPProfile {
     /// After any login: a user token, appended to `next` as `jwt`.
     func finish(_ request: Request) async -> Response {
         await c.browser.page("dgp finish") {
-            let q = try query(request)
+            let q = try HTTP.query(request)
             guard let next = allowedNext(try q.single("next")) else {
                 return c.browser.pages.error(OAuthError.invalidRequest.with(description: "The next URL is missing or not on an allowed host."))
             }
             guard let (_, user) = try await c.browser.currentSession(request), let signer = c.dgpSigner else {
                 let returnTo = Self.finishPath + FormEncoding.encode([("next", next)])
-                return c.browser.pages.seeOtherLocal(ServerMetadata.Path.login + "?" + FormEncoding.encode([("return_to", returnTo)]))
+                return c.browser.toLogin(returnTo: returnTo)
             }
             let now = c.services.clock.nowSeconds
             let p = profile(user)
@@ -143,7 +141,7 @@ struct DGPProfile {
     /// `GET /auth/authorize?jwt=&service=` → `{token, userid, permissions, service}`.
     func authorize(_ request: Request) async -> Response {
         await HTTP.endpoint("dgp authorize", logger: c.logger) {
-            let q = try query(request)
+            let q = try HTTP.query(request)
             guard let user = try await user(try q.single("jwt")), let signer = c.dgpSigner else {
                 return CompatContext.json(["error": "not authenticated", "permissions": [:] as [String: Bool]], status: .unauthorized)
             }
@@ -170,7 +168,7 @@ struct DGPProfile {
     /// `POST /auth/update?jwt=&username=`: the username may change once; other fields are ignored.
     func update(_ request: Request) async -> Response {
         await HTTP.endpoint("dgp update", logger: c.logger) {
-            let q = try query(request)
+            let q = try HTTP.query(request)
             guard let user = try await user(try q.single("jwt")) else {
                 return CompatContext.json(["success": false, "error": "Not authenticated"], status: .unauthorized)
             }

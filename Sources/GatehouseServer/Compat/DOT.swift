@@ -59,7 +59,7 @@ struct DOTProfile {
     /// provider's user-details endpoint vouches for the token), issuing tokens to `compat_client_id`.
     func registerByToken(_ request: Request, provider providerID: String) async -> Response {
         do {
-            let query = try HTTP.parseForm(Data((request.uri.query ?? "").utf8))
+            let query = try HTTP.query(request)
             guard let token = try query.single("access_token"),
                 let provider = try await c.services.providers().first(where: { $0.id == providerID })
             else { return CompatContext.json(Self.exchangeFailed, status: .unauthorized) }

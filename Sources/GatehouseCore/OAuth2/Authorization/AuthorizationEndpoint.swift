@@ -20,6 +20,9 @@ public struct AuthorizationRequest: Sendable {
 
     public var isOutOfBand: Bool { redirectURI == RedirectURI.outOfBand }
 
+    /// Our authorization endpoint with `resumeParameters`: where the login and consent pages return to.
+    public var resumePath: String { ServerMetadata.Path.authorization + "?" + FormEncoding.encode(resumeParameters) }
+
     /// The parameters to resume this request once the user has signed in: `prompt=login` and `max_age` are
     /// satisfied by that sign-in, so they are dropped (the ID token still carries `auth_time`).
     public var resumeParameters: [(String, String)] {

@@ -95,9 +95,9 @@ public struct TokenExchangeGrant: TokenGrant {
     func exchangeOwn(_ token: String, parameters: RequestParameters, client: ClientRecord, context: TokenContext)
         async throws -> TokenResponse
     {
-        guard let verifier, let claims = await verifier.verifySignature(token), verifier.isCurrent(claims),
-            !(try await context.storage.isAccessTokenRevoked(jti: claims.jti, grantID: claims.grant_id, clientID: claims.client_id))
-        else { throw OAuthError.invalidGrant.with(description: "The subject_token is invalid, expired or revoked.") }
+        guard let verifier, let claims = try await verifier.activeClaims(token, revocations: context.storage) else {
+            throw OAuthError.invalidGrant.with(description: "The subject_token is invalid, expired or revoked.")
+        }
         // The new token may carry only what the subject token had AND what the requesting client registered.
         let original = (Scope(parsing: claims.scope) ?? .empty).intersection(client.scope)
         var scope = original
@@ -111,9 +111,7 @@ public struct TokenExchangeGrant: TokenGrant {
         guard !scope.isEmpty else {
             throw OAuthError.invalidScope.with(description: "The subject token has no scope this client may hold.")
         }
-        if claims.sub != claims.client_id || claims.grant_id != nil {
-            try await context.checkScopeRoles(scope, userID: claims.sub)
-        }
+        if let userID = claims.userID { try await context.checkScopeRoles(scope, userID: userID) }
         // RFC 8693 §2.1: `resource` and `audience` name where the new token is used; both must be resources
         // the requesting client registered.
         let resources = try context.resolveResources(parameters.all("resource") + parameters.all("audience"), allowed: client.resources)
