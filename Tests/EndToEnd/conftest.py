@@ -6,6 +6,7 @@ reused database never collides. Binary: GATEHOUSE_BIN, default .build/debug/gate
 """
 
 import base64
+from contextlib import contextmanager
 import json
 import os
 import secrets
@@ -348,6 +349,25 @@ class Browser:
         pytest.fail(f"authorization did not finish; pages: {[p.url for p in pages]}")
 
 
+@contextmanager
+def serving(args: list[str], log_path: Path, ready_url: str, title: str, env: dict | None = None):
+    """Run a server process with its output in `log_path`, wait until `ready_url` answers 200, and stop it
+    (SIGTERM, then kill after 10 s) when the block ends."""
+    log = open(log_path, "w")
+    proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env)
+    try:
+        wait_until_ok(ready_url, proc, title, lambda: log_path.read_text(errors="replace"))
+        yield proc
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        log.close()
+
+
 def wait_until_ok(url: str, proc: subprocess.Popen, title: str, log_text) -> None:
     """Until `url` answers 200; fails with the process log if it exits or takes too long."""
     deadline = time.monotonic() + STARTUP_TIMEOUT
@@ -393,24 +413,10 @@ def gh(tmp_path_factory) -> Gatehouse:
     assert migrate.returncode == 0, f"migrate failed: {migrate.stderr}"
 
     _server_log = tmp / "server.log"
-    log = open(_server_log, "w")
-    proc = subprocess.Popen(
-        [str(BIN), "serve", "--database", database, "--host", "127.0.0.1",
-         "--port", str(port), "--issuer", server.issuer],
-        stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-    )
-    try:
-        wait_until_ok(server.issuer + "/.well-known/openid-configuration", proc, "gatehouse serve",
-                      _server_log.read_text)
+    with serving([str(BIN), "serve", "--database", database, "--host", "127.0.0.1", "--port", str(port),
+                  "--issuer", server.issuer],
+                 _server_log, server.issuer + "/.well-known/openid-configuration", "gatehouse serve"):
         yield server
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.close()
 
 
 @pytest.fixture(scope="module")

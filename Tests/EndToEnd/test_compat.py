@@ -38,7 +38,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 import conftest
-from conftest import BIN, Browser, Gatehouse, basic_auth, free_port, parse_page, query, unique, wait_until_ok
+from conftest import BIN, Browser, Gatehouse, basic_auth, free_port, parse_page, query, unique
 
 # The settings `gatehouse serve` reads from the environment: none may leak in from the caller's shell.
 DGP_ENV = ("PRIVATE_KEY", "PUBLIC_KEY", "GOOGLE_KEY", "GOOGLE_SECRET", "GITHUB_KEY", "GITHUB_SECRET",
@@ -61,9 +61,6 @@ class Server(Gatehouse):
 
     def url(self, path: str) -> str:
         return self.issuer + path
-
-    def log_text(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
 
 def server_env(**extra: str) -> dict:
@@ -88,21 +85,9 @@ def running(tmp: Path, name: str, *flags: str, env: dict | None = None, database
     args = [str(BIN), "serve", "--host", "127.0.0.1", "--port", str(port), *flags, *(more or [])]
     if database_flag:
         args += ["--database", server.database]
-    log = open(server.log_path, "w")
-    proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                            env=env if env is not None else server_env())
-    try:
-        wait_until_ok(f"http://127.0.0.1:{port}/.well-known/openid-configuration", proc, f"gatehouse {name}",
-                      server.log_text)
+    with conftest.serving(args, server.log_path, f"http://127.0.0.1:{port}/.well-known/openid-configuration",
+                          f"gatehouse {name}", env=env if env is not None else server_env()):
         yield server
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.close()
 
 
 def rsa_pair() -> tuple[str, str]:
