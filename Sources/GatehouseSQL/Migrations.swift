@@ -145,6 +145,34 @@ enum Migrations {
                 "ALTER TABLE clients ADD COLUMN single_grant_per_user INTEGER NOT NULL DEFAULT 0",
             ]
         ),
+        Migration(
+            version: 6, name: "security hardening",
+            statements: [
+                // Token exchange: how a provider proves whose a token is; per-client legacy and exchange policy.
+                "ALTER TABLE providers ADD COLUMN whoami_url TEXT",
+                "ALTER TABLE providers ADD COLUMN introspection_url TEXT",
+                "ALTER TABLE providers ADD COLUMN allow_foreign_tokens INTEGER NOT NULL DEFAULT 0",
+                "ALTER TABLE clients ADD COLUMN legacy_redirect_state INTEGER NOT NULL DEFAULT 0",
+                "ALTER TABLE clients ADD COLUMN may_exchange_from TEXT NOT NULL DEFAULT '[]'",
+                // Password-guess counters shared by every instance (LoginThrottle).
+                """
+                CREATE TABLE failure_counters (
+                    key TEXT PRIMARY KEY, failures INTEGER NOT NULL, window_start BIGINT NOT NULL,
+                    last_failure_at BIGINT NOT NULL, expires_at BIGINT NOT NULL)
+                """,
+                "CREATE INDEX failure_counters_expires_at ON failure_counters (expires_at)",
+                // Publish before sign; emergency revocation.
+                "ALTER TABLE signing_keys ADD COLUMN activates_at BIGINT",
+                "ALTER TABLE signing_keys ADD COLUMN revoked_at BIGINT",
+                // A grant that can still produce tokens without a refresh token (lego token-auth refresh).
+                "ALTER TABLE grants ADD COLUMN live_until BIGINT",
+                // Pending upstream sign-ins per client address (bounded).
+                "ALTER TABLE upstream_flows ADD COLUMN address_key TEXT",
+                "CREATE INDEX upstream_flows_address_key ON upstream_flows (address_key)",
+                "CREATE INDEX upstream_flows_expires_at ON upstream_flows (expires_at)",
+                "CREATE INDEX sessions_id ON sessions (id)",
+            ]
+        ),
     ]
 
     /// Applies pending migrations. Returns the versions applied.

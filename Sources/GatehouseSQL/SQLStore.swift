@@ -8,17 +8,45 @@ public final class SQLStore: GatehouseStorage {
     let backend: any SQLBackend
     public let url: DatabaseURL
     let clock: Clock
+    /// Seals private signing keys and provider client secrets at rest (`secrets_key`); `nil`: stored as
+    /// they are, and a sealed value read back is an error naming the setting.
+    let secrets: SecretBox?
 
-    private init(backend: any SQLBackend, url: DatabaseURL, clock: Clock) {
+    private init(backend: any SQLBackend, url: DatabaseURL, clock: Clock, secrets: SecretBox?) {
         self.backend = backend
         self.url = url
         self.clock = clock
+        self.secrets = secrets
+    }
+
+    func sealSecret(_ value: String, context: String) throws -> String {
+        try secrets?.seal(value, context: context) ?? value
+    }
+
+    func openSecret(_ stored: String, context: String) throws -> String {
+        try SecretBox.open(stored, context: context, keys: secrets?.keys ?? [])
+    }
+
+    static func privateKeyContext(_ kid: String) -> String { "signing_keys.private_pem:" + kid }
+    static func providerSecretContext(_ id: String) -> String { "providers.client_secret:" + id }
+
+    /// Whether any stored secret is sealed (so a configured key is required to read it).
+    public func holdsSealedSecrets() async throws -> Bool {
+        try await backend.read { db in
+            let like = SecretBox.prefix + "%"
+            let keys = try await db.raw("SELECT COUNT(*) AS n FROM signing_keys WHERE private_pem LIKE \(bind: like)").first()?
+                .decode(column: "n", as: Int.self) ?? 0
+            let providers = try await db.raw("SELECT COUNT(*) AS n FROM providers WHERE client_secret LIKE \(bind: like)").first()?
+                .decode(column: "n", as: Int.self) ?? 0
+            return keys + providers > 0
+        }
     }
 
     /// Opens the database (creating an SQLite file if needed). Call `migrate()` before use and
     /// `close()` when done.
-    public static func open(_ url: DatabaseURL, logger: Logger = Logger(label: "gatehouse.sql"), clock: Clock = .system)
-        async throws -> SQLStore
+    public static func open(
+        _ url: DatabaseURL, logger: Logger = Logger(label: "gatehouse.sql"), clock: Clock = .system, secrets: SecretBox? = nil
+    ) async throws -> SQLStore
     {
         // The drivers log queries with their bind values at debug: those include private keys and
         // token hashes, so the database layer never logs below info.
@@ -39,7 +67,7 @@ public final class SQLStore: GatehouseStorage {
             }
             backend = pg
         }
-        return SQLStore(backend: backend, url: url, clock: clock)
+        return SQLStore(backend: backend, url: url, clock: clock, secrets: secrets)
     }
 
     /// Applies pending migrations; returns the versions applied.
@@ -55,12 +83,14 @@ public final class SQLStore: GatehouseStorage {
             try await db.raw(
                 """
                 INSERT INTO clients (id, name, secret_hash, redirect_uris, grant_types, scope, default_scope,
-                    resources, skip_consent, post_logout_redirect_uris, single_grant_per_user, created_at, updated_at)
+                    resources, skip_consent, post_logout_redirect_uris, single_grant_per_user, created_at, updated_at,
+                    legacy_redirect_state, may_exchange_from)
                 VALUES (\(bind: c.id), \(bind: c.name), \(bind: c.secretHash), \(bind: JSONList.encode(c.redirectURIs)),
                     \(bind: JSONList.encode(c.grantTypes)), \(bind: c.scope.description), \(bind: c.defaultScope.description),
                     \(bind: JSONList.encode(c.resources)), \(bind: c.skipConsent ? 1 : 0),
                     \(bind: JSONList.encode(c.postLogoutRedirectURIs)), \(bind: c.singleGrantPerUser ? 1 : 0),
-                    \(bind: c.createdAt), \(bind: c.updatedAt))
+                    \(bind: c.createdAt), \(bind: c.updatedAt), \(bind: c.legacyRedirectState ? 1 : 0),
+                    \(bind: JSONList.encode(c.mayExchangeFrom)))
                 """
             ).run()
         }
@@ -114,7 +144,9 @@ public final class SQLStore: GatehouseStorage {
             postLogoutRedirectURIs: JSONList.decode(try row.decode(column: "post_logout_redirect_uris", as: String.self)),
             singleGrantPerUser: try row.decode(column: "single_grant_per_user", as: Int.self) != 0,
             createdAt: try row.decode(column: "created_at", as: Int64.self),
-            updatedAt: try row.decode(column: "updated_at", as: Int64.self))
+            updatedAt: try row.decode(column: "updated_at", as: Int64.self),
+            legacyRedirectState: try row.decode(column: "legacy_redirect_state", as: Int.self) != 0,
+            mayExchangeFrom: JSONList.decode(try row.decode(column: "may_exchange_from", as: String.self)))
     }
 
     // MARK: Users
@@ -206,32 +238,90 @@ public final class SQLStore: GatehouseStorage {
                 guard let algorithm = SigningAlgorithm(rawValue: alg) else {
                     throw StorageError.notFound("signing algorithm \(alg)")
                 }
+                let kid = try row.decode(column: "kid", as: String.self)
                 return SigningKeyRecord(
-                    kid: try row.decode(column: "kid", as: String.self), algorithm: algorithm,
-                    privatePEM: try row.decode(column: "private_pem", as: String?.self),
+                    kid: kid, algorithm: algorithm,
+                    privatePEM: try row.decode(column: "private_pem", as: String?.self).map {
+                        try openSecret($0, context: Self.privateKeyContext(kid))
+                    },
                     createdAt: try row.decode(column: "created_at", as: Int64.self),
                     deactivatedAt: try row.decode(column: "deactivated_at", as: Int64?.self),
-                    retiredAt: try row.decode(column: "retired_at", as: Int64?.self))
+                    retiredAt: try row.decode(column: "retired_at", as: Int64?.self),
+                    activatesAt: try row.decode(column: "activates_at", as: Int64?.self),
+                    revokedAt: try row.decode(column: "revoked_at", as: Int64?.self))
             }
         }
     }
 
-    private static func insertKey(_ k: SigningKeyRecord, _ db: any SQLDatabase) async throws {
+    private func insertKey(_ k: SigningKeyRecord, _ db: any SQLDatabase) async throws {
+        let sealed = try k.privatePEM.map { try sealSecret($0, context: Self.privateKeyContext(k.kid)) }
         try await db.raw(
             """
-            INSERT INTO signing_keys (kid, algorithm, private_pem, created_at, deactivated_at, retired_at)
-            VALUES (\(bind: k.kid), \(bind: k.algorithm.rawValue), \(bind: k.privatePEM), \(bind: k.createdAt),
-                \(bind: k.deactivatedAt), \(bind: k.retiredAt))
+            INSERT INTO signing_keys (kid, algorithm, private_pem, created_at, deactivated_at, retired_at, activates_at)
+            VALUES (\(bind: k.kid), \(bind: k.algorithm.rawValue), \(bind: sealed), \(bind: k.createdAt),
+                \(bind: k.deactivatedAt), \(bind: k.retiredAt), \(bind: k.activatesAt))
             """
         ).run()
     }
 
     public func activateKey(_ key: SigningKeyRecord) async throws {
         try await backend.transaction { db in
+            // The keys signing now stop when the new one starts (at once, or at its `activatesAt`).
             try await db.raw(
-                "UPDATE signing_keys SET deactivated_at = \(bind: key.createdAt) WHERE deactivated_at IS NULL AND retired_at IS NULL"
+                """
+                UPDATE signing_keys SET deactivated_at = \(bind: key.activeFrom)
+                WHERE (deactivated_at IS NULL OR deactivated_at > \(bind: key.activeFrom)) AND retired_at IS NULL
+                """
             ).run()
-            try await Self.insertKey(key, db)
+            try await self.insertKey(key, db)
+        }
+    }
+
+    public func revokeKey(kid: String, at time: Int64) async throws -> Bool {
+        try await backend.transaction { db in
+            try await !db.raw(
+                """
+                UPDATE signing_keys SET revoked_at = \(bind: time), retired_at = \(bind: time), private_pem = NULL,
+                    deactivated_at = COALESCE(deactivated_at, \(bind: time))
+                WHERE kid = \(bind: kid) AND revoked_at IS NULL RETURNING kid
+                """
+            ).all().isEmpty
+        }
+    }
+
+    public func revokedKeyIDs() async throws -> Set<String> {
+        try await backend.read { db in
+            Set(try await db.raw("SELECT kid FROM signing_keys WHERE revoked_at IS NOT NULL").all().map {
+                try $0.decode(column: "kid", as: String.self)
+            })
+        }
+    }
+
+    /// Seals every stored secret with the first configured key (and plaintext ones too); returns how many
+    /// values were rewritten. Values already sealed with the first key stay as they are.
+    public func reencryptSecrets() async throws -> Int {
+        guard let box = secrets else { throw SecretBox.Failure.noKey(what: "keys reencrypt") }
+        return try await backend.transaction { db in
+            var changed = 0
+            for row in try await db.raw("SELECT kid, private_pem FROM signing_keys WHERE private_pem IS NOT NULL").all() {
+                let kid = try row.decode(column: "kid", as: String.self)
+                let stored = try row.decode(column: "private_pem", as: String.self)
+                guard !box.isCurrent(stored) else { continue }
+                let context = Self.privateKeyContext(kid)
+                let resealed = try box.seal(try box.open(stored, context: context), context: context)
+                try await db.raw("UPDATE signing_keys SET private_pem = \(bind: resealed) WHERE kid = \(bind: kid)").run()
+                changed += 1
+            }
+            for row in try await db.raw("SELECT id, client_secret FROM providers").all() {
+                let id = try row.decode(column: "id", as: String.self)
+                let stored = try row.decode(column: "client_secret", as: String.self)
+                guard !box.isCurrent(stored) else { continue }
+                let context = Self.providerSecretContext(id)
+                let resealed = try box.seal(try box.open(stored, context: context), context: context)
+                try await db.raw("UPDATE providers SET client_secret = \(bind: resealed) WHERE id = \(bind: id)").run()
+                changed += 1
+            }
+            return changed
         }
     }
 
@@ -242,7 +332,7 @@ public final class SQLStore: GatehouseStorage {
             let active = try await db.raw(
                 "SELECT kid FROM signing_keys WHERE deactivated_at IS NULL AND retired_at IS NULL"
             ).all()
-            if active.isEmpty { try await Self.insertKey(key, db) }
+            if active.isEmpty { try await self.insertKey(key, db) }
         }
         return try await listKeys().last { $0.deactivatedAt == nil && $0.retiredAt == nil } ?? key
     }
@@ -303,9 +393,9 @@ public final class SQLStore: GatehouseStorage {
     private static func insertGrant(_ g: GrantRecord, _ db: any SQLDatabase) async throws {
         try await db.raw(
             """
-            INSERT INTO grants (id, client_id, user_id, scope, created_at, revoked_at, auth_time, session_id)
+            INSERT INTO grants (id, client_id, user_id, scope, created_at, revoked_at, auth_time, session_id, live_until)
             VALUES (\(bind: g.id), \(bind: g.clientID), \(bind: g.userID), \(bind: g.scope.description),
-                \(bind: g.createdAt), \(bind: g.revokedAt), \(bind: g.authTime), \(bind: g.sessionID))
+                \(bind: g.createdAt), \(bind: g.revokedAt), \(bind: g.authTime), \(bind: g.sessionID), \(bind: g.liveUntil))
             """
         ).run()
     }
@@ -319,7 +409,8 @@ public final class SQLStore: GatehouseStorage {
             createdAt: try row.decode(column: "created_at", as: Int64.self),
             revokedAt: try row.decode(column: "revoked_at", as: Int64?.self),
             authTime: try row.decode(column: "auth_time", as: Int64?.self),
-            sessionID: try row.decode(column: "session_id", as: String?.self))
+            sessionID: try row.decode(column: "session_id", as: String?.self),
+            liveUntil: try row.decode(column: "live_until", as: Int64?.self))
     }
 
     public func grant(id: String) async throws -> GrantRecord? {
@@ -408,14 +499,19 @@ public final class SQLStore: GatehouseStorage {
                 + db.raw(
                     "DELETE FROM webhook_outbox WHERE COALESCE(delivered_at, failed_at) < \(bind: time - 7 * 86_400) RETURNING id"
                 ).all().count
-            // Codes are kept a day past expiry, so a late replay still finds its code and revokes its grant.
+            // Unused codes go at expiry; used ones are kept 10 minutes (the longest code lifetime) more, so a
+            // late replay still finds its code and revokes its grant.
             let d = try await db.raw(
-                "DELETE FROM authorization_codes WHERE expires_at < \(bind: time - 86400) RETURNING hash"
+                """
+                DELETE FROM authorization_codes WHERE (used_at IS NULL AND expires_at < \(bind: time))
+                    OR expires_at < \(bind: time - 600) RETURNING hash
+                """
             ).all().count
+            let e = try await db.raw("DELETE FROM failure_counters WHERE expires_at <= \(bind: time) RETURNING key").all().count
             try await db.raw(
                 "UPDATE refresh_tokens SET sealed_successor = NULL WHERE sealed_successor IS NOT NULL AND used_at < \(bind: time - 300)"
             ).run()
-            return a + b + c + d
+            return a + b + c + d + e
         }
     }
 }
@@ -437,16 +533,25 @@ extension SQLStore {
 
     public func session(hash: String) async throws -> SessionRecord? {
         try await backend.read { db in
-            try await db.raw("SELECT * FROM sessions WHERE hash = \(bind: hash)").first().map { row in
-                SessionRecord(
-                    hash: try row.decode(column: "hash", as: String.self),
-                    id: try row.decode(column: "id", as: String.self),
-                    userID: try row.decode(column: "user_id", as: String.self),
-                    authTime: try row.decode(column: "auth_time", as: Int64.self),
-                    createdAt: try row.decode(column: "created_at", as: Int64.self),
-                    expiresAt: try row.decode(column: "expires_at", as: Int64.self))
-            }
+            try await db.raw("SELECT * FROM sessions WHERE hash = \(bind: hash)").first().map(Self.decodeSession)
         }
+    }
+
+    public func session(id: String, at time: Int64) async throws -> SessionRecord? {
+        try await backend.read { db in
+            try await db.raw("SELECT * FROM sessions WHERE id = \(bind: id) AND expires_at > \(bind: time)").first()
+                .map(Self.decodeSession)
+        }
+    }
+
+    static func decodeSession(_ row: any SQLRow) throws -> SessionRecord {
+        SessionRecord(
+            hash: try row.decode(column: "hash", as: String.self),
+            id: try row.decode(column: "id", as: String.self),
+            userID: try row.decode(column: "user_id", as: String.self),
+            authTime: try row.decode(column: "auth_time", as: Int64.self),
+            createdAt: try row.decode(column: "created_at", as: Int64.self),
+            expiresAt: try row.decode(column: "expires_at", as: Int64.self))
     }
 
     public func deleteSession(hash: String) async throws {
@@ -542,7 +647,7 @@ extension SQLStore {
             try await db.raw(
                 """
                 SELECT * FROM grants g WHERE g.user_id = \(bind: userID) AND g.revoked_at IS NULL
-                  AND (g.created_at > \(bind: createdAfter) OR EXISTS (SELECT 1 FROM refresh_tokens r
+                  AND (g.created_at > \(bind: createdAfter) OR g.live_until > \(bind: time) OR EXISTS (SELECT 1 FROM refresh_tokens r
                        WHERE r.grant_id = g.id AND r.used_at IS NULL AND r.expires_at > \(bind: time)))
                 ORDER BY g.created_at DESC, g.id
                 """
@@ -569,15 +674,17 @@ extension SQLStore {
 
 extension SQLStore {
     public func insertProvider(_ p: ProviderRecord) async throws {
+        let secret = try sealSecret(p.clientSecret, context: Self.providerSecretContext(p.id))
         let inserted = try await backend.transaction { db in
             try await db.raw(
                 """
                 INSERT INTO providers (id, kind, name, client_id, client_secret, issuer, authorize_url, token_url,
-                    userinfo_url, scope, claims, link_by_email, created_at)
-                VALUES (\(bind: p.id), \(bind: p.kind.rawValue), \(bind: p.name), \(bind: p.clientID), \(bind: p.clientSecret),
+                    userinfo_url, scope, claims, link_by_email, created_at, whoami_url, introspection_url, allow_foreign_tokens)
+                VALUES (\(bind: p.id), \(bind: p.kind.rawValue), \(bind: p.name), \(bind: p.clientID),
+                    \(bind: secret),
                     \(bind: p.issuer), \(bind: p.authorizeURL), \(bind: p.tokenURL), \(bind: p.userinfoURL),
                     \(bind: p.scope.description), \(bind: JSONObject.encode(p.claims)), \(bind: p.linkByEmail ? 1 : 0),
-                    \(bind: p.createdAt))
+                    \(bind: p.createdAt), \(bind: p.whoamiURL), \(bind: p.introspectionURL), \(bind: p.allowForeignTokens ? 1 : 0))
                 ON CONFLICT DO NOTHING RETURNING id
                 """
             ).all().count
@@ -589,11 +696,13 @@ extension SQLStore {
         try await backend.read { db in
             try await db.raw("SELECT * FROM providers ORDER BY created_at, id").all().map { row in
                 let kind = try row.decode(column: "kind", as: String.self)
+                let id = try row.decode(column: "id", as: String.self)
                 return ProviderRecord(
-                    id: try row.decode(column: "id", as: String.self), kind: ProviderKind(rawValue: kind) ?? .oauth2,
+                    id: id, kind: ProviderKind(rawValue: kind) ?? .oauth2,
                     name: try row.decode(column: "name", as: String.self),
                     clientID: try row.decode(column: "client_id", as: String.self),
-                    clientSecret: try row.decode(column: "client_secret", as: String.self),
+                    clientSecret: try openSecret(
+                        try row.decode(column: "client_secret", as: String.self), context: Self.providerSecretContext(id)),
                     issuer: try row.decode(column: "issuer", as: String?.self),
                     authorizeURL: try row.decode(column: "authorize_url", as: String?.self),
                     tokenURL: try row.decode(column: "token_url", as: String?.self),
@@ -601,7 +710,10 @@ extension SQLStore {
                     scope: Scope(parsing: try row.decode(column: "scope", as: String.self)) ?? .empty,
                     claims: JSONObject.decode([String: String].self, try row.decode(column: "claims", as: String.self)) ?? [:],
                     linkByEmail: try row.decode(column: "link_by_email", as: Int.self) != 0,
-                    createdAt: try row.decode(column: "created_at", as: Int64.self))
+                    createdAt: try row.decode(column: "created_at", as: Int64.self),
+                    whoamiURL: try row.decode(column: "whoami_url", as: String?.self),
+                    introspectionURL: try row.decode(column: "introspection_url", as: String?.self),
+                    allowForeignTokens: try row.decode(column: "allow_foreign_tokens", as: Int.self) != 0)
             }
         }
     }
@@ -678,16 +790,26 @@ extension SQLStore {
         }
     }
 
-    public func insertUpstreamFlow(_ f: UpstreamFlowRecord) async throws {
+    public func insertUpstreamFlow(_ f: UpstreamFlowRecord, limitPerAddress: Int, at time: Int64) async throws -> Bool {
         try await backend.transaction { db in
+            if let address = f.addressKey {
+                try await db.raw(
+                    "DELETE FROM upstream_flows WHERE address_key = \(bind: address) AND expires_at <= \(bind: time)"
+                ).run()
+                let pending = try await db.raw(
+                    "SELECT COUNT(*) AS n FROM upstream_flows WHERE address_key = \(bind: address)"
+                ).first()?.decode(column: "n", as: Int.self) ?? 0
+                guard pending < limitPerAddress else { return false }
+            }
             try await db.raw(
                 """
                 INSERT INTO upstream_flows (state_hash, provider_id, browser_hash, code_verifier, nonce, return_to,
-                    link_user_id, expires_at)
+                    link_user_id, expires_at, address_key)
                 VALUES (\(bind: f.stateHash), \(bind: f.providerID), \(bind: f.browserHash), \(bind: f.codeVerifier),
-                    \(bind: f.nonce), \(bind: f.returnTo), \(bind: f.linkUserID), \(bind: f.expiresAt))
+                    \(bind: f.nonce), \(bind: f.returnTo), \(bind: f.linkUserID), \(bind: f.expiresAt), \(bind: f.addressKey))
                 """
             ).run()
+            return true
         }
     }
 
@@ -702,7 +824,8 @@ extension SQLStore {
                     nonce: try row.decode(column: "nonce", as: String.self),
                     returnTo: try row.decode(column: "return_to", as: String.self),
                     linkUserID: try row.decode(column: "link_user_id", as: String?.self),
-                    expiresAt: try row.decode(column: "expires_at", as: Int64.self))
+                    expiresAt: try row.decode(column: "expires_at", as: Int64.self),
+                    addressKey: try row.decode(column: "address_key", as: String?.self))
             }
         }
     }
@@ -913,5 +1036,62 @@ enum JSONList {
     }
     static func decode(_ text: String) -> [String] {
         (try? JSONDecoder().decode([String].self, from: Data(text.utf8))) ?? []
+    }
+}
+
+// MARK: Failure counters
+
+extension SQLStore {
+    public func recordFailure(key: String, at time: Int64, window: Int64) async throws -> FailureCount {
+        let hashed = Secrets.hash(key)
+        return try await backend.transaction { db in
+            // One statement: the new window, or one more failure in the running one (SET reads the old row).
+            let row = try await db.raw(
+                """
+                INSERT INTO failure_counters (key, failures, window_start, last_failure_at, expires_at)
+                VALUES (\(bind: hashed), 1, \(bind: time), \(bind: time), \(bind: time + window))
+                ON CONFLICT (key) DO UPDATE SET
+                    failures = CASE WHEN failure_counters.expires_at <= \(bind: time) THEN 1 ELSE failure_counters.failures + 1 END,
+                    window_start = CASE WHEN failure_counters.expires_at <= \(bind: time) THEN \(bind: time)
+                        ELSE failure_counters.window_start END,
+                    expires_at = CASE WHEN failure_counters.expires_at <= \(bind: time) THEN \(bind: time + window)
+                        ELSE failure_counters.expires_at END,
+                    last_failure_at = \(bind: time)
+                RETURNING failures, window_start, last_failure_at
+                """
+            ).first()
+            guard let row else { throw StorageError.notFound("failure counter") }
+            return FailureCount(
+                failures: try row.decode(column: "failures", as: Int.self),
+                windowStart: try row.decode(column: "window_start", as: Int64.self),
+                lastFailureAt: try row.decode(column: "last_failure_at", as: Int64.self))
+        }
+    }
+
+    public func failureCount(key: String, at time: Int64) async throws -> FailureCount? {
+        let hashed = Secrets.hash(key)
+        return try await backend.read { db in
+            try await db.raw(
+                "SELECT * FROM failure_counters WHERE key = \(bind: hashed) AND expires_at > \(bind: time)"
+            ).first().map { row in
+                FailureCount(
+                    failures: try row.decode(column: "failures", as: Int.self),
+                    windowStart: try row.decode(column: "window_start", as: Int64.self),
+                    lastFailureAt: try row.decode(column: "last_failure_at", as: Int64.self))
+            }
+        }
+    }
+
+    public func clearFailures(key: String) async throws {
+        let hashed = Secrets.hash(key)
+        try await backend.transaction { db in
+            try await db.raw("DELETE FROM failure_counters WHERE key = \(bind: hashed)").run()
+        }
+    }
+
+    public func purgeFailures(before time: Int64) async throws -> Int {
+        try await backend.transaction { db in
+            try await db.raw("DELETE FROM failure_counters WHERE expires_at <= \(bind: time) RETURNING key").all().count
+        }
     }
 }

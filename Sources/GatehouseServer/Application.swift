@@ -25,6 +25,8 @@ public struct GatehouseServices: Sendable {
     /// Verifies our own access tokens (UserInfo, compatibility APIs).
     public let verifier: AccessTokenVerifier
     public let permissions: PermissionResolver
+    /// RFC 8693 token exchange (also used by dot's register-by-token).
+    public let exchange: TokenExchangeGrant
     /// Providers from the config file; those added with `gatehouse providers add` live in the database.
     let configuredProviders: [ProviderRecord]
 
@@ -63,13 +65,12 @@ public struct GatehouseServices: Sendable {
             revocation: RevocationEndpoint(storage: storage, verifier: verifier, clock: clock, events: events),
             introspection: IntrospectionEndpoint(storage: storage, verifier: verifier, clock: clock),
             authorization: AuthorizationEndpoint(context: context, hints: hints),
-            signIn: SignIn(
-                storage: storage, settings: settings, clock: clock, passwords: passwords, accounts: context.passwordLimiter),
+            signIn: SignIn(storage: storage, settings: settings, clock: clock, passwords: context.passwordAuthenticator),
             userinfo: UserInfoEndpoint(storage: storage, verifier: verifier, audience: settings.audience),
             logout: LogoutEndpoint(storage: storage, hints: hints), events: events, broker: broker, upstream: upstream,
             webhooks: webhooks, verifier: verifier,
             permissions: PermissionResolver(storage: storage, http: upstreamHTTP ?? UpstreamHTTPClient()),
-            configuredProviders: providers)
+            exchange: exchange, configuredProviders: providers)
     }
 }
 
@@ -77,7 +78,8 @@ public struct GatehouseServices: Sendable {
 public func buildRouter(_ services: GatehouseServices, logger: Logger, compat: CompatOptions = CompatOptions())
     throws -> Router<GatehouseRequestContext>
 {
-    let router = Router(context: GatehouseRequestContext.self)
+    // HEAD answers like GET without a body on every GET route (RFC 9110 §9.3.2).
+    let router = Router(context: GatehouseRequestContext.self, options: .autoGenerateHeadEndpoints)
     router.add(middleware: SecurityHeadersMiddleware())
     typealias Path = ServerMetadata.Path
 
@@ -113,7 +115,7 @@ public func buildRouter(_ services: GatehouseServices, logger: Logger, compat: C
     }
 
     let core = CoreHandlers(services: services, logger: logger)
-    router.post(RouterPath(Path.token)) { request, _ in await core.token(request) }
+    router.post(RouterPath(Path.token)) { request, context in await core.token(request, context) }
     router.post(RouterPath(Path.revocation)) { request, _ in await core.revoke(request) }
     router.post(RouterPath(Path.introspection)) { request, _ in await core.introspect(request) }
 
@@ -149,7 +151,8 @@ public func buildRouter(_ services: GatehouseServices, logger: Logger, compat: C
     // Compatibility profiles: legacy routes mounted onto the same core operations.
     let compatContext = CompatContext(
         services: services, core: core, browser: browser, logger: logger, clientID: compat.clientID,
-        corsOrigins: compat.corsOrigins, dgpSigner: compat.dgpSigner, nextHosts: compat.nextHosts)
+        corsOrigins: compat.corsOrigins, dgpSigner: compat.dgpSigner, nextHosts: compat.nextHosts,
+        nextPaths: compat.nextPaths, dgpTokenLifetime: compat.dgpTokenLifetime, exchangeProviders: compat.exchangeProviders)
     for profile in compat.profiles.sorted(by: { $0.rawValue < $1.rawValue }) {
         profile.mount(on: router, with: compatContext)
     }
@@ -168,16 +171,20 @@ struct CoreHandlers: Sendable {
     let services: GatehouseServices
     let logger: Logger
 
-    func token(_ request: Request) async -> Response {
-        await token(request) { try HTTP.json($0) }
+    func token(_ request: Request, _ context: GatehouseRequestContext) async -> Response {
+        await token(request, context) { try HTTP.json($0) }
     }
 
     /// The token endpoint with a custom encoding of the successful response (compatibility shapes).
-    func token(_ request: Request, encode: @Sendable (TokenResponse) async throws -> Response) async -> Response {
+    func token(
+        _ request: Request, _ context: GatehouseRequestContext, encode: @Sendable (TokenResponse) async throws -> Response
+    ) async -> Response {
         var request = request
         return await HTTP.endpoint("token", logger: logger) {
             let parameters = try await HTTP.parameters(&request)
-            let response = try await services.token.handle(parameters, authorization: request.headers[.authorization])
+            let response = try await services.token.handle(
+                parameters, authorization: request.headers[.authorization],
+                clientAddress: services.clientAddress(request, context))
             var encoded = try await encode(response)
             encoded.headers[.accessControlAllowOrigin] = "*"
             return encoded
@@ -209,23 +216,39 @@ struct CoreHandlers: Sendable {
 struct MaintenanceService: Service {
     let services: GatehouseServices
     let logger: Logger
+    /// Seconds between purges of expired rows.
+    static let purgeInterval: Int64 = 60
 
     func run() async throws {
         let keyReloadInterval = services.settings.keyReloadInterval
         await cancelWhenGracefulShutdown {
+            var sinceReload: Int64 = 0
             var sincePurge: Int64 = 0
             while !Task.isCancelled {
-                try? await Task.sleep(for: .seconds(keyReloadInterval))
+                // Every second: has a key been revoked (`keys revoke`)? Then reload at once.
+                try? await Task.sleep(for: .seconds(1))
                 if Task.isCancelled { break }
-                do {
-                    let before = try services.keys.snapshot.signingKey.kid
-                    let after = try await services.keys.reload(from: services.storage).signingKey.kid
-                    if before != after { logger.notice("signing key changed", metadata: ["kid": .string(after)]) }
-                } catch {
-                    logger.error("reloading signing keys failed", metadata: ["detail": .string("\(error)")])
+                sinceReload += 1
+                sincePurge += 1
+                var reload = sinceReload >= keyReloadInterval
+                if !reload, let known = try? services.keys.snapshot.revoked,
+                    let revoked = try? await services.storage.revokedKeyIDs(), revoked != known
+                {
+                    logger.warning("a signing key was revoked; reloading keys", metadata: ["kids": .string(revoked.subtracting(known).sorted().joined(separator: ","))])
+                    reload = true
                 }
-                sincePurge += keyReloadInterval
-                if sincePurge >= 3600 {
+                if reload {
+                    sinceReload = 0
+                    do {
+                        let before = try services.keys.snapshot.signingKey.kid
+                        let after = try await services.keys.reload(from: services.storage).signingKey.kid
+                        if before != after { logger.notice("signing key changed", metadata: ["kid": .string(after)]) }
+                    } catch {
+                        logger.error("reloading signing keys failed", metadata: ["detail": .string("\(error)")])
+                    }
+                }
+                // Short-lived rows (codes, upstream flows, failure counters) go within a minute of expiry.
+                if sincePurge >= Self.purgeInterval {
                     sincePurge = 0
                     let removed = (try? await services.storage.purgeExpired(before: services.clock.nowSeconds)) ?? 0
                     logger.debug("purged expired rows", metadata: ["rows": .stringConvertible(removed)])
@@ -318,6 +341,9 @@ public func buildApplication(_ config: GatehouseConfiguration, store: SQLStore, 
     compat.clientID = config.compatClientID
     compat.corsOrigins = config.corsOrigins
     compat.nextHosts = config.compatNextHosts
+    compat.nextPaths = config.compatNextPaths
+    compat.dgpTokenLifetime = config.compatDGPTokenTTL
+    compat.exchangeProviders = config.compatExchangeProviders
     if config.compat.contains(.dgp) {
         if config.dgpPrivateKey == nil {
             logger.warning("dgp profile: no PRIVATE_KEY; using a key generated for this process (tokens end with it)")

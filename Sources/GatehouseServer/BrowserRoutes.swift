@@ -219,7 +219,7 @@ struct BrowserRoutes: Sendable {
             let returnTo = safeReturnTo(try form.single("return_to"))
             let username = try form.single("username") ?? ""
             let password = try form.single("password") ?? ""
-            let address = context.remoteAddress?.ipAddress
+            let address = services.clientAddress(request, context)
             do {
                 let user = try await services.signIn.authenticate(username: username, password: password, address: address)
                 // A new session id at every sign-in (no session fixation); the old session ends.
@@ -231,11 +231,12 @@ struct BrowserRoutes: Sendable {
                     pages.seeOtherLocal(returnTo),
                     cookies.header(cookies.sessionName, cookie, maxAge: services.settings.sessionLifetime))
             } catch let failure as SignIn.Failure {
+                let throttled = failure != .invalidCredentials
                 var meta: Logger.Metadata = ["address": .string(address ?? "unknown")]
-                meta["event"] = .string(failure == .lockedOut ? "login.locked_out" : "login.failed")
+                meta["event"] = .string(throttled ? "login.locked_out" : "login.failed")
                 logger.notice("sign-in failed", metadata: meta)
                 let query = FormEncoding.encode([
-                    ("error", failure == .lockedOut ? "locked" : "failed"), ("return_to", returnTo),
+                    ("error", throttled ? "locked" : "failed"), ("return_to", returnTo),
                 ])
                 return pages.seeOtherLocal(Path.login + "?" + query)
             }

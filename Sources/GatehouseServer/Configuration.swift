@@ -28,6 +28,14 @@ public struct GatehouseConfiguration: Sendable {
     public var corsOrigins: Set<String> = []
     /// Hosts that dgp's `next` may redirect to.
     public var compatNextHosts: Set<String> = []
+    /// Path prefixes dgp's `next` must start with (empty: any path on an allowed host).
+    public var compatNextPaths: [String] = []
+    /// Lifetime of dgp's user token (`jwt`), seconds.
+    public var compatDGPTokenTTL: Int64 = 3600
+    /// Providers whose tokens dot's register-by-token accepts (empty: it answers 404).
+    public var compatExchangeProviders: Set<String> = []
+    /// Encrypts private signing keys and provider client secrets at rest (`secrets_key`, `secrets_key_file`).
+    public var secrets: SecretBox?
     /// dgp: `PRIVATE_KEY` / `PUBLIC_KEY` (RSA PEM) for the profile's tokens.
     public var dgpPrivateKey: String?
     public var dgpPublicKey: String?
@@ -105,6 +113,20 @@ public struct GatehouseConfiguration: Sendable {
               help: "Comma-separated origins (https://app.example.com) that get CORS headers on the profiles' APIs (lego)"),
         .init(key: "compat_next_hosts", flag: "--compat-next-hosts", environment: "GATEHOUSE_COMPAT_NEXT_HOSTS",
               defaultDescription: "(none)", help: "Comma-separated host names that dgp's `next` may redirect to (with ?jwt=)"),
+        .init(key: "compat_next_paths", flag: "--compat-next-paths", environment: "GATEHOUSE_COMPAT_NEXT_PATHS",
+              defaultDescription: "(any path)", help: "Comma-separated path prefixes dgp's `next` must start with"),
+        .init(key: "compat_dgp_token_ttl", flag: "--compat-dgp-token-ttl", environment: "GATEHOUSE_COMPAT_DGP_TOKEN_TTL",
+              defaultDescription: "1h", help: "Lifetime of dgp's user token (`jwt`), 60s to 24h; signing out ends it sooner"),
+        .init(key: "compat_exchange_providers", flag: "--compat-exchange-providers",
+              environment: "GATEHOUSE_COMPAT_EXCHANGE_PROVIDERS", defaultDescription: "(none)",
+              help: "Comma-separated provider ids whose tokens dot's register-by-token accepts (none: it answers 404)"),
+        .init(key: "trusted_proxies", flag: "--trusted-proxies", environment: "GATEHOUSE_TRUSTED_PROXIES",
+              defaultDescription: "(none)",
+              help: "Comma-separated IPs or CIDRs of reverse proxies whose Forwarded / X-Forwarded-For name the client"),
+        .init(key: "secrets_key", flag: "--secrets-key", environment: "GATEHOUSE_SECRETS_KEY", defaultDescription: "(none)",
+              help: "Key-encryption key(s): 32 random bytes in standard base64, comma-separated for rotation (the first encrypts)"),
+        .init(key: "secrets_key_file", flag: "--secrets-key-file", environment: "GATEHOUSE_SECRETS_KEY_FILE",
+              defaultDescription: "(none)", help: "A file with secrets_key keys, one per line (the first encrypts)"),
         .init(key: "log_level", flag: "--log-level", environment: "GATEHOUSE_LOG_LEVEL", defaultDescription: "info",
               help: "trace, debug, info, notice, warning, error, critical"),
     ]
@@ -232,10 +254,41 @@ public struct GatehouseConfiguration: Sendable {
                 }
                 config.compat.insert(profile)
             }
-            // python-social-auth (Lego's documented client) adds `redirect_state` to its redirect URI.
-            if config.compat.contains(.lego) { config.settings.acceptsRedirectStateParameter = true }
         }
         if let (v, _) = value("compat_client_id") { config.compatClientID = v }
+        if let (v, _) = value("compat_exchange_providers") {
+            config.compatExchangeProviders = Set(commaList(v).map { $0.lowercased() })
+        }
+        if let (v, src) = value("compat_next_paths") {
+            for path in commaList(v) where !path.hasPrefix("/") || path.contains("?") || path.contains("#") {
+                throw fail(src, "'\(path)' is not a path prefix (it must start with /, without query or fragment)")
+            }
+            config.compatNextPaths = commaList(v)
+        }
+        if let (v, src) = value("compat_dgp_token_ttl") {
+            guard let d = parseDuration(v), d >= 60, d <= 86_400 else { throw fail(src, "'\(v)' is not a duration between 60s and 24h") }
+            config.compatDGPTokenTTL = d
+        }
+        if let (v, src) = value("trusted_proxies") {
+            var networks: [IPNetwork] = []
+            for item in commaList(v) {
+                guard let n = IPNetwork(item) else { throw fail(src, "'\(item)' is not an IP address or CIDR (e.g. 10.0.0.0/8)") }
+                networks.append(n)
+            }
+            config.settings.trustedProxies = networks
+        }
+        var keys: [String] = []
+        if let (v, src) = value("secrets_key") {
+            keys = SecretBox.parseKeyList(v)
+            guard !keys.isEmpty else { throw fail(src, "no key given") }
+            do { config.secrets = try SecretBox(base64Keys: keys) } catch { throw fail(src, "\(error)") }
+        }
+        if let (path, src) = value("secrets_key_file") {
+            guard let data = FileManager.default.contents(atPath: path) else { throw fail(src, "cannot read \(path)") }
+            let fromFile = SecretBox.parseKeyList(String(decoding: data, as: UTF8.self))
+            guard !fromFile.isEmpty else { throw fail(src, "\(path) holds no key") }
+            do { config.secrets = try SecretBox(base64Keys: keys + fromFile) } catch { throw fail(src, "\(error)") }
+        }
         if let (v, _) = value("compat_next_hosts") {
             config.compatNextHosts = Set(commaList(v).map { $0.lowercased() })
         }
@@ -313,7 +366,9 @@ public struct GatehouseConfiguration: Sendable {
                     clientSecret: try string("client_secret") ?? "", issuer: try string("issuer"),
                     authorizeURL: try string("authorize_url"), tokenURL: try string("token_url"),
                     userinfoURL: try string("userinfo_url"), scope: Scope(parsing: try string("scope") ?? "") ?? .empty,
-                    claims: claims, linkByEmail: p["link_by_email"] as? Bool ?? false)
+                    claims: claims, linkByEmail: p["link_by_email"] as? Bool ?? false,
+                    whoamiURL: try string("whoami_url"), introspectionURL: try string("introspection_url"),
+                    allowForeignTokens: p["allow_foreign_tokens"] as? Bool ?? false)
                 do { try provider.validate() } catch { throw Error(description: "invalid \(at): \(error)") }
                 guard !providers.contains(where: { $0.id == id }) else { throw Error(description: "invalid \(at): duplicate id '\(id)'") }
                 providers.append(provider)

@@ -43,12 +43,18 @@ extension BrowserRoutes {
                 linkUserID = user.id
             }
             let returnTo = linkUserID != nil ? Path.account : safeReturnTo(try form.single("return_to"))
-            return try await beginUpstream(provider, returnTo: returnTo, linkUserID: linkUserID)
+            return try await beginUpstream(
+                provider, returnTo: returnTo, linkUserID: linkUserID, address: services.clientAddress(request, context))
         }
     }
 
+    /// Pending upstream sign-ins one client address may have at once (each is a row until it expires).
+    static let pendingFlowsPerAddress = 20
+
     /// Stores the flow and sends the browser to the provider (with the browser-binding cookie).
-    func beginUpstream(_ provider: ProviderRecord, returnTo: String, linkUserID: String?) async throws -> Response {
+    func beginUpstream(_ provider: ProviderRecord, returnTo: String, linkUserID: String?, address: String?) async throws
+        -> Response
+    {
         let state = Secrets.generate()
         let verifier = Secrets.generate()
         let nonce = Secrets.generate()
@@ -63,11 +69,22 @@ extension BrowserRoutes {
                 OAuthError(code: "temporarily_unavailable", description: "\(provider.name): \(e.description)", status: 502),
                 heading: "Sign-in with \(provider.name) is not available")
         }
-        try await services.storage.insertUpstreamFlow(
+        let now = services.clock.nowSeconds
+        let stored = try await services.storage.insertUpstreamFlow(
             UpstreamFlowRecord(
                 stateHash: Secrets.hash(state), providerID: provider.id, browserHash: Secrets.hash(browser),
                 codeVerifier: verifier, nonce: nonce, returnTo: returnTo, linkUserID: linkUserID,
-                expiresAt: services.clock.nowSeconds + Self.upstreamCookieLifetime))
+                expiresAt: now + Self.upstreamCookieLifetime, addressKey: PasswordAuthenticator.addressKey(address)),
+            limitPerAddress: Self.pendingFlowsPerAddress, at: now)
+        guard stored else {
+            logger.notice("too many pending upstream sign-ins", metadata: ["address": .string(address ?? "unknown")])
+            return pages.error(
+                OAuthError(
+                    code: "temporarily_unavailable",
+                    description: "Too many sign-ins are in progress from your network. Finish one, or try again in a few minutes.",
+                    status: 429),
+                heading: "Too many sign-ins in progress")
+        }
         return withCookie(pages.seeOther(url), cookies.header(upstreamCookieName, browser, maxAge: Self.upstreamCookieLifetime))
     }
 

@@ -182,7 +182,18 @@ struct SecurityHeadersMiddleware<Context: RequestContext>: RouterMiddleware {
     }
 }
 
+extension GatehouseServices {
+    /// The client's IP address: the TCP peer, or behind `trusted_proxies` the address they forwarded.
+    func clientAddress(_ request: Request, _ context: GatehouseRequestContext) -> String? {
+        ClientAddressResolver(trusted: settings.trustedProxies).resolve(
+            peer: context.remoteAddress?.ipAddress, forwarded: request.headers[values: .forwarded],
+            xForwardedFor: request.headers[values: .xForwardedFor])
+    }
+}
+
 extension HTTPField.Name {
+    static let forwarded = Self("Forwarded")!
+    static let xForwardedFor = Self("X-Forwarded-For")!
     static let xFrameOptions = Self("X-Frame-Options")!
     static let referrerPolicy = Self("Referrer-Policy")!
     static let xContentTypeOptions = Self("X-Content-Type-Options")!

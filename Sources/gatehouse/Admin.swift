@@ -65,6 +65,8 @@ struct ClientOutput: Encodable {
     let skip_consent: Bool
     let post_logout_redirect_uris: [String]
     let single_grant_per_user: Bool
+    let legacy_redirect_state: Bool
+    let may_exchange_from: [String]
     let created_at: Int64
 
     init(_ c: ClientRecord, secret: String? = nil) {
@@ -81,6 +83,8 @@ struct ClientOutput: Encodable {
         skip_consent = c.skipConsent
         post_logout_redirect_uris = c.postLogoutRedirectURIs
         single_grant_per_user = c.singleGrantPerUser
+        legacy_redirect_state = c.legacyRedirectState
+        may_exchange_from = c.mayExchangeFrom
         created_at = c.createdAt
     }
 
@@ -125,6 +129,12 @@ struct Clients: AsyncParsableCommand {
         @Flag(help: "Allow the legacy password grant.") var allowPasswordGrant = false
         @Flag(help: "One active grant per user: a new one revokes the user's earlier tokens for this client.")
         var singleGrantPerUser = false
+        @Flag(help: "Legacy: also accept the redirect URI plus one redirect_state parameter (python-social-auth).")
+        var legacyRedirectState = false
+        @Option(
+            name: .customLong("may-exchange-from"),
+            help: "A client whose access tokens this client may exchange (RFC 8693) although not addressed to it (repeatable).")
+        var mayExchangeFrom: [String] = []
 
         func run() async throws {
             try await common.withStore { store, _ in
@@ -139,6 +149,8 @@ struct Clients: AsyncParsableCommand {
                 new.skipConsent = skipConsent
                 new.singleGrantPerUser = singleGrantPerUser
                 new.allowPasswordGrant = allowPasswordGrant
+                new.legacyRedirectState = legacyRedirectState
+                new.mayExchangeFrom = mayExchangeFrom
                 let (client, secret) = try await Administration(storage: store).createClient(new)
                 let out = ClientOutput(client, secret: secret)
                 try common.print(json: out, text: out.text)
@@ -249,28 +261,36 @@ struct Scopes: AsyncParsableCommand {
 // MARK: keys
 
 struct Keys: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Manage signing keys.", subcommands: [List.self, Rotate.self])
+    static let configuration = CommandConfiguration(
+        abstract: "Manage signing keys.", subcommands: [List.self, Rotate.self, Revoke.self, Reencrypt.self])
 
     struct KeyOutput: Encodable {
         let kid: String
         let algorithm: String
         let status: String
         let created_at: Int64
+        let activates_at: Int64
         let deactivated_at: Int64?
         let retired_at: Int64?
+        let revoked_at: Int64?
     }
 
     static func outputs(_ store: SQLStore, retention configured: Int64) async throws -> [KeyOutput] {
         let now = Clock.system.nowSeconds
         let retention = max(configured, try await store.keyRetention() ?? 0)
-        return try await store.listKeys().map { k in
+        let keys = try await store.listKeys()
+        let signing = KeyRing.plan(keys, now: now, retention: retention).signing?.kid
+        return keys.map { k in
             let status: String
-            if k.retiredAt != nil { status = "retired" }
-            else if let off = k.deactivatedAt { status = off + retention <= now ? "expiring" : "published" }
-            else { status = "signing" }
+            if k.revokedAt != nil { status = "revoked" }
+            else if k.retiredAt != nil { status = "retired" }
+            else if k.kid == signing { status = "signing" }
+            else if k.activeFrom > now { status = "pending" }
+            else if let off = k.deactivatedAt, off + retention <= now { status = "expiring" }
+            else { status = "published" }
             return KeyOutput(
                 kid: k.kid, algorithm: k.algorithm.rawValue, status: status, created_at: k.createdAt,
-                deactivated_at: k.deactivatedAt, retired_at: k.retiredAt)
+                activates_at: k.activeFrom, deactivated_at: k.deactivatedAt, retired_at: k.retiredAt, revoked_at: k.revokedAt)
         }
     }
 
@@ -296,6 +316,8 @@ struct Keys: AsyncParsableCommand {
         @OptionGroup var common: CommonOptions
         @Option(help: "ES256, ES384, RS256, PS256 or EdDSA (default: the configured signing algorithm).")
         var algorithm: String?
+        @Flag(help: "Sign with the new key at once instead of after key_reload_interval + 60 s (verifiers may not have it yet).")
+        var now = false
         func run() async throws {
             try await common.withStore { store, config in
                 var alg = config.settings.signingAlgorithm
@@ -305,11 +327,51 @@ struct Keys: AsyncParsableCommand {
                     }
                     alg = a
                 }
-                let record = try await KeyRing.rotate(store: store, algorithm: alg)
+                let lead = now ? 0 : KeyRing.publishLead(keyReloadInterval: config.settings.keyReloadInterval)
+                let record = try await KeyRing.rotate(store: store, algorithm: alg, activatesIn: lead)
                 let out = try await Keys.outputs(store, retention: config.settings.keyRetention)
+                let when = now ? "signs now" : "is published now and signs in \(lead) s (publish before sign)"
                 try common.print(
                     json: out.first { $0.kid == record.kid }!,
-                    text: "new signing key \(record.kid) (\(alg.rawValue)); running servers pick it up within the key reload interval\n" + Keys.text(out))
+                    text: "new signing key \(record.kid) (\(alg.rawValue)) \(when); running servers pick it up within the key reload interval\n" + Keys.text(out))
+            }
+        }
+    }
+
+    struct Revoke: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Emergency: withdraw a key at once (gone from the JWKS, its tokens refused); a new key signs if it was signing.")
+        @OptionGroup var common: CommonOptions
+        @Argument(help: "The key id (kid).") var kid: String
+        func run() async throws {
+            struct Out: Encodable { let revoked: String; let replacement: String? }
+            try await common.withStore { store, config in
+                let replacement: SigningKeyRecord?
+                do {
+                    replacement = try await KeyRing.revoke(kid: kid, store: store, algorithm: config.settings.signingAlgorithm)
+                } catch let e as KeyRingError {
+                    throw CLIError(e.description)
+                }
+                try common.print(
+                    json: Out(revoked: kid, replacement: replacement?.kid),
+                    text: "revoked key \(kid); running servers drop it within a second"
+                        + (replacement.map { "\nnew signing key \($0.kid) signs now" } ?? ""))
+            }
+        }
+    }
+
+    struct Reencrypt: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Encrypt every stored secret (signing keys, provider secrets) with the first secrets_key.")
+        @OptionGroup var common: CommonOptions
+        func run() async throws {
+            struct Out: Encodable { let reencrypted: Int; let key_id: String }
+            try await common.withStore { store, config in
+                guard let box = config.secrets, let first = box.keys.first else {
+                    throw CLIError("invalid secrets_key: keys reencrypt needs secrets_key or secrets_key_file")
+                }
+                let n = try await store.reencryptSecrets()
+                try common.print(json: Out(reencrypted: n, key_id: first.id), text: "re-encrypted \(n) secrets with key \(first.id)")
             }
         }
     }

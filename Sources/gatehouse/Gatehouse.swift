@@ -41,12 +41,15 @@ struct CommonOptions: ParsableArguments {
         logger.logLevel = .warning
         let store: SQLStore
         do {
-            store = try await SQLStore.open(config.database, logger: logger)
+            store = try await SQLStore.open(config.database, logger: logger, secrets: config.secrets)
         } catch {
             throw CLIError("cannot open database \(config.database): \(error)")
         }
         do {
-            if migrating { try await store.migrate() }
+            if migrating {
+                try await store.migrate()
+                try await Self.checkSecrets(store)
+            }
             let result = try await body(store, config)
             await store.close()
             return result
@@ -56,6 +59,17 @@ struct CommonOptions: ParsableArguments {
         } catch {
             await store.close()
             throw error
+        }
+    }
+
+    /// Every stored secret must open with the configured keys: one `invalid secrets_key` line otherwise (the
+    /// message names rows and key ids, never key material).
+    static func checkSecrets(_ store: SQLStore) async throws {
+        do {
+            _ = try await store.listKeys()
+            _ = try await store.listProviders()
+        } catch let failure as SecretBox.Failure {
+            throw CLIError("invalid secrets_key: \(failure)")
         }
     }
 

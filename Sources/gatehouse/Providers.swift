@@ -20,6 +20,9 @@ struct Providers: AsyncParsableCommand {
         let authorize_url: String?
         let token_url: String?
         let userinfo_url: String?
+        let whoami_url: String?
+        let introspection_url: String?
+        let allow_foreign_tokens: Bool
         let scope: String
         let claims: [String: String]
         let link_by_email: Bool
@@ -36,6 +39,9 @@ struct Providers: AsyncParsableCommand {
             authorize_url = r.authorizeURL
             token_url = r.tokenURL
             userinfo_url = r.userinfoURL
+            whoami_url = r.whoamiURL
+            introspection_url = r.introspectionURL
+            allow_foreign_tokens = r.allowForeignTokens
             scope = r.scope.description
             claims = r.claims
             link_by_email = p.linkByEmail
@@ -60,6 +66,12 @@ struct Providers: AsyncParsableCommand {
         @Option(help: "oauth2: the authorization endpoint.") var authorizeUrl: String?
         @Option(help: "oauth2: the token endpoint.") var tokenUrl: String?
         @Option(help: "oauth2: the user-details endpoint; may contain {param} placeholders.") var userinfoUrl: String?
+        @Option(help: "A fixed URL that says whose a bearer token is (default: the user-details URL if it has no placeholders).")
+        var whoamiUrl: String?
+        @Option(help: "RFC 7662 introspection at the provider: proves whose a token is and that it was issued to Gatehouse.")
+        var introspectionUrl: String?
+        @Flag(help: "Token exchange: accept access tokens the provider cannot prove were issued to Gatehouse (a risk: see docs/federation.md).")
+        var allowForeignTokens = false
         @Option(help: "Scopes to ask the provider for, space-separated.") var scope: String?
         @Option(
             name: .customLong("claim"),
@@ -90,7 +102,8 @@ struct Providers: AsyncParsableCommand {
                 let provider = ProviderRecord(
                     id: id, kind: kind, name: name ?? id, clientID: clientId, clientSecret: secret, issuer: issuer,
                     authorizeURL: authorizeUrl, tokenURL: tokenUrl, userinfoURL: userinfoUrl, scope: parsedScope,
-                    claims: mapping, linkByEmail: linkByEmail, createdAt: Int64(Date().timeIntervalSince1970))
+                    claims: mapping, linkByEmail: linkByEmail, createdAt: Int64(Date().timeIntervalSince1970),
+                    whoamiURL: whoamiUrl, introspectionURL: introspectionUrl, allowForeignTokens: allowForeignTokens)
                 do { try provider.validate() } catch let e as Administration.ValidationError {
                     throw ValidationError(e.description)
                 }
@@ -101,6 +114,9 @@ struct Providers: AsyncParsableCommand {
                 }
                 let out = ProviderOutput(provider, source: "database")
                 try common.print(json: out, text: "added provider \(out.text)")
+                if let note = provider.exchangeNote {
+                    FileHandle.standardError.write(Data("note: \(note)\n".utf8))
+                }
             }
         }
     }

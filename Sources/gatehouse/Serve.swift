@@ -42,6 +42,12 @@ struct Serve: AsyncParsableCommand {
     var compatClientId: String?
     @Option(help: "Origins that get CORS headers on the profiles' APIs (env GATEHOUSE_CORS_ORIGINS).") var corsOrigins: String?
     @Option(help: "Hosts dgp's next may redirect to (env GATEHOUSE_COMPAT_NEXT_HOSTS).") var compatNextHosts: String?
+    @Option(help: "Path prefixes dgp's next must start with (env GATEHOUSE_COMPAT_NEXT_PATHS).") var compatNextPaths: String?
+    @Option(help: "Lifetime of dgp's user token (env GATEHOUSE_COMPAT_DGP_TOKEN_TTL, default 1h).") var compatDgpTokenTtl: String?
+    @Option(help: "Providers dot's register-by-token accepts (env GATEHOUSE_COMPAT_EXCHANGE_PROVIDERS).")
+    var compatExchangeProviders: String?
+    @Option(help: "Reverse proxies (IPs/CIDRs) whose forwarding headers name the client (env GATEHOUSE_TRUSTED_PROXIES).")
+    var trustedProxies: String?
     @Option(help: "Log level (env GATEHOUSE_LOG_LEVEL, default info).") var logLevel: String?
 
     func run() async throws {
@@ -68,15 +74,30 @@ struct Serve: AsyncParsableCommand {
         flags["compat_client_id"] = compatClientId
         flags["cors_origins"] = corsOrigins
         flags["compat_next_hosts"] = compatNextHosts
+        flags["compat_next_paths"] = compatNextPaths
+        flags["compat_dgp_token_ttl"] = compatDgpTokenTtl
+        flags["compat_exchange_providers"] = compatExchangeProviders
+        flags["trusted_proxies"] = trustedProxies
         flags["log_level"] = logLevel
         let config = try common.configuration(extra: flags)
         var logger = Logger(label: "gatehouse")
         logger.logLevel = config.logLevel
         let store: SQLStore
         do {
-            store = try await SQLStore.open(config.database, logger: logger)
+            store = try await SQLStore.open(config.database, logger: logger, secrets: config.secrets)
         } catch {
             throw CLIError("cannot open database \(config.database): \(error)")
+        }
+        do {
+            try await store.migrate()
+            try await CommonOptions.checkSecrets(store)
+            if config.secrets == nil {
+                logger.warning("secrets_key is not set: private signing keys and provider client secrets are stored unencrypted in the database")
+            }
+            try await checkCompat(config, store: store)
+        } catch {
+            await store.close()
+            throw error
         }
         do {
             let app = try await buildApplication(config, store: store, logger: logger)
@@ -86,6 +107,21 @@ struct Serve: AsyncParsableCommand {
             throw CLIError("cannot serve on \(config.host):\(config.port): \(error)")
         }
         await store.close()
+    }
+}
+
+/// Settings the profiles need that only the database can confirm: one clear line at start, not a failure
+/// at request time.
+func checkCompat(_ config: GatehouseConfiguration, store: SQLStore) async throws {
+    guard config.compat.contains(.lego) else { return }
+    guard let id = config.compatClientID else {
+        throw CLIError("invalid compat_client_id: the lego profile needs it (GATEHOUSE_COMPAT_CLIENT_ID), a client allowed the password grant")
+    }
+    guard let client = try await store.client(id: id) else {
+        throw CLIError("invalid compat_client_id: no client '\(id)' (create it with `gatehouse clients create --allow-password-grant`)")
+    }
+    guard client.allows(grantType: GrantType.password) else {
+        throw CLIError("invalid compat_client_id: client '\(id)' is not allowed the password grant, which lego's token-auth uses (--allow-password-grant)")
     }
 }
 

@@ -110,20 +110,40 @@ struct FederationCoreTests {
         }
     }
 
-    struct StaticHTTP: UpstreamHTTP {
+    /// Canned answers by URL (GET), and by URL for POSTs; unknown URLs answer 404. Records the requests.
+    final class StaticHTTP: UpstreamHTTP, @unchecked Sendable {
         let responses: [String: String]
+        let posts: [String: (Int, String)]
+        private let lock = NSLock()
+        private var _seen: [(method: String, url: String, headers: [(String, String)], body: String)] = []
+        var seen: [(method: String, url: String, headers: [(String, String)], body: String)] { lock.withLock { _seen } }
+        init(responses: [String: String], posts: [String: (Int, String)] = [:]) {
+            self.responses = responses
+            self.posts = posts
+        }
         func get(_ url: String, headers: [(String, String)]) async throws -> UpstreamResponse {
+            lock.withLock { _seen.append(("GET", url, headers, "")) }
             guard let body = responses[url] else { return UpstreamResponse(status: 404, body: []) }
             return UpstreamResponse(status: 200, body: Array(body.utf8))
         }
         func postForm(_ url: String, form: [(String, String)], headers: [(String, String)]) async throws -> UpstreamResponse {
-            UpstreamResponse(status: 404, body: [])
+            lock.withLock { _seen.append(("POST", url, headers, FormEncoding.encode(form))) }
+            guard let (status, body) = posts[url] else { return UpstreamResponse(status: 404, body: []) }
+            return UpstreamResponse(status: status, body: Array(body.utf8))
+        }
+        func postJSON(_ url: String, body: String, headers: [(String, String)]) async throws -> UpstreamResponse {
+            lock.withLock { _seen.append(("POST", url, headers, body)) }
+            guard let (status, answer) = posts[url] else { return UpstreamResponse(status: 404, body: []) }
+            return UpstreamResponse(status: status, body: Array(answer.utf8))
         }
     }
 
     struct NoHTTP: UpstreamHTTP {
         func get(_ url: String, headers: [(String, String)]) async throws -> UpstreamResponse { UpstreamResponse(status: 500, body: []) }
         func postForm(_ url: String, form: [(String, String)], headers: [(String, String)]) async throws -> UpstreamResponse {
+            UpstreamResponse(status: 500, body: [])
+        }
+        func postJSON(_ url: String, body: String, headers: [(String, String)]) async throws -> UpstreamResponse {
             UpstreamResponse(status: 500, body: [])
         }
     }

@@ -158,21 +158,10 @@ struct SecretsTests {
         try await gate.run {}  // free again
     }
 
-    @Test func failureLimiterLocksAndExpires() {
-        let clock = MutableClock()
-        let limiter = FailureLimiter(maxFailures: 3, window: 60, clock: clock.clock)
-        for _ in 0..<3 { #expect(limiter.admit("k")) }
-        #expect(limiter.isLocked("k"))
-        #expect(!limiter.isLocked("other"))
-        clock.seconds += 61
-        #expect(!limiter.isLocked("k"))
-        #expect(limiter.admit("k"))
-        limiter.reset("k")
-        #expect(!limiter.isLocked("k"))
-        // admit counts and refuses atomically.
-        #expect(limiter.admit("a") && limiter.admit("a") && limiter.admit("a"))
-        #expect(limiter.admit("a") == false)
-        #expect(limiter.isLocked("a"))
+    @Test(arguments: [(1, 10, 0), (5, 10, 0), (6, 10, 1), (7, 10, 2), (9, 10, 8), (2, 4, 0), (3, 4, 1), (40, 100, 0),
+                      (51, 100, 1), (60, 100, 30)])
+    func progressiveDelay(failures: Int, limit: Int, seconds: Int64) {
+        #expect(LoginThrottle.delay(afterFailures: failures, limit: limit) == seconds)
     }
 }
 

@@ -65,7 +65,8 @@ struct FederationStoreTests {
             let f = UpstreamFlowRecord(
                 stateHash: Secrets.hash("state"), providerID: "gh", browserHash: Secrets.hash("b"), codeVerifier: "v",
                 nonce: "n", returnTo: "/account", linkUserID: nil, expiresAt: 100)
-            try await store.insertUpstreamFlow(f)
+            let stored = try await store.insertUpstreamFlow(f, limitPerAddress: 20, at: 50)
+            #expect(stored)
             #expect(try await store.takeUpstreamFlow(stateHash: f.stateHash) == f)
             #expect(try await store.takeUpstreamFlow(stateHash: f.stateHash) == nil)
         }

@@ -23,6 +23,7 @@ struct AuthorizationCodeTests {
         try await Harness.run(db) { h in
             let app = try await h.makeApp(isPublic: true)
             let (browser, user) = try await Self.signedIn(h)
+            try await h.remember(app, for: user)
             let pkce = Harness.PKCEPair()
             let r = try await browser.get(Harness.authorizePath(app, pkce: pkce))
             #expect(r.status == .found)
@@ -54,7 +55,8 @@ struct AuthorizationCodeTests {
     func pkceIsRequiredForPublicClientsAndS256Only(db: TestDatabase) async throws {
         try await Harness.run(db) { h in
             let app = try await h.makeApp(isPublic: true)
-            let (browser, _) = try await Self.signedIn(h)
+            let (browser, user) = try await Self.signedIn(h)
+            try await h.remember(app, for: user)
             let good = Harness.PKCEPair().challenge
             let cases: [[(String, String?)]] = [
                 [],  // public client without a challenge
@@ -88,7 +90,8 @@ struct AuthorizationCodeTests {
         try await Harness.run(db) { h in
             for isPublic in [true, false] {
                 let app = try await h.makeApp(isPublic: isPublic)
-                let (browser, _) = try await Self.signedIn(h)
+                let (browser, user) = try await Self.signedIn(h)
+                try await h.remember(app, for: user)
                 let pkce = Harness.PKCEPair()
                 let other = Harness.PKCEPair()
                 let bad: [String?] = [
@@ -221,7 +224,8 @@ struct AuthorizationCodeTests {
     func fiftyConcurrentRedemptions(db: TestDatabase) async throws {
         try await Harness.run(db) { h in
             let app = try await h.makeApp(isPublic: true)
-            let (browser, _) = try await Self.signedIn(h)
+            let (browser, user) = try await Self.signedIn(h)
+            try await h.remember(app, for: user)
             let pkce = Harness.PKCEPair()
             let code = try await browser.code(Harness.authorizePath(app, pkce: pkce))
             let replies = try await withThrowingTaskGroup(of: Harness.Reply.self) { group in
@@ -247,11 +251,12 @@ struct AuthorizationCodeTests {
     func outOfBandCodes(db: TestDatabase) async throws {
         try await Harness.run(db) { h in
             let oob = RedirectURI.outOfBand
-            let app = try await h.makeApp(redirectURIs: [oob], isPublic: true, skipConsent: true)
-            let (browser, _) = try await Self.signedIn(h)
+            let app = try await h.makeApp(redirectURIs: [oob], isPublic: true)
+            let (browser, user) = try await Self.signedIn(h)
+            try await h.remember(app, for: user)
             let pkce = Harness.PKCEPair()
 
-            // Even a skip-consent client shows the page for the out-of-band URI.
+            // Even a remembered consent does not skip the page for the out-of-band URI.
             let consent = try await browser.get(Harness.authorizePath(app, pkce: pkce))
             #expect(consent.status == .ok)
             #expect(consent.body.contains(#"id="consent-form""#))

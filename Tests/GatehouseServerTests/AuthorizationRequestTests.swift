@@ -133,6 +133,7 @@ struct AuthorizationRequestTests {
             let user = try await h.makeUser()
             let browser = Browser(h)
             try await browser.signIn(user.username)
+            try await h.remember(app, for: user)
             let pkce = Harness.PKCEPair()
 
             for uri in ["http://127.0.0.1:53123/cb", "http://127.0.0.1/cb", "http://[::1]:8080/cb"] {

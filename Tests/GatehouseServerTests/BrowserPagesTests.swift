@@ -206,6 +206,7 @@ struct BrowserPagesTests {
             for _ in 0..<3 {
                 let r = try await browser.signIn(user.username, password: "wrong password")
                 #expect(Harness.query(r.location ?? "")["error"] == "failed")
+                h.testClock.advance(seconds: 30)  // past the progressive delay (tested below)
             }
             let locked = try await browser.signIn(user.username)
             #expect(locked.status == .seeOther)
@@ -220,6 +221,54 @@ struct BrowserPagesTests {
             // After the window the right password works again.
             h.testClock.advance(seconds: 15 * 60 + 1)
             #expect(try await browser.signIn(user.username).location == "/account")
+        }
+    }
+
+    /// Progressive delay: after the free half of password_max_failures, each failure makes the next attempt
+    /// on that account wait 1, 2, 4 … seconds; an attempt inside the delay is refused unchecked (even with
+    /// the right password) and does not count; after the delay the right password works.
+    @Test(arguments: TestDatabase.available)
+    func progressiveDelayBeforeLockout(db: TestDatabase) async throws {
+        try await Harness.run(db, configure: { $0.passwordMaxFailures = 6 }) { h in
+            let user = try await h.makeUser()
+            let browser = Browser(h)
+            for _ in 0..<3 {  // free
+                let r = try await browser.signIn(user.username, password: "wrong password")
+                #expect(Harness.query(r.location ?? "")["error"] == "failed")
+            }
+            let fourth = try await browser.signIn(user.username, password: "wrong password")
+            #expect(Harness.query(fourth.location ?? "")["error"] == "failed")
+            // Within 1 s of the fourth failure: refused, even with the right password.
+            let early = try await browser.signIn(user.username)
+            #expect(Harness.query(early.location ?? "")["error"] == "locked")
+            h.testClock.advance(seconds: 1)
+            let fifth = try await browser.signIn(user.username, password: "wrong password")
+            #expect(Harness.query(fifth.location ?? "")["error"] == "failed")
+            h.testClock.advance(seconds: 1)  // the delay is now 2 s
+            #expect(Harness.query(try await browser.signIn(user.username).location ?? "")["error"] == "locked")
+            h.testClock.advance(seconds: 1)
+            let ok = try await browser.signIn(user.username)
+            #expect(ok.location == "/account")
+            // Success starts the count again: four free failures.
+            for _ in 0..<3 {
+                let r = try await browser.signIn(user.username, password: "wrong password")
+                #expect(Harness.query(r.location ?? "")["error"] == "failed")
+            }
+        }
+    }
+
+    /// A flood of made-up usernames from one address never locks a real account: it leaves no database row
+    /// per name, and the account's own budget is untouched (the address is slowed, but only that address).
+    @Test(arguments: TestDatabase.available)
+    func unknownUsernamesNeverLockAnAccount(db: TestDatabase) async throws {
+        try await Harness.run(db, configure: { $0.passwordMaxFailures = 3 }) { h in
+            let user = try await h.makeUser()
+            for i in 0..<3 {
+                _ = try await Browser(h).signIn("nobody\(i)", password: "wrong password")
+            }
+            #expect(try await h.store.failureCount(key: LoginThrottle.accountKey("nobody0"), at: h.testClock.clock.nowSeconds) == nil)
+            #expect(try await h.store.failureCount(key: LoginThrottle.accountKey(user.username), at: h.testClock.clock.nowSeconds) == nil)
+            #expect(try await Browser(h).signIn(user.username).location == "/account")
         }
     }
 
@@ -247,6 +296,7 @@ struct BrowserPagesTests {
             for i in 0..<10 {
                 let r = try await browser.signIn("guess\(i)", password: "wrong password")
                 #expect(Harness.query(r.location ?? "")["error"] == "failed")
+                h.testClock.advance(seconds: 30)  // past the address's progressive delay
             }
             let r = try await browser.signIn(victim.username)
             #expect(Harness.query(r.location ?? "")["error"] == "locked")

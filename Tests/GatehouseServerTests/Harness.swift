@@ -218,12 +218,20 @@ extension Harness {
         new.redirectURIs = redirectURIs
         new.postLogoutRedirectURIs = postLogoutRedirectURIs
         new.isPublic = isPublic
-        new.skipConsent = skipConsent
+        // RFC 6749 §10.2: a public client cannot skip consent (tests remember it instead: `remember`).
+        new.skipConsent = skipConsent && !isPublic
         new.scope = scope
         new.grantTypes = grantTypes
         new.resources = resources
         let (record, secret) = try await admin.createClient(new)
         return App(id: record.id, secret: secret ?? "", record: record)
+    }
+
+    /// The user's remembered consent for `app` (what "remember this decision" stores), so a public client's
+    /// request goes through without the consent page.
+    func remember(_ app: App, for user: UserRecord, scope: String = "openid profile email offline_access") async throws {
+        try await store.saveConsent(
+            ConsentRecord(userID: user.id, clientID: app.id, scope: Scope(parsing: scope)!, createdAt: testClock.clock.nowSeconds))
     }
 
     /// PKCE (RFC 7636): a random verifier and its S256 challenge, computed independently of the server.

@@ -255,6 +255,7 @@ struct TokenEndpointTests {
             for _ in 0..<10 {
                 let r = try await h.token(c, [("grant_type", "password"), ("username", "carol"), ("password", "nope nope")])
                 #expect(r.error == "invalid_grant")
+                h.testClock.advance(seconds: 30)  // past the progressive delay: each attempt is a real failure
             }
             let locked = try await h.token(c, [("grant_type", "password"), ("username", "carol"), ("password", "correct horse")])
             #expect(locked.error == "invalid_grant")

@@ -33,11 +33,13 @@ public enum TestDatabase: String, Sendable, CaseIterable, CustomStringConvertibl
 
     /// Opens a fresh, migrated, isolated store (SQLite: a new in-memory database; PostgreSQL: a new
     /// database created for this test), runs `body`, then closes (and drops) it.
-    public func withStore<T>(clock: Clock = .system, _ body: (SQLStore) async throws -> T) async throws -> T {
+    public func withStore<T>(clock: Clock = .system, secrets: SecretBox? = nil, _ body: (SQLStore) async throws -> T)
+        async throws -> T
+    {
         let logger = Logger(label: "test", factory: { _ in SwiftLogNoOpLogHandler() })
         switch self {
         case .sqlite:
-            let store = try await SQLStore.open(.sqliteMemory, logger: logger, clock: clock)
+            let store = try await SQLStore.open(.sqliteMemory, logger: logger, clock: clock, secrets: secrets)
             return try await Self.run(store, body)
         case .postgres:
             guard let raw = Self.postgresURL, case .postgres(let host, let port, let user, let password, _, _) = try DatabaseURL(parsing: raw)
@@ -46,7 +48,7 @@ public enum TestDatabase: String, Sendable, CaseIterable, CustomStringConvertibl
             let name = "gh_t_" + UUID().uuidString.replacingOccurrences(of: "-", with: "").lowercased().prefix(20)
             try await admin.backend.read { db in try await db.raw("CREATE DATABASE \(unsafeRaw: name)").run() }
             let url = DatabaseURL.postgres(host: host, port: port, user: user, password: password, database: String(name), sslMode: .disable)
-            let store = try await SQLStore.open(url, logger: logger, clock: clock)
+            let store = try await SQLStore.open(url, logger: logger, clock: clock, secrets: secrets)
             do {
                 let value = try await Self.run(store, body)
                 try? await admin.backend.read { db in try await db.raw("DROP DATABASE IF EXISTS \(unsafeRaw: name)").run() }

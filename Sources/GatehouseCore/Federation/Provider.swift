@@ -25,8 +25,18 @@ public struct ProviderRecord: Sendable, Equatable, Codable {
     public var issuer: String?
     public var authorizeURL: String?
     public var tokenURL: String?
-    /// The user-details URL; may be a template with `{name}` parameters filled from the request.
+    /// The user-details URL; may be a template with `{name}` parameters (filled from the provider's token
+    /// response at sign-in; at token exchange only after the subject is known, see `whoamiURL`).
     public var userinfoURL: String?
+    /// A fixed URL that says whose a bearer token is (the provider's "current user" endpoint). Defaults to
+    /// the user-details URL when it is not a template (GitHub: `/user`; OIDC: UserInfo).
+    public var whoamiURL: String?
+    /// RFC 7662 introspection at the provider (OIDC: also from discovery). Proves who a token belongs to and
+    /// that it was issued to our client there.
+    public var introspectionURL: String?
+    /// Accept, at token exchange, access tokens the provider cannot prove were issued to our client (a token
+    /// any other app at the provider got for the person would then sign them in here): off by default.
+    public var allowForeignTokens: Bool
     public var scope: Scope
     /// Our claim → the provider's JSON field (dotted paths allowed: `data.user.id`).
     public var claims: [String: String]
@@ -37,8 +47,12 @@ public struct ProviderRecord: Sendable, Equatable, Codable {
     public init(
         id: String, kind: ProviderKind, name: String, clientID: String, clientSecret: String, issuer: String? = nil,
         authorizeURL: String? = nil, tokenURL: String? = nil, userinfoURL: String? = nil, scope: Scope = .empty,
-        claims: [String: String] = [:], linkByEmail: Bool = false, createdAt: Int64 = 0
+        claims: [String: String] = [:], linkByEmail: Bool = false, createdAt: Int64 = 0, whoamiURL: String? = nil,
+        introspectionURL: String? = nil, allowForeignTokens: Bool = false
     ) {
+        self.whoamiURL = whoamiURL
+        self.introspectionURL = introspectionURL
+        self.allowForeignTokens = allowForeignTokens
         self.id = id
         self.kind = kind
         self.name = name
@@ -65,6 +79,7 @@ public struct ProviderRecord: Sendable, Equatable, Codable {
             p.authorizeURL = p.authorizeURL ?? "https://github.com/login/oauth/authorize"
             p.tokenURL = p.tokenURL ?? "https://github.com/login/oauth/access_token"
             p.userinfoURL = p.userinfoURL ?? "https://api.github.com/user"
+            p.whoamiURL = p.whoamiURL ?? "https://api.github.com/user"
             if p.scope.isEmpty { p.scope = Scope(["read:user", "user:email"]) }
             p.claims = [
                 "id": "id", "username": "login", "email": "email", "email_verified": "email_verified", "name": "name",
@@ -126,12 +141,39 @@ public struct ProviderRecord: Sendable, Equatable, Codable {
         if let u = userinfoURL {
             try Self.checkURL(u.replacingOccurrences(of: "{", with: "").replacingOccurrences(of: "}", with: ""), option: "--userinfo-url")
         }
+        if let u = whoamiURL {
+            guard !u.contains("{"), !u.contains("}") else {
+                throw V("--whoami-url must be a fixed URL (no {placeholders}): it alone says whose a token is")
+            }
+            try Self.checkURL(u, option: "--whoami-url")
+        }
+        if let u = introspectionURL { try Self.checkURL(u, option: "--introspection-url") }
         for (ours, theirs) in claims {
             guard Self.claimNames.contains(ours) else {
                 throw V("--claim \(ours)=\(theirs): our claim must be one of \(Self.claimNames.joined(separator: ", "))")
             }
             guard !theirs.isEmpty, theirs.count <= 200 else { throw V("--claim \(ours)= needs the provider's field name") }
         }
+    }
+
+    /// What an operator should know about token exchange with this provider, when it is limited: `nil` when
+    /// its access tokens are checked by introspection (so bound to our client), or for OIDC (ID tokens are
+    /// bound by `aud`; access tokens need an introspection endpoint in the discovery document).
+    public var exchangeNote: String? {
+        let r = resolved
+        if r.kind == .github || r.introspectionURL != nil { return nil }
+        if r.isOIDC {
+            return r.allowForeignTokens
+                ? nil
+                : "provider \(id): token exchange accepts its ID tokens; its access tokens only if its discovery document lists an introspection_endpoint (or with --allow-foreign-tokens)"
+        }
+        let whoami = r.whoamiURL ?? r.userinfoURL.flatMap { $0.contains("{") ? nil : $0 }
+        guard whoami != nil else {
+            return "provider \(id) cannot establish who owns an access token (its user-details URL is a template): token exchange and register-by-token are refused for it; set --whoami-url or --introspection-url"
+        }
+        return r.allowForeignTokens
+            ? nil
+            : "provider \(id) cannot show that an access token was issued to Gatehouse: token exchange and register-by-token refuse its access tokens; set --introspection-url, or --allow-foreign-tokens (a risk: a token any app got for a person signs them in here)"
     }
 
     /// https, or http on a loopback address (development and tests).
@@ -196,10 +238,13 @@ public struct UpstreamFlowRecord: Sendable, Equatable {
     /// Set when a signed-in user is linking another account.
     public var linkUserID: String?
     public var expiresAt: Int64
+    /// The client address that started it (pending flows are bounded per address).
+    public var addressKey: String?
     public init(
         stateHash: String, providerID: String, browserHash: String, codeVerifier: String, nonce: String,
-        returnTo: String, linkUserID: String?, expiresAt: Int64
+        returnTo: String, linkUserID: String?, expiresAt: Int64, addressKey: String? = nil
     ) {
+        self.addressKey = addressKey
         self.stateHash = stateHash
         self.providerID = providerID
         self.browserHash = browserHash
@@ -261,7 +306,9 @@ public protocol FederationStore: Sendable {
     /// Case-insensitive; `nil` when no user or more than one user has the address.
     func user(email: String) async throws -> UserRecord?
 
-    func insertUpstreamFlow(_ flow: UpstreamFlowRecord) async throws
+    /// Stores a flow unless its `addressKey` already has `limitPerAddress` pending (unexpired at `time`)
+    /// flows: then `false`, and nothing is stored.
+    func insertUpstreamFlow(_ flow: UpstreamFlowRecord, limitPerAddress: Int, at time: Int64) async throws -> Bool
     /// Removes and returns the flow (single use); `nil` when unknown.
     func takeUpstreamFlow(stateHash: String) async throws -> UpstreamFlowRecord?
 

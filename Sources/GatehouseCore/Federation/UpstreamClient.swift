@@ -6,6 +6,7 @@ import Synchronization
 public protocol UpstreamHTTP: Sendable {
     func get(_ url: String, headers: [(String, String)]) async throws -> UpstreamResponse
     func postForm(_ url: String, form: [(String, String)], headers: [(String, String)]) async throws -> UpstreamResponse
+    func postJSON(_ url: String, body: String, headers: [(String, String)]) async throws -> UpstreamResponse
 }
 
 public struct UpstreamResponse: Sendable {
@@ -20,7 +21,9 @@ public struct UpstreamResponse: Sendable {
 
 /// Why an upstream sign-in or token check failed. `description` is safe to show; `detail` is for logs.
 public struct UpstreamError: Error, Sendable, CustomStringConvertible {
-    public enum Kind: Sendable { case unavailable, rejected, invalidResponse, misconfigured }
+    /// `unsupported`: the provider has no way to do what was asked (e.g. prove whose an access token is);
+    /// the request should not be retried as it is.
+    public enum Kind: Sendable { case unavailable, rejected, invalidResponse, misconfigured, unsupported }
     public let kind: Kind
     public let description: String
     public let detail: String
@@ -52,6 +55,8 @@ public final class UpstreamClient: Sendable {
         public var userinfo: String?
         public var jwks: String?
         public var issuer: String?
+        /// RFC 7662 introspection at the provider (configured, or from the discovery document).
+        public var introspection: String? = nil
     }
 
     public func endpoints(_ provider: ProviderRecord) async throws -> Endpoints {
@@ -60,7 +65,8 @@ public final class UpstreamClient: Sendable {
             guard let a = p.authorizeURL, let t = p.tokenURL else {
                 throw UpstreamError(.misconfigured, "The provider is not configured correctly.", detail: "missing URLs")
             }
-            return Endpoints(authorize: a, token: t, userinfo: p.userinfoURL, jwks: nil, issuer: nil)
+            return Endpoints(
+                authorize: a, token: t, userinfo: p.userinfoURL, jwks: nil, issuer: nil, introspection: p.introspectionURL)
         }
         let now = clock.nowSeconds
         if let (cached, at) = discovery.withLock({ $0[issuer] }), now - at < 3600 { return cached }
@@ -73,9 +79,11 @@ public final class UpstreamClient: Sendable {
             throw UpstreamError(
                 .invalidResponse, "The provider's configuration could not be read.", detail: "discovery of \(issuer) incomplete or issuer mismatch")
         }
-        for url in [a, t, jwks] { try checkTransport(url) }
+        let introspection = p.introspectionURL ?? doc["introspection_endpoint"] as? String
+        for url in [a, t, jwks] + (introspection.map { [$0] } ?? []) { try checkTransport(url) }
         let endpoints = Endpoints(
-            authorize: a, token: t, userinfo: p.userinfoURL ?? doc["userinfo_endpoint"] as? String, jwks: jwks, issuer: issuer)
+            authorize: a, token: t, userinfo: p.userinfoURL ?? doc["userinfo_endpoint"] as? String, jwks: jwks, issuer: issuer,
+            introspection: introspection)
         discovery.withLock { $0[issuer] = (endpoints, now) }
         return endpoints
     }
@@ -144,33 +152,146 @@ public final class UpstreamClient: Sendable {
         return try map(claims, provider: p)
     }
 
-    /// Validates an access token issued by the provider by calling its user-details endpoint (RFC 8693
-    /// token exchange). `parameters` fill a templated URL (`…/users/{username}/`).
+    /// Establishes whose access token this is (RFC 8693 token exchange, dot's register-by-token).
+    ///
+    /// The person is only ever identified by the provider itself, from a fixed endpoint: introspection (RFC
+    /// 7662, or GitHub's application token check), which also proves the token was issued to our client at
+    /// the provider; or, when the operator allows foreign tokens for the provider, its fixed "who am I"
+    /// endpoint. Request `parameters` never identify: they may only fill a templated user-details URL
+    /// (`…/users/{username}/`) *after* the subject is known, and that answer must be about the same subject.
     public func identity(forAccessToken token: String, provider: ProviderRecord, parameters: [String: String]) async throws
         -> ExternalIdentity
     {
         let p = provider.resolved
         let e = try await endpoints(p)
-        guard let userinfo = e.userinfo else {
-            throw UpstreamError(.misconfigured, "The provider has no user-details endpoint.", detail: "no userinfo URL")
-        }
-        var claims = try await userDetails(userinfo, provider: p, accessToken: token, parameters: parameters)
-        if p.kind == .github, claims["email"] == nil || claims["email"] is NSNull {
-            claims.merge((try? await githubPrimaryEmail(token)) ?? [:]) { a, _ in a }
-        }
-        let identity = try map(claims, provider: p)
-        // A templated URL names whose details to fetch (`…/users/{username}/`). The answer must be about that
-        // very person, or a token of one person could be exchanged as another whenever the provider lets any
-        // token read any profile.
-        let named: [String: String?] = ["username": identity.username, "email": identity.email, "id": identity.subject]
-        for (name, value) in parameters where userinfo.contains("{\(name)}") {
-            guard let mapped = named[name], let mapped, mapped.lowercased() == value.lowercased() else {
+        var identity: ExternalIdentity
+        if p.kind == .github, p.introspectionURL == nil, !p.allowForeignTokens {
+            identity = try await githubApplicationCheck(token, provider: p)
+        } else if let introspection = e.introspection {
+            identity = try await introspect(token, at: introspection, provider: p)
+        } else if let whoami = p.whoamiURL ?? e.userinfo.flatMap({ Self.isTemplate($0) ? nil : $0 }) {
+            guard p.allowForeignTokens else {
                 throw UpstreamError(
-                    .rejected, "The token does not belong to \(name) \(value).",
-                    detail: "template parameter \(name)=\(value) but the provider answered for someone else")
+                    .unsupported,
+                    "The provider \(p.id) cannot show that an access token was issued to Gatehouse: send its ID token, or configure introspection_url or allow_foreign_tokens for it.",
+                    detail: "no introspection for \(p.id) and foreign tokens not allowed")
             }
+            var claims = try await userDetails(whoami, provider: p, accessToken: token, parameters: [:])
+            if p.kind == .github, claims["email"] == nil || claims["email"] is NSNull {
+                claims.merge((try? await githubPrimaryEmail(token)) ?? [:]) { a, _ in a }
+            }
+            identity = try map(claims, provider: p)
+        } else {
+            throw UpstreamError(
+                .unsupported,
+                "The provider \(p.id) cannot establish who owns an access token: configure whoami_url or introspection_url for it.",
+                detail: "only a templated user-details URL for \(p.id)")
+        }
+        // A templated URL (`…/users/{username}/`) may add details once the subject is known, and only when its
+        // answer is about that same subject: a token of one person never reads as another.
+        if let template = e.userinfo, Self.isTemplate(template),
+            Self.placeholders(template).allSatisfy({ !(parameters[$0] ?? "").isEmpty })
+        {
+            let details = try map(
+                try await userDetails(template, provider: p, accessToken: token, parameters: parameters), provider: p)
+            guard details.subject == identity.subject else {
+                throw UpstreamError(
+                    .rejected, "The token does not belong to the account the parameters name.",
+                    detail: "templated user details answered for \(details.subject), the token is \(identity.subject)'s")
+            }
+            identity = ExternalIdentity(
+                subject: identity.subject, username: details.username ?? identity.username,
+                email: details.email ?? identity.email,
+                emailVerified: details.email != nil ? details.emailVerified : identity.emailVerified,
+                name: details.name ?? identity.name, picture: details.picture ?? identity.picture)
         }
         return identity
+    }
+
+    /// RFC 7662 at the provider, authenticated as our client there (§2.1; client_secret_basic, RFC 6749
+    /// §2.3.1). The token must be active and issued to our client (`client_id`, or `aud` containing it),
+    /// unless the provider allows foreign tokens.
+    func introspect(_ token: String, at url: String, provider p: ProviderRecord) async throws -> ExternalIdentity {
+        try checkTransport(url)
+        let credentials = FormEncoding.encode(p.clientID) + ":" + FormEncoding.encode(p.clientSecret)
+        let response: UpstreamResponse
+        do {
+            response = try await http.postForm(
+                url, form: [("token", token), ("token_type_hint", "access_token")],
+                headers: [
+                    ("Authorization", "Basic " + Data(credentials.utf8).base64EncodedString()), ("Accept", "application/json"),
+                ])
+        } catch let e as UpstreamError {
+            throw e
+        } catch {
+            throw UpstreamError(.unavailable, "The provider could not be reached.", detail: "introspection \(url): \(error)")
+        }
+        guard response.status == 200, let answer = response.json else {
+            throw UpstreamError(
+                response.status >= 500 ? .unavailable : .invalidResponse, "The provider could not check the token.",
+                detail: "introspection \(url) answered \(response.status)")
+        }
+        guard answer["active"] as? Bool == true else {
+            throw UpstreamError(.rejected, "The provider says the token is not active.", detail: "introspection: inactive")
+        }
+        let audience: [String] = (answer["aud"] as? [String]) ?? ((answer["aud"] as? String).map { [$0] } ?? [])
+        let bound = (answer["client_id"] as? String) == p.clientID || audience.contains(p.clientID)
+        guard bound || p.allowForeignTokens else {
+            throw UpstreamError(
+                .rejected, "The token was not issued to Gatehouse at the provider \(p.id).",
+                detail: "introspection client_id \(answer["client_id"] as? String ?? "-") is not \(p.clientID)")
+        }
+        var claims = answer
+        // The mapped id field, else RFC 7662's `sub`.
+        if let path = p.claims["id"], Self.value(at: path, in: claims) == nil, let sub = answer["sub"] {
+            claims[path] = sub
+        }
+        return try map(claims, provider: p)
+    }
+
+    /// GitHub's check that a token belongs to our OAuth app (`POST /applications/{client_id}/token`, with the
+    /// app's credentials): 200 with the token's `user`, 404 for a token of any other app or none.
+    func githubApplicationCheck(_ token: String, provider p: ProviderRecord) async throws -> ExternalIdentity {
+        let url = "https://api.github.com/applications/\(FormEncoding.encode(p.clientID))/token"
+        let body = (try? JSONSerialization.data(withJSONObject: ["access_token": token])) ?? Data()
+        let credentials = p.clientID + ":" + p.clientSecret
+        let response: UpstreamResponse
+        do {
+            response = try await http.postJSON(
+                url, body: String(decoding: body, as: UTF8.self),
+                headers: [
+                    ("Authorization", "Basic " + Data(credentials.utf8).base64EncodedString()),
+                    ("Accept", "application/vnd.github+json"), ("Content-Type", "application/json"),
+                ])
+        } catch let e as UpstreamError {
+            throw e
+        } catch {
+            throw UpstreamError(.unavailable, "GitHub could not be reached.", detail: "\(url): \(error)")
+        }
+        guard response.status == 200, let user = response.json?["user"] as? [String: Any] else {
+            throw UpstreamError(
+                response.status >= 500 ? .unavailable : .rejected, "GitHub did not accept the token for this app.",
+                detail: "application token check answered \(response.status)")
+        }
+        var claims = user
+        if claims["email"] == nil || claims["email"] is NSNull {
+            claims.merge((try? await githubPrimaryEmail(token)) ?? [:]) { a, _ in a }
+        }
+        return try map(claims, provider: p)
+    }
+
+    /// Whether a URL has `{name}` placeholders.
+    static func isTemplate(_ url: String) -> Bool { url.contains("{") }
+
+    /// The placeholder names of a templated URL, in order.
+    static func placeholders(_ template: String) -> [String] {
+        var names: [String] = []
+        var rest = Substring(template)
+        while let open = rest.firstIndex(of: "{"), let close = rest[open...].firstIndex(of: "}") {
+            names.append(String(rest[rest.index(after: open)..<close]))
+            rest = rest[rest.index(after: close)...]
+        }
+        return names
     }
 
     /// Token exchange of an OIDC provider's ID token (RFC 8693 `…:token-type:id_token`): valid only when
@@ -330,14 +451,19 @@ public final class UpstreamClient: Sendable {
         }
     }
 
+    /// The value at a dotted path (`data.user.id`); `nil` for JSON null.
+    static func value(at path: String, in claims: [String: Any]) -> Any? {
+        var current: Any? = claims
+        for part in path.split(separator: ".") { current = (current as? [String: Any])?[String(part)] }
+        if current is NSNull { return nil }
+        return current
+    }
+
     /// The provider's fields → ours, through the claim mapping (dotted paths reach into objects).
     func map(_ claims: [String: Any], provider: ProviderRecord) throws -> ExternalIdentity {
         func value(_ ours: String) -> Any? {
             guard let path = provider.claims[ours] else { return nil }
-            var current: Any? = claims
-            for part in path.split(separator: ".") { current = (current as? [String: Any])?[String(part)] }
-            if current is NSNull { return nil }
-            return current
+            return Self.value(at: path, in: claims)
         }
         func string(_ ours: String) -> String? {
             switch value(ours) {

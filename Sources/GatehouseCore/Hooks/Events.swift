@@ -121,7 +121,7 @@ struct NoFederationStore: FederationStore {
     func insertUser(_ user: UserRecord, linking identity: IdentityRecord) async throws {}
     func deleteIdentity(providerID: String, subject: String, userID: String) async throws -> Bool { false }
     func user(email: String) async throws -> UserRecord? { nil }
-    func insertUpstreamFlow(_ flow: UpstreamFlowRecord) async throws {}
+    func insertUpstreamFlow(_ flow: UpstreamFlowRecord, limitPerAddress: Int, at time: Int64) async throws -> Bool { false }
     func takeUpstreamFlow(stateHash: String) async throws -> UpstreamFlowRecord? { nil }
     func enqueueEvents(_ records: [OutboxRecord]) async throws {}
     func claimDueEvents(at time: Int64, limit: Int, lease: Int64) async throws -> [OutboxRecord] { [] }

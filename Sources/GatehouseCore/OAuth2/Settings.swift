@@ -31,10 +31,9 @@ public struct ServerSettings: Sendable {
     /// Browser session lifetime in seconds from sign-in (default 12 hours).
     public var sessionLifetime: Int64 = 12 * 3600
 
-    /// Accept a redirect URI that is a registered one plus a `redirect_state` query parameter, as
-    /// python-social-auth's OAuth2 backends send it (on with the `lego` profile; the code is still bound to
-    /// the exact URI requested).
-    public var acceptsRedirectStateParameter = false
+    /// Reverse proxies whose `Forwarded` / `X-Forwarded-For` say who the client is (`trusted_proxies`);
+    /// empty: those headers are ignored and the TCP peer is the client.
+    public var trustedProxies: [IPNetwork] = []
 
     public init(issuer: String) { self.issuer = issuer }
 

@@ -9,7 +9,10 @@ public struct TokenContext: Sendable {
     public let issuer: AccessTokenIssuer
     public let idTokens: IDTokenIssuer
     public let passwords: PasswordHasher
-    public let passwordLimiter: FailureLimiter
+    /// Password checks with lockout and throttling, shared with the login page.
+    public let passwordAuthenticator: PasswordAuthenticator
+    /// The client's address for this request (set by the token endpoint; throttling counts per address).
+    public var clientAddress: String? = nil
     /// Lifecycle events (`token.issued`, `grant.revoked`).
     public let events: Events
 
@@ -24,8 +27,11 @@ public struct TokenContext: Sendable {
         self.issuer = AccessTokenIssuer(keys: keys)
         self.idTokens = IDTokenIssuer(keys: keys)
         self.passwords = passwords
-        self.passwordLimiter = FailureLimiter(
-            maxFailures: settings.passwordMaxFailures, window: settings.passwordLockoutWindow, clock: clock)
+        self.passwordAuthenticator = PasswordAuthenticator(
+            users: storage, passwords: passwords,
+            throttle: LoginThrottle(
+                store: storage, maxFailures: settings.passwordMaxFailures, window: settings.passwordLockoutWindow,
+                clock: clock))
     }
 
     /// RFC 6749 §3.3: the requested scope must be allowed for the client; when omitted, the client's

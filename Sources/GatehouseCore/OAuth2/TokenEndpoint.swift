@@ -20,7 +20,10 @@ public struct TokenEndpoint: Sendable {
     /// The grant types this endpoint handles, for discovery.
     public var supportedGrantTypes: [String] { grants.keys.sorted() }
 
-    public func handle(_ parameters: RequestParameters, authorization: String?) async throws -> TokenResponse {
+    /// `clientAddress`: the client's IP address (password-grant throttling counts per address).
+    public func handle(_ parameters: RequestParameters, authorization: String?, clientAddress: String? = nil) async throws
+        -> TokenResponse
+    {
         let grantType = try parameters.required("grant_type")
         let (client, _) = try await authenticator.authenticate(parameters, authorization: authorization)
         guard let grant = grants[grantType] else {
@@ -33,6 +36,8 @@ public struct TokenEndpoint: Sendable {
         guard !client.isPublic || type(of: grant).allowsPublicClients else {
             throw OAuthError.unauthorizedClient.with(description: "Public clients cannot use the \(grantType) grant.")
         }
+        var context = self.context
+        context.clientAddress = clientAddress
         let response = try await grant.handle(parameters, client: client, context: context)
         try? await context.events.emit(
             Events.tokenIssued, ["client_id": client.id, "grant_type": grantType, "scope": response.scope])

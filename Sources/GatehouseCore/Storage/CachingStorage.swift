@@ -139,7 +139,9 @@ public final class CachingStorage: GatehouseStorage {
         try await base.deleteIdentity(providerID: providerID, subject: subject, userID: userID)
     }
     public func user(email: String) async throws -> UserRecord? { try await base.user(email: email) }
-    public func insertUpstreamFlow(_ flow: UpstreamFlowRecord) async throws { try await base.insertUpstreamFlow(flow) }
+    public func insertUpstreamFlow(_ flow: UpstreamFlowRecord, limitPerAddress: Int, at time: Int64) async throws -> Bool {
+        try await base.insertUpstreamFlow(flow, limitPerAddress: limitPerAddress, at: time)
+    }
     public func takeUpstreamFlow(stateHash: String) async throws -> UpstreamFlowRecord? {
         try await base.takeUpstreamFlow(stateHash: stateHash)
     }
@@ -153,6 +155,7 @@ public final class CachingStorage: GatehouseStorage {
     public func insertSession(_ session: SessionRecord) async throws { try await base.insertSession(session) }
     public func session(hash: String) async throws -> SessionRecord? { try await base.session(hash: hash) }
     public func deleteSession(hash: String) async throws { try await base.deleteSession(hash: hash) }
+    public func session(id: String, at time: Int64) async throws -> SessionRecord? { try await base.session(id: id, at: time) }
     public func insertAuthorizationCode(_ code: AuthorizationCodeRecord) async throws {
         try await base.insertAuthorizationCode(code)
     }
@@ -189,6 +192,16 @@ public final class CachingStorage: GatehouseStorage {
         try await base.raiseKeyRetention(atLeast: seconds)
     }
     public func keyRetention() async throws -> Int64? { try await base.keyRetention() }
+    public func revokeKey(kid: String, at time: Int64) async throws -> Bool { try await base.revokeKey(kid: kid, at: time) }
+    public func revokedKeyIDs() async throws -> Set<String> { try await base.revokedKeyIDs() }
+    public func recordFailure(key: String, at time: Int64, window: Int64) async throws -> FailureCount {
+        try await base.recordFailure(key: key, at: time, window: window)
+    }
+    public func failureCount(key: String, at time: Int64) async throws -> FailureCount? {
+        try await base.failureCount(key: key, at: time)
+    }
+    public func clearFailures(key: String) async throws { try await base.clearFailures(key: key) }
+    public func purgeFailures(before time: Int64) async throws -> Int { try await base.purgeFailures(before: time) }
     public func insertGrant(_ grant: GrantRecord, refreshToken: RefreshTokenRecord?) async throws {
         try await base.insertGrant(grant, refreshToken: refreshToken)
     }

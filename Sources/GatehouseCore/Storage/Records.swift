@@ -20,6 +20,13 @@ public struct ClientRecord: Sendable, Equatable, Codable {
     /// "One active token per user": issuing a new grant to a user revokes the user's earlier grants for
     /// this client (django-oauth-toolkit's register-by-token policy).
     public var singleGrantPerUser: Bool
+    /// Accept the registered redirect URI plus one `redirect_state` query parameter, as python-social-auth's
+    /// OAuth2 backends send it (`clients create --legacy-redirect-state`); the code stays bound to the exact
+    /// URI requested.
+    public var legacyRedirectState: Bool
+    /// Clients whose access tokens this client may exchange (RFC 8693) although they are not addressed to
+    /// it (`clients create --may-exchange-from`).
+    public var mayExchangeFrom: [String]
     public var createdAt: Int64
     public var updatedAt: Int64
 
@@ -29,8 +36,11 @@ public struct ClientRecord: Sendable, Equatable, Codable {
     public init(
         id: String, name: String, secretHash: String?, redirectURIs: [String], grantTypes: [String],
         scope: Scope, defaultScope: Scope, resources: [String], skipConsent: Bool,
-        postLogoutRedirectURIs: [String] = [], singleGrantPerUser: Bool = false, createdAt: Int64, updatedAt: Int64
+        postLogoutRedirectURIs: [String] = [], singleGrantPerUser: Bool = false, createdAt: Int64, updatedAt: Int64,
+        legacyRedirectState: Bool = false, mayExchangeFrom: [String] = []
     ) {
+        self.legacyRedirectState = legacyRedirectState
+        self.mayExchangeFrom = mayExchangeFrom
         self.singleGrantPerUser = singleGrantPerUser
         self.id = id
         self.name = name
@@ -147,11 +157,21 @@ public struct SigningKeyRecord: Sendable, Equatable {
     public var deactivatedAt: Int64?
     /// When the key left the key set for good.
     public var retiredAt: Int64?
+    /// When the key starts signing (`nil`: from `createdAt`). A rotated-in key is published first and signs
+    /// only from here, so every verifier has fetched it before it meets a token signed with it.
+    public var activatesAt: Int64?
+    /// When an operator revoked the key (`gatehouse keys revoke`): it left the key set at once.
+    public var revokedAt: Int64?
+
+    /// When the key signs from.
+    public var activeFrom: Int64 { activatesAt ?? createdAt }
 
     public init(
         kid: String, algorithm: SigningAlgorithm, privatePEM: String?, createdAt: Int64, deactivatedAt: Int64?,
-        retiredAt: Int64?
+        retiredAt: Int64?, activatesAt: Int64? = nil, revokedAt: Int64? = nil
     ) {
+        self.activatesAt = activatesAt
+        self.revokedAt = revokedAt
         self.kid = kid
         self.algorithm = algorithm
         self.privatePEM = privatePEM
@@ -174,11 +194,15 @@ public struct GrantRecord: Sendable, Equatable {
     /// session's public id (`sid`), so a refresh can issue a fresh ID token.
     public var authTime: Int64?
     public var sessionID: String?
+    /// Until when the grant can still produce tokens without a refresh token (lego token-auth's refresh);
+    /// it is listed on the account page, and revocable there, until then.
+    public var liveUntil: Int64?
 
     public init(
         id: String, clientID: String, userID: String?, scope: Scope, createdAt: Int64, revokedAt: Int64?,
-        authTime: Int64? = nil, sessionID: String? = nil
+        authTime: Int64? = nil, sessionID: String? = nil, liveUntil: Int64? = nil
     ) {
+        self.liveUntil = liveUntil
         self.id = id
         self.clientID = clientID
         self.userID = userID

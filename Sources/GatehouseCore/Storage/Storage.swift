@@ -49,6 +49,11 @@ public protocol KeyStore: Sendable {
     func raiseKeyRetention(atLeast seconds: Int64) async throws -> Int64
     /// The recorded retention, if any instance has recorded one.
     func keyRetention() async throws -> Int64?
+    /// Emergency revocation: the key leaves the key set at once (retired, private half wiped) and is marked
+    /// revoked. `false` when no such key, or it was revoked already.
+    func revokeKey(kid: String, at time: Int64) async throws -> Bool
+    /// Every revoked key id (cheap: instances poll it to drop a revoked key within a second).
+    func revokedKeyIDs() async throws -> Set<String>
 }
 
 /// What happened when a refresh token was presented for rotation.
@@ -83,6 +88,8 @@ public protocol BrowserStore: Sendable {
     func insertSession(_ session: SessionRecord) async throws
     func session(hash: String) async throws -> SessionRecord?
     func deleteSession(hash: String) async throws
+    /// The session with the public id `id` while it lasts at `time` (tokens bound to a session check it).
+    func session(id: String, at time: Int64) async throws -> SessionRecord?
 
     func insertAuthorizationCode(_ code: AuthorizationCodeRecord) async throws
     func authorizationCode(hash: String) async throws -> AuthorizationCodeRecord?
@@ -104,4 +111,4 @@ public protocol BrowserStore: Sendable {
 }
 
 public typealias GatehouseStorage = ClientStore & UserStore & ScopeStore & KeyStore & TokenStore & BrowserStore
-    & FederationStore & AccountStore
+    & FederationStore & AccountStore & FailureCounterStore

@@ -32,6 +32,10 @@ public struct Administration: Sendable {
         public var skipConsent = false
         public var singleGrantPerUser = false
         public var allowPasswordGrant = false
+        /// Accept the registered redirect URI plus one `redirect_state` parameter (python-social-auth).
+        public var legacyRedirectState = false
+        /// Clients whose access tokens this one may exchange (RFC 8693).
+        public var mayExchangeFrom: [String] = []
         public init(name: String) { self.name = name }
     }
 
@@ -52,6 +56,17 @@ public struct Administration: Sendable {
         }
         for g in [GrantType.clientCredentials, GrantType.tokenExchange] where new.isPublic && grantTypes.contains(g) {
             throw ValidationError("public clients cannot use the \(g) grant")
+        }
+        // RFC 6749 §10.2: a public client's identity cannot be proved, so consent cannot be skipped for it (an
+        // app impersonating it would get tokens without the person ever being asked).
+        if new.isPublic, new.skipConsent {
+            throw ValidationError("--skip-consent cannot be used with --public: a public client cannot prove who it is (RFC 6749 §10.2)")
+        }
+        for id in new.mayExchangeFrom where try await storage.client(id: id) == nil {
+            throw ValidationError("--may-exchange-from: no client '\(id)'")
+        }
+        if !new.mayExchangeFrom.isEmpty, !grantTypes.contains(GrantType.tokenExchange) {
+            throw ValidationError("--may-exchange-from needs --grant-type \(GrantType.tokenExchange)")
         }
         for uri in new.redirectURIs { try RedirectURI.validateForRegistration(uri) }
         for uri in new.postLogoutRedirectURIs {
@@ -81,7 +96,8 @@ public struct Administration: Sendable {
             id: Secrets.identifier(), name: name, secretHash: secret.map(Secrets.hash), redirectURIs: new.redirectURIs,
             grantTypes: grantTypes, scope: scope, defaultScope: defaultScope, resources: new.resources,
             skipConsent: new.skipConsent, postLogoutRedirectURIs: new.postLogoutRedirectURIs,
-            singleGrantPerUser: new.singleGrantPerUser, createdAt: now, updatedAt: now)
+            singleGrantPerUser: new.singleGrantPerUser, createdAt: now, updatedAt: now,
+            legacyRedirectState: new.legacyRedirectState, mayExchangeFrom: new.mayExchangeFrom)
         try await storage.insertClient(record)
         return (record, secret)
     }

@@ -16,6 +16,8 @@ public final class KeyRing: Sendable {
         public let collection: JWTKeyCollection
         /// The JWKS document (RFC 7517 §5), pre-encoded.
         public let jwksJSON: [UInt8]
+        /// Keys revoked when this snapshot was built (a change means: reload at once).
+        public let revoked: Set<String>
         public func key(kid: String) -> SigningKey? { publishedKeys.first { $0.kid == kid } }
     }
 
@@ -62,6 +64,7 @@ public final class KeyRing: Sendable {
             retention = max(self.retention, (try? await store.keyRetention()) ?? 0)
         }
         let records = try await store.listKeys()
+        let revoked = Set(records.filter { $0.revokedAt != nil }.map(\.kid))
         let plan = KeyRing.plan(records, now: now, retention: retention)
         if !plan.toRetire.isEmpty {
             try await store.retireKeys(kids: plan.toRetire, at: now)
@@ -83,18 +86,21 @@ public final class KeyRing: Sendable {
         let jwks = try JSONEncoder.sortedWithoutEscapingSlashes.encode(
             ["keys": try published.map { try $0.publicJWK() }])
         let snapshot = Snapshot(
-            signingKey: signing, publishedKeys: published, collection: collection, jwksJSON: Array(jwks))
+            signingKey: signing, publishedKeys: published, collection: collection, jwksJSON: Array(jwks), revoked: revoked)
         current.withLock { $0 = snapshot }
         return snapshot
     }
 
     /// Which key signs, which are published and which must be retired, given the stored keys.
-    static func plan(_ records: [SigningKeyRecord], now: Int64, retention: Int64)
+    public static func plan(_ records: [SigningKeyRecord], now: Int64, retention: Int64)
         -> (signing: SigningKeyRecord?, published: [SigningKeyRecord], toRetire: [String])
     {
-        let live = records.filter { $0.retiredAt == nil }
-        // Newest active key signs (two instances racing on first start may both have made one).
-        let signing = live.filter { $0.deactivatedAt == nil }.max { ($0.createdAt, $0.kid) < ($1.createdAt, $1.kid) }
+        let live = records.filter { $0.retiredAt == nil && $0.revokedAt == nil }
+        // The newest key whose time has come signs (two instances racing on first start may both have made
+        // one); a rotated-in key waits for its `activatesAt` while it is published.
+        let started = live.filter { $0.activeFrom <= now }
+        let newest: (SigningKeyRecord, SigningKeyRecord) -> Bool = { ($0.activeFrom, $0.createdAt, $0.kid) < ($1.activeFrom, $1.createdAt, $1.kid) }
+        let signing = started.filter { $0.deactivatedAt.map { $0 > now } ?? true }.max(by: newest) ?? started.max(by: newest)
         var published: [SigningKeyRecord] = []
         var toRetire: [String] = []
         for r in live.sorted(by: { $0.createdAt > $1.createdAt }) {
@@ -107,25 +113,52 @@ public final class KeyRing: Sendable {
         return (signing, published, toRetire)
     }
 
-    /// Generates a key of `algorithm`, makes it the signing key, and reloads.
+    /// Generates a key of `algorithm` and makes it the signing key `activatesIn` seconds from now; it is
+    /// published at once. Publish before sign: with `activatesIn` ≥ the key reload interval + 60 s, every
+    /// instance and every verifier that refetches the JWKS has the key before a token signed with it exists.
     @discardableResult
-    public static func rotate(store: any KeyStore, algorithm: SigningAlgorithm, clock: Clock = .system) async throws
-        -> SigningKeyRecord
-    {
+    public static func rotate(
+        store: any KeyStore, algorithm: SigningAlgorithm, activatesIn: Int64 = 0, clock: Clock = .system
+    ) async throws -> SigningKeyRecord {
         let key = try SigningKey.generate(algorithm)
+        let now = clock.nowSeconds
         let record = SigningKeyRecord(
-            kid: key.kid, algorithm: algorithm, privatePEM: key.pemRepresentation, createdAt: clock.nowSeconds,
-            deactivatedAt: nil, retiredAt: nil)
+            kid: key.kid, algorithm: algorithm, privatePEM: key.pemRepresentation, createdAt: now,
+            deactivatedAt: nil, retiredAt: nil, activatesAt: activatesIn > 0 ? now + activatesIn : nil)
         try await store.activateKey(record)
         return record
+    }
+
+    /// How long a rotated-in key is published before it signs (`ServerSettings.keyReloadInterval` + 60 s).
+    public static func publishLead(keyReloadInterval: Int64) -> Int64 { keyReloadInterval + 60 }
+
+    /// Emergency revocation: the key leaves the key set on every instance within about a second; when it was
+    /// the signing key (or no other key could sign), a new key of `algorithm` signs at once. Returns the
+    /// replacement, if one was made.
+    public static func revoke(kid: String, store: any KeyStore, algorithm: SigningAlgorithm, clock: Clock = .system)
+        async throws -> SigningKeyRecord?
+    {
+        let now = clock.nowSeconds
+        let before = try await store.listKeys()
+        guard let target = before.first(where: { $0.kid == kid }), target.revokedAt == nil else {
+            throw KeyRingError.unknownKey(kid)
+        }
+        let wasSigning = plan(before, now: now, retention: 0).signing?.kid == kid
+        _ = try await store.revokeKey(kid: kid, at: now)
+        let after = try await store.listKeys()
+        let pending = after.contains { $0.retiredAt == nil && $0.revokedAt == nil && $0.deactivatedAt == nil }
+        guard wasSigning || !pending else { return nil }
+        return try await rotate(store: store, algorithm: algorithm, clock: clock)
     }
 }
 
 public enum KeyRingError: Error, CustomStringConvertible {
     case notLoaded
     case noSigningKey
+    case unknownKey(String)
     public var description: String {
         switch self {
+        case .unknownKey(let kid): return "no key '\(kid)' that is not revoked already"
         case .notLoaded: return "signing keys are not loaded"
         case .noSigningKey: return "no active signing key in the database (run `gatehouse keys rotate`)"
         }

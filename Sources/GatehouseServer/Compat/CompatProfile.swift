@@ -30,6 +30,12 @@ public struct CompatOptions: Sendable {
     public var clientID: String?
     public var corsOrigins: Set<String> = []
     public var nextHosts: Set<String> = []
+    /// Path prefixes dgp's `next` may have (empty: any path on an allowed host).
+    public var nextPaths: [String] = []
+    /// Lifetime of dgp's user token (`jwt`), seconds.
+    public var dgpTokenLifetime: Int64 = 3600
+    /// Providers dot's register-by-token accepts tokens of (empty: the endpoint answers 404).
+    public var exchangeProviders: Set<String> = []
     public var dgpSigner: RSATokenSigner?
     public init() {}
 }
@@ -47,6 +53,10 @@ struct CompatContext: Sendable {
     /// dgp: the RS256 signer of its tokens, and the hosts `next` may point to.
     let dgpSigner: RSATokenSigner?
     let nextHosts: Set<String>
+    let nextPaths: [String]
+    let dgpTokenLifetime: Int64
+    /// dot: the providers register-by-token accepts (`compat_exchange_providers`).
+    let exchangeProviders: Set<String>
 
     /// Our access token's claims when it is valid, current and not revoked.
     func verify(_ token: String?) async throws -> AccessTokenClaims? {
@@ -63,10 +73,11 @@ struct CompatContext: Sendable {
         return try await services.storage.user(id: userID)
     }
 
-    /// The configured first-party client, or a clear error.
+    /// The configured first-party client, or a clear error (start-up checks it too; it may have been
+    /// deleted since).
     func compatClient(_ profile: String) async throws -> ClientRecord {
         guard let id = clientID, let client = try await services.storage.client(id: id) else {
-            throw OAuthError.serverError.with(
+            throw OAuthError.unauthorizedClient.with(
                 description: "The \(profile) profile needs compat_client_id (GATEHOUSE_COMPAT_CLIENT_ID) naming an existing client.",
                 debug: "compat_client_id missing or unknown")
         }

@@ -22,6 +22,8 @@ struct DGPProfile {
         var username: String
         var iat: Int64
         var exp: Int64
+        /// The browser session it came from: signing out ends the token too.
+        var sid: String?
         func verify(using algorithm: some JWTAlgorithm) throws {}
     }
 
@@ -37,7 +39,9 @@ struct DGPProfile {
 
     func mount(on router: Router<GatehouseRequestContext>) {
         router.get("/auth/check") { request, _ in await check(request) }
-        router.get("/auth/login/:provider") { request, context in await login(request, provider: context.parameters.get("provider") ?? "") }
+        router.get("/auth/login/:provider") { request, context in
+            await login(request, context, provider: context.parameters.get("provider") ?? "")
+        }
         router.get("/auth/finish") { request, _ in await finish(request) }
         router.get("/auth/authorize") { request, _ in await authorize(request) }
         router.post("/auth/update") { request, _ in await update(request) }
@@ -49,10 +53,12 @@ struct DGPProfile {
 
     static let finishPath = "/auth/finish?"
 
-    /// The user of a valid, unexpired user token.
+    /// The user of a valid, unexpired user token whose session is still signed in.
     func user(_ jwt: String?) async throws -> UserRecord? {
+        let now = c.services.clock.nowSeconds
         guard let jwt, let signer = c.dgpSigner, let claims = await signer.verify(jwt, as: UserToken.self),
-            claims.exp > c.services.clock.nowSeconds
+            claims.exp > now, let sid = claims.sid,
+            let session = try await c.services.storage.session(id: sid, at: now), session.userID == claims.userid
         else { return nil }
         return try await c.services.storage.user(id: claims.userid)
     }
@@ -69,14 +75,26 @@ struct DGPProfile {
         ]
     }
 
-    /// `next` must be an http(s) URL on a configured host (`compat_next_hosts`): no open redirect.
+    /// `next` must be an http(s) URL on a configured host (`compat_next_hosts`) and, when
+    /// `compat_next_paths` is set, under one of those paths: no open redirect, and the token goes only where
+    /// the operator said.
     func allowedNext(_ next: String?) -> String? {
         guard let next, next.utf8.count <= 2000, let u = URLComponents(string: next), let host = u.host?.lowercased(),
             c.nextHosts.contains(host), u.user == nil, u.fragment == nil,
+            c.nextPaths.isEmpty || Self.pathAllowed(u.percentEncodedPath, prefixes: c.nextPaths),
             // The token travels in the URL: https only (http on loopback, for development).
             u.scheme?.lowercased() == "https" || (u.scheme?.lowercased() == "http" && RedirectURI.isLoopback(host))
         else { return nil }
         return next
+    }
+
+    /// The path starts with one of `prefixes` and has no dot segments (plain or percent-encoded).
+    static func pathAllowed(_ path: String, prefixes: [String]) -> Bool {
+        let segments = path.split(separator: "/", omittingEmptySubsequences: false).map { $0.lowercased() }
+        guard !segments.contains(where: { [".", "..", "%2e", "%2e%2e", ".%2e", "%2e."].contains($0) }),
+            !path.lowercased().contains("%2f"), !path.contains("\\")
+        else { return false }
+        return prefixes.contains { path.hasPrefix($0) }
     }
 
     /// `GET /auth/check?jwt=&next=`.
@@ -97,7 +115,7 @@ struct DGPProfile {
     }
 
     /// `GET /auth/login/{provider}?next=`: a provider's sign-in (or ours, `gatehouse`), then `/auth/finish`.
-    func login(_ request: Request, provider id: String) async -> Response {
+    func login(_ request: Request, _ context: GatehouseRequestContext, provider id: String) async -> Response {
         await c.browser.page("dgp login") {
             let q = try HTTP.query(request)
             guard let next = allowedNext(try q.single("next")) else {
@@ -112,7 +130,8 @@ struct DGPProfile {
             guard let provider = try await c.services.providers().first(where: { $0.id == id }) else {
                 return c.browser.pages.error(BrowserRoutes.unknownProvider)
             }
-            return try await c.browser.beginUpstream(provider, returnTo: returnTo, linkUserID: nil)
+            return try await c.browser.beginUpstream(
+                provider, returnTo: returnTo, linkUserID: nil, address: c.services.clientAddress(request, context))
         }
     }
 
@@ -123,7 +142,7 @@ struct DGPProfile {
             guard let next = allowedNext(try q.single("next")) else {
                 return c.browser.pages.error(OAuthError.invalidRequest.with(description: "The next URL is missing or not on an allowed host."))
             }
-            guard let (_, user) = try await c.browser.currentSession(request), let signer = c.dgpSigner else {
+            guard let (session, user) = try await c.browser.currentSession(request), let signer = c.dgpSigner else {
                 let returnTo = Self.finishPath + FormEncoding.encode([("next", next)])
                 return c.browser.toLogin(returnTo: returnTo)
             }
@@ -133,7 +152,7 @@ struct DGPProfile {
                 UserToken(
                     userid: user.id, name: p["name"] as? String ?? "", email: p["email"] as? String ?? "",
                     avatar_url: p["avatar_url"] as? String ?? "", idhash: idhash(user), username: user.username, iat: now,
-                    exp: now + c.services.settings.sessionLifetime))
+                    exp: min(now + c.dgpTokenLifetime, session.expiresAt), sid: session.id))
             return Response(status: .found, headers: [.location: RedirectURI.appending([("jwt", token)], to: next), .cacheControl: "no-store"])
         }
     }

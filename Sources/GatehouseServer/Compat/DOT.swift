@@ -12,7 +12,7 @@ struct DOTProfile {
     func mount(on router: Router<GatehouseRequestContext>) {
         router.get("/o/authorize/") { request, context in await c.browser.authorize(request, context) }
         router.post("/o/authorize/") { request, context in await c.browser.authorize(request, context) }
-        router.post("/o/token/") { request, _ in await c.core.token(request) }
+        router.post("/o/token/") { request, context in await c.core.token(request, context) }
         router.post("/o/revoke_token/") { request, _ in await c.core.revoke(request) }
         router.post("/o/introspect/") { request, _ in await c.core.introspect(request) }
         router.get("/user_details/") { request, _ in await userDetails(request, username: nil) }
@@ -20,7 +20,10 @@ struct DOTProfile {
             await userDetails(request, username: context.parameters.get("username") ?? "")
         }
         router.get("/register-by-token/:provider/") { request, context in
-            await registerByToken(request, provider: context.parameters.get("provider") ?? "")
+            await registerByToken(request, provider: context.parameters.get("provider") ?? "", inBody: false)
+        }
+        router.post("/register-by-token/:provider/") { request, context in
+            await registerByToken(request, provider: context.parameters.get("provider") ?? "", inBody: true)
         }
     }
 
@@ -55,37 +58,55 @@ struct DOTProfile {
         ["error": "unsuccessful_token_exchange", "error_description": "Unable to complete token exchange with social backend."]
     }
 
-    /// `GET /register-by-token/{provider}/?access_token=…[&username=…]`: the federation's token exchange (the
-    /// provider's user-details endpoint vouches for the token), issuing tokens to `compat_client_id`.
-    func registerByToken(_ request: Request, provider providerID: String) async -> Response {
+    /// `POST /register-by-token/{provider}/` with `access_token` (and a templated provider's parameters) in
+    /// the body; the seed's `GET …?access_token=` still works, logged as deprecated (tokens do not belong in
+    /// URLs). Only providers listed in `compat_exchange_providers` answer (others: 404). The federation's
+    /// token exchange decides whose token it is; tokens go to `compat_client_id`, within its registration.
+    func registerByToken(_ request: Request, provider providerID: String, inBody: Bool) async -> Response {
         do {
-            let query = try HTTP.query(request)
-            guard let token = try query.single("access_token"),
+            guard c.exchangeProviders.contains(providerID),
                 let provider = try await c.services.providers().first(where: { $0.id == providerID })
-            else { return CompatContext.json(Self.exchangeFailed, status: .unauthorized) }
-            let client = try await c.compatClient("dot")
-            var extra: [String: String] = [:]
-            for (name, values) in query.values where values.count == 1 && name != "access_token" { extra[name] = values[0] }
-            let external: ExternalIdentity
-            do {
-                external = try await c.services.upstream.identity(forAccessToken: token, provider: provider, parameters: extra)
-            } catch let e as UpstreamError {
-                c.logger.notice("register-by-token refused", metadata: ["provider": .string(providerID), "detail": .string(e.detail)])
+            else { return Self.notFound() }
+            let parameters: RequestParameters
+            if inBody {
+                var request = request
+                parameters = try await HTTP.parameters(&request)
+            } else {
+                parameters = try HTTP.query(request)
+                c.logger.warning(
+                    "deprecated: register-by-token with access_token in the query string; POST it in the body",
+                    metadata: ["provider": .string(providerID)])
+            }
+            guard let token = try parameters.single("access_token") else {
                 return CompatContext.json(Self.exchangeFailed, status: .unauthorized)
             }
-            let resolution = try await c.services.broker.resolve(external, provider: provider)
-            try await c.services.token.context.checkScopeRoles(client.defaultScope, userID: resolution.user.id)
-            let response = try await c.services.token.context.issueNewGrant(
-                client: client, userID: resolution.user.id, scope: client.defaultScope, resources: [], withRefreshToken: true)
-            return CompatContext.json([
+            let client = try await c.compatClient("dot")
+            guard client.allows(grantType: GrantType.tokenExchange) else {
+                throw OAuthError.unauthorizedClient.with(
+                    description: "The compat client (compat_client_id) is not registered for the token-exchange grant.")
+            }
+            let response: TokenResponse
+            do {
+                response = try await c.services.exchange.issue(
+                    forUpstreamToken: token, idToken: false, provider: provider,
+                    templateParameters: TokenExchangeGrant.templateParameters(parameters), client: client,
+                    scope: client.defaultScope, resources: [], context: c.services.token.context)
+            } catch let e as OAuthError where e.code == OAuthError.invalidGrant.code {
+                c.logger.notice("register-by-token refused", metadata: ["provider": .string(providerID), "detail": .string(e.debug ?? e.description)])
+                return CompatContext.json(Self.exchangeFailed, status: .unauthorized)
+            }
+            var body: [String: Any] = [
                 "access_token": response.access_token, "expires_in": response.expires_in, "token_type": "Bearer",
-                "refresh_token": response.refresh_token ?? "", "scope": response.scope,
-            ])
+                "scope": response.scope,
+            ]
+            if let refresh = response.refresh_token { body["refresh_token"] = refresh }
+            return CompatContext.json(body)
         } catch let e as OAuthError {
+            if e.status >= 500 { c.logger.error("register-by-token failed", metadata: ["detail": .string(e.debug ?? e.description)]) }
             return HTTP.error(e)
         } catch {
             c.logger.error("register-by-token failed", metadata: ["detail": .string("\(error)")])
-            return CompatContext.json(Self.exchangeFailed, status: .unauthorized)
+            return HTTP.error(.serverError)
         }
     }
 }

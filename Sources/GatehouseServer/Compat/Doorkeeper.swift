@@ -16,7 +16,7 @@ struct DoorkeeperProfile {
     func mount(on router: Router<GatehouseRequestContext>) {
         router.get("/api/oauth/authorize") { request, context in await c.browser.authorize(request, context) }
         router.post("/api/oauth/authorize") { request, context in await c.browser.authorize(request, context) }
-        router.post("/api/oauth/token") { request, _ in await c.core.token(request) { try await encode($0) } }
+        router.post("/api/oauth/token") { request, context in await c.core.token(request, context) { try await encode($0) } }
         router.post("/api/oauth/revoke") { request, _ in await c.core.revoke(request) }
         router.get("/api/oauth/token/info") { request, _ in await tokenInfo(request) }
     }

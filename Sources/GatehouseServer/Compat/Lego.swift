@@ -32,7 +32,7 @@ struct LegoProfile {
         router.post("/api/token-auth/refresh/") { request, _ in cors(request, await refresh(request)) }
         router.get("/authorization/oauth2/authorize/") { request, context in await c.browser.authorize(request, context) }
         router.post("/authorization/oauth2/authorize/") { request, context in await c.browser.authorize(request, context) }
-        router.post("/authorization/oauth2/token/") { request, _ in await c.core.token(request) }
+        router.post("/authorization/oauth2/token/") { request, context in await c.core.token(request, context) }
         router.get("/api/v1/users/me/") { request, _ in cors(request, await userData(request, needsScope: false)) }
         router.get("/api/v1/users/oauth2_userdata/") { request, _ in cors(request, await userData(request, needsScope: true)) }
         for path in ["/api/token-auth/", "/api/token-auth/refresh/", "/api/v1/users/me/",
@@ -66,23 +66,30 @@ struct LegoProfile {
         await HTTP.endpoint("lego token-auth", logger: c.logger) {
             let p = try await body(request)
             let client = try await c.compatClient("lego")
+            // Token-auth is a password grant in another shape: only for a client registered for it.
+            guard client.allows(grantType: GrantType.password) else {
+                throw OAuthError.unauthorizedClient.with(
+                    description: "The compat client (compat_client_id) is not allowed the password grant.")
+            }
             let user: UserRecord
             do {
                 user = try await c.services.signIn.authenticate(
                     username: try p.single("username") ?? "", password: try p.single("password") ?? "",
-                    address: context.remoteAddress?.ipAddress)
+                    address: c.services.clientAddress(request, context))
             } catch let failure as SignIn.Failure {
-                let message = failure == .lockedOut
+                let message = failure != .invalidCredentials
                     ? "Too many failed attempts; try again later." : "Unable to log in with provided credentials."
                 return CompatContext.json(["non_field_errors": [message]], status: .badRequest)
             }
             let context = c.services.token.context
             try await context.checkScopeRoles(client.defaultScope, userID: user.id)
             // A grant of its own (no refresh token), so the token chain can be revoked (account page, logout
-            // of the app) and its refreshes end `refreshLimit` after this sign-in.
+            // of the app) and its refreshes end `refreshLimit` after this sign-in; until then the account page
+            // lists it (`liveUntil`).
+            let now = c.services.clock.nowSeconds
             let grant = GrantRecord(
                 id: Secrets.identifier(), clientID: client.id, userID: user.id, scope: client.defaultScope,
-                createdAt: c.services.clock.nowSeconds, revokedAt: nil, authTime: c.services.clock.nowSeconds)
+                createdAt: now, revokedAt: nil, authTime: now, liveUntil: now + Self.refreshLimit)
             try await c.services.storage.insertGrant(grant, refreshToken: nil)
             let minted = try await context.mintAccessToken(
                 client: client, subject: user.id, scope: client.defaultScope, resources: [], grantID: grant.id)

@@ -115,8 +115,10 @@ public struct AuthorizationEndpoint: Sendable {
             }
         case nil:
             // The out-of-band URI is never approved silently: whoever started the request gets the code, and
-            // the user must see the page that says so (a phished link would otherwise hand it over).
-            if !request.client.skipConsent || request.isOutOfBand {
+            // the user must see the page that says so (a phished link would otherwise hand it over). A public
+            // client never skips it (RFC 6749 §10.2: it cannot prove who it is), even one stored before that
+            // rule refused the combination.
+            if !request.client.skipConsent || request.client.isPublic || request.isOutOfBand {
                 let remembered = try await context.storage.consent(userID: user.id, clientID: request.client.id)
                 let covered = remembered.map { request.scope.isSubset(of: $0.scope) } ?? false
                 if request.prompt.contains("consent") || !covered || request.isOutOfBand {
@@ -191,7 +193,8 @@ public struct AuthorizationEndpoint: Sendable {
         }
         // OAuth 2.1 §4.1.1 and OIDC Core §3.1.2.1 require redirect_uri (RFC 6749 let it be omitted).
         guard let sentRedirect = try p.single("redirect_uri") else { return page("The parameter redirect_uri is required.") }
-        let legacy = context.settings.acceptsRedirectStateParameter ? RedirectURI.withoutRedirectState(sentRedirect) : nil
+        // python-social-auth's `redirect_state`: only for clients registered with --legacy-redirect-state.
+        let legacy = client.legacyRedirectState ? RedirectURI.withoutRedirectState(sentRedirect) : nil
         guard client.redirectURIs.contains(where: { registered in
             RedirectURI.matches(registered: registered, requested: sentRedirect)
                 || legacy.map { RedirectURI.matches(registered: registered, requested: $0) } == true

@@ -2,13 +2,14 @@ import Foundation
 
 /// RFC 8693 token exchange, for clients registered with the grant.
 ///
-/// - With `subject_issuer` naming a configured provider: the subject token is that provider's access token.
-///   Gatehouse checks it by calling the provider's user-details endpoint (extra request parameters fill a
-///   templated URL), finds or creates the user and the linked identity, and issues its own access and
-///   refresh token to the requesting client.
+/// - With `subject_issuer` naming a configured provider: the subject token is that provider's access token
+///   (or, for OIDC providers, its ID token). The provider says whose it is and that it was issued to our
+///   client there (`UpstreamClient.identity`); Gatehouse finds or creates the user and the linked identity,
+///   and issues its own access token (and a refresh token, if the client is registered for them).
 /// - Without `subject_issuer` (or with our issuer): the subject token is one of our access tokens, exchanged
 ///   for one with a narrower scope or another audience; the new token carries an `act` claim naming the
-///   requesting client (§4.1 delegation), nested when the subject token already had one.
+///   requesting client (§4.1 delegation), nested when the subject token already had one. Only tokens of
+///   the client itself, addressed to it, or of clients it may exchange from (`mayExchangeFrom`) qualify.
 public struct TokenExchangeGrant: TokenGrant {
     public static let grantType = GrantType.tokenExchange
     public static let allowsPublicClients = false
@@ -59,37 +60,64 @@ public struct TokenExchangeGrant: TokenGrant {
         _ token: String, type: String, issuer: String, parameters: RequestParameters, client: ClientRecord,
         context: TokenContext
     ) async throws -> TokenResponse {
-        guard let upstream, let broker, let provider = try await providers().first(where: { $0.id == issuer }) else {
+        guard let provider = try await providers().first(where: { $0.id == issuer }) else {
             throw OAuthError.invalidRequest.with(description: "The subject_issuer \(issuer) is not a configured provider.")
-        }
-        if type == Self.idTokenType, !provider.resolved.isOIDC {
-            throw OAuthError.invalidRequest.with(description: "The provider \(issuer) does not issue ID tokens; send its access token.")
         }
         let scope = try context.resolveScope(try parameters.single("scope"), client: client)
         let resources = try context.resolveResources(parameters.all("resource") + parameters.all("audience"), allowed: client.resources)
-        // Extra single-valued parameters fill the provider's user-details template (e.g. {username}).
+        var response = try await issue(
+            forUpstreamToken: token, idToken: type == Self.idTokenType, provider: provider,
+            templateParameters: Self.templateParameters(parameters), client: client, scope: scope, resources: resources,
+            context: context)
+        response.issued_token_type = Self.accessTokenType
+        return response
+    }
+
+    /// Request parameters that may fill a provider's templated user-details URL: single-valued ones, never
+    /// the credentials or the token themselves.
+    public static func templateParameters(_ parameters: RequestParameters, excluding more: Set<String> = []) -> [String: String] {
+        let excluded = Set([
+            "subject_token", "subject_token_type", "actor_token", "actor_token_type", "client_secret", "client_assertion",
+            "access_token", "grant_type", "scope", "resource", "audience", "requested_token_type", "subject_issuer",
+        ]).union(more)
         var extra: [String: String] = [:]
-        for (name, values) in parameters.values where values.count == 1 { extra[name] = values[0] }
+        for (name, values) in parameters.values where values.count == 1 && !excluded.contains(name) { extra[name] = values[0] }
+        return extra
+    }
+
+    /// The upstream half of the exchange, shared with dot's register-by-token: the provider establishes whose
+    /// token it is (`UpstreamClient.identity`), the person is found or created, and tokens are issued to
+    /// `client` — a refresh token only when the client is registered for `refresh_token`.
+    public func issue(
+        forUpstreamToken token: String, idToken: Bool, provider: ProviderRecord, templateParameters: [String: String],
+        client: ClientRecord, scope: Scope, resources: [String], context: TokenContext
+    ) async throws -> TokenResponse {
+        guard let upstream, let broker else {
+            throw OAuthError.invalidRequest.with(description: "Token exchange with providers is not available.")
+        }
+        if idToken, !provider.resolved.isOIDC {
+            throw OAuthError.invalidRequest.with(description: "The provider \(provider.id) does not issue ID tokens; send its access token.")
+        }
         let external: ExternalIdentity
         do {
-            external = type == Self.idTokenType
+            external = idToken
                 ? try await upstream.identity(forIDToken: token, provider: provider)
-                : try await upstream.identity(forAccessToken: token, provider: provider, parameters: extra)
+                : try await upstream.identity(forAccessToken: token, provider: provider, parameters: templateParameters)
         } catch let e as UpstreamError {
             switch e.kind {
             case .rejected, .invalidResponse:
                 throw OAuthError.invalidGrant.with(description: "The provider did not accept the subject_token. \(e.description)", debug: e.detail)
+            case .unsupported:
+                throw OAuthError.invalidRequest.with(description: e.description, debug: e.detail)
             case .unavailable, .misconfigured:
                 throw OAuthError.temporarilyUnavailable.with(description: "The provider could not check the token.", debug: e.detail)
             }
         }
         let resolution = try await broker.resolve(external, provider: provider)
         try await context.checkScopeRoles(scope, userID: resolution.user.id)
-        var response = try await context.issueNewGrant(
+        return try await context.issueNewGrant(
             client: client, userID: resolution.user.id, scope: scope, resources: resources,
             withRefreshToken: client.allows(grantType: GrantType.refreshToken))
-        response.issued_token_type = Self.accessTokenType
-        return response
     }
 
     func exchangeOwn(_ token: String, parameters: RequestParameters, client: ClientRecord, context: TokenContext)
@@ -97,6 +125,16 @@ public struct TokenExchangeGrant: TokenGrant {
     {
         guard let verifier, let claims = try await verifier.activeClaims(token, revocations: context.storage) else {
             throw OAuthError.invalidGrant.with(description: "The subject_token is invalid, expired or revoked.")
+        }
+        // Whose tokens this client may exchange: its own, those addressed to it (`aud`), and those of the
+        // clients it is allowed to exchange from (`--may-exchange-from`). Any other client's user token must
+        // not become one under this client's id.
+        guard claims.client_id == client.id || claims.aud.values.contains(client.id)
+            || client.mayExchangeFrom.contains(claims.client_id)
+        else {
+            throw OAuthError.invalidGrant.with(
+                description: "This client may not exchange tokens issued to another client.",
+                debug: "subject token of \(claims.client_id), aud \(claims.aud.values), requester \(client.id)")
         }
         // The new token may carry only what the subject token had AND what the requesting client registered.
         let original = (Scope(parsing: claims.scope) ?? .empty).intersection(client.scope)

@@ -1,0 +1,173 @@
+import Synchronization
+
+/// A failure counter as stored: how many failures since `windowStart`, and when the last one was.
+public struct FailureCount: Sendable, Equatable {
+    public var failures: Int
+    public var windowStart: Int64
+    public var lastFailureAt: Int64
+    public init(failures: Int, windowStart: Int64, lastFailureAt: Int64) {
+        self.failures = failures
+        self.windowStart = windowStart
+        self.lastFailureAt = lastFailureAt
+    }
+}
+
+/// Failure counters shared by every instance on one database: one row per key, kept until its window ends.
+public protocol FailureCounterStore: Sendable {
+    /// Adds one failure to `key` atomically (a new window of `window` seconds starts when the current one
+    /// has ended at `time`) and returns the counter after the addition.
+    func recordFailure(key: String, at time: Int64, window: Int64) async throws -> FailureCount
+    /// The counter of `key` while its window runs at `time`; `nil` when there is none.
+    func failureCount(key: String, at time: Int64) async throws -> FailureCount?
+    func clearFailures(key: String) async throws
+    /// Deletes counters whose window ended before `time`; returns how many.
+    func purgeFailures(before time: Int64) async throws -> Int
+}
+
+/// Throttling of password guesses (login page, password grant, lego token-auth), in three parts:
+///
+/// - **Accounts** (existing users only): the first half of `maxFailures` failures in a window are free;
+///   after each further one the next attempt must wait 1, 2, 4 … (at most 30) seconds; after `maxFailures`
+///   the account is locked until the window ends. An attempt is counted *before* the slow password check,
+///   atomically in the database, and the count is cleared on success, so parallel guesses cannot overshoot
+///   and every instance sees the same count.
+/// - **Unknown usernames** get the same answers from an in-memory table (so lockout behaviour does not tell
+///   which accounts exist) but no database row: a flood of made-up names cannot fill anything or lock anyone.
+/// - **Client addresses** (behind `trusted_proxies`, the forwarded address): failures from one address are
+///   slowed the same way and refused for the rest of the window beyond `5 × maxFailures`; an address limit
+///   never locks an account, so guesses from elsewhere cannot lock a person out.
+///
+/// The database is the source of truth; memory keeps only decisions that cannot change before they expire
+/// (a lockout until its window ends), bounded, evicting the soonest-expiring entries when full.
+public final class LoginThrottle: Sendable {
+    public let maxFailures: Int
+    public let addressMaxFailures: Int
+    public let window: Int64
+    let store: any FailureCounterStore
+    let clock: Clock
+    /// Keys known to be refused until the given time.
+    private let refusedUntil = Mutex<[String: Int64]>([:])
+    /// Counters of usernames no account has (decoys; per instance).
+    private let unknown = Mutex<[String: FailureCount]>([:])
+    static let cacheCapacity = 50_000
+
+    public init(store: any FailureCounterStore, maxFailures: Int, window: Int64, clock: Clock) {
+        self.store = store
+        self.maxFailures = max(1, maxFailures)
+        self.addressMaxFailures = max(1, maxFailures) * 5
+        self.window = window
+        self.clock = clock
+    }
+
+    /// Why an attempt may not go ahead.
+    public enum Refusal: Error, Sendable, Equatable {
+        /// Too many failures for the account or from the address; `retryAfter` seconds from now.
+        case throttled(retryAfter: Int64)
+    }
+
+    /// Seconds the next attempt must wait after `failures` failures (0 while free), given the limit.
+    static func delay(afterFailures failures: Int, limit: Int) -> Int64 {
+        let free = max(1, limit / 2)
+        guard failures > free else { return 0 }
+        let exponent = min(failures - free - 1, 5)
+        return min(Int64(1) << Int64(exponent), 30)
+    }
+
+    /// How long a key with `count` must still wait at `now` (0: it may try).
+    func wait(_ count: FailureCount?, limit: Int, now: Int64) -> Int64 {
+        guard let count, now < count.windowStart + window else { return 0 }
+        if count.failures >= limit { return count.windowStart + window - now }
+        let until = count.lastFailureAt + Self.delay(afterFailures: count.failures, limit: limit)
+        return max(0, until - now)
+    }
+
+    public static func accountKey(_ username: String) -> String { "account:" + username.lowercased() }
+
+    /// Call before checking a password. `accountExists`: whether `username` names a user (looked up first;
+    /// the lookup is fast, the bcrypt after it is not). Throws `Refusal` when the attempt may not go ahead;
+    /// otherwise the account's attempt is already counted.
+    public func admit(username: String, accountExists: Bool, addressKey: String) async throws {
+        let now = clock.nowSeconds
+        try refuseIfCached(addressKey, now: now)
+        let addressWait = wait(try await store.failureCount(key: addressKey, at: now), limit: addressMaxFailures, now: now)
+        if addressWait > 0 { throw refuse(addressKey, wait: addressWait, lockedOut: false, now: now) }
+
+        let key = Self.accountKey(username)
+        guard accountExists else {
+            try unknown.withLock { table in
+                var entry = table[key]
+                if let e = entry, now >= e.windowStart + window { entry = nil }
+                let w = wait(entry, limit: maxFailures, now: now)
+                if w > 0 { throw Refusal.throttled(retryAfter: w) }
+                if entry == nil, table.count >= Self.cacheCapacity { Self.evict(&table, now: now, window: window) }
+                var e = entry ?? FailureCount(failures: 0, windowStart: now, lastFailureAt: now)
+                e.failures += 1
+                e.lastFailureAt = now
+                table[key] = e
+            }
+            return
+        }
+        try refuseIfCached(key, now: now)
+        let w = wait(try await store.failureCount(key: key, at: now), limit: maxFailures, now: now)
+        if w > 0 { throw refuse(key, wait: w, lockedOut: false, now: now) }
+        // Counted now, before the slow check: a parallel attempt that takes the last slot refuses this one.
+        let counted = try await store.recordFailure(key: key, at: now, window: window)
+        if counted.failures > maxFailures {
+            throw refuse(key, wait: counted.windowStart + window - now, lockedOut: true, now: now)
+        }
+    }
+
+    /// The password was right: the account's count starts again. (The address keeps its failures: many
+    /// people behind one NAT each sign in, and an attacker cannot wash their failures with one good login.)
+    public func succeeded(username: String) async throws {
+        let key = Self.accountKey(username)
+        try await store.clearFailures(key: key)
+        _ = refusedUntil.withLock { $0.removeValue(forKey: key) }
+    }
+
+    /// The password was wrong: counts against the address (the account's attempt was counted by `admit`).
+    public func failed(addressKey: String) async throws {
+        let now = clock.nowSeconds
+        let count = try await store.recordFailure(key: addressKey, at: now, window: window)
+        if count.failures >= addressMaxFailures {
+            remember(addressKey, until: count.windowStart + window)
+        }
+    }
+
+    private func refuseIfCached(_ key: String, now: Int64) throws {
+        if let until = refusedUntil.withLock({ $0[key] }) {
+            if until > now { throw Refusal.throttled(retryAfter: until - now) }
+            _ = refusedUntil.withLock { $0.removeValue(forKey: key) }
+        }
+    }
+
+    private func refuse(_ key: String, wait: Int64, lockedOut: Bool, now: Int64) -> Refusal {
+        // Only a lockout is certain to last (a success elsewhere clears the account: see `succeeded`).
+        if lockedOut { remember(key, until: now + wait) }
+        return .throttled(retryAfter: max(1, wait))
+    }
+
+    private func remember(_ key: String, until: Int64) {
+        let now = clock.nowSeconds
+        refusedUntil.withLock { table in
+            if table[key] == nil, table.count >= Self.cacheCapacity {
+                table = table.filter { $0.value > now }
+                if table.count >= Self.cacheCapacity {
+                    // Still full: drop the half that expires soonest (they are in the database anyway).
+                    let keep = table.sorted { $0.value > $1.value }.prefix(Self.cacheCapacity / 2)
+                    table = Dictionary(uniqueKeysWithValues: keep.map { ($0.key, $0.value) })
+                }
+            }
+            table[key] = until
+        }
+    }
+
+    /// Makes room in the decoy table: expired entries first, then the least-failed, oldest half.
+    static func evict(_ table: inout [String: FailureCount], now: Int64, window: Int64) {
+        table = table.filter { now < $0.value.windowStart + window }
+        guard table.count >= cacheCapacity else { return }
+        let keep = table.sorted { ($0.value.failures, $0.value.lastFailureAt) > ($1.value.failures, $1.value.lastFailureAt) }
+            .prefix(cacheCapacity / 2)
+        table = Dictionary(uniqueKeysWithValues: keep.map { ($0.key, $0.value) })
+    }
+}

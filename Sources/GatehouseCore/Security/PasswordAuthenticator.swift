@@ -1,0 +1,55 @@
+import Foundation
+
+/// Checks a username and password for every door that takes one (login page, password grant, lego
+/// token-auth), with one `LoginThrottle`: the same budget of failures per account and per client address,
+/// whichever door is knocked on. Every failure looks the same (no user enumeration): malformed and unknown
+/// usernames cost a bcrypt too.
+public struct PasswordAuthenticator: Sendable {
+    let users: any UserStore
+    let passwords: PasswordHasher
+    public let throttle: LoginThrottle
+
+    public init(users: any UserStore, passwords: PasswordHasher, throttle: LoginThrottle) {
+        self.users = users
+        self.passwords = passwords
+        self.throttle = throttle
+    }
+
+    public enum Failure: Error, Sendable, Equatable {
+        /// Wrong username or password (or no such user): one message for all.
+        case invalidCredentials
+        /// Too many failures for this account or from this address; retry after this many seconds.
+        case throttled(retryAfter: Int64)
+    }
+
+    /// The user when `password` is theirs. `address`: the client's IP address (behind `trusted_proxies`, the
+    /// forwarded one), `nil` when unknown.
+    public func authenticate(username: String, password: String, address: String?) async throws -> UserRecord {
+        let username = username.trimmingCharacters(in: .whitespaces)
+        guard Administration.isValidUsername(username), !password.isEmpty, password.utf8.count <= 1024 else {
+            // Still costs a bcrypt so timing does not tell malformed from unknown.
+            _ = try await passwords.verify(password, hash: nil)
+            throw Failure.invalidCredentials
+        }
+        let addressKey = Self.addressKey(address)
+        let user = try await users.user(username: username)
+        do {
+            try await throttle.admit(username: username, accountExists: user != nil, addressKey: addressKey)
+        } catch LoginThrottle.Refusal.throttled(let retryAfter) {
+            throw Failure.throttled(retryAfter: retryAfter)
+        }
+        guard try await passwords.verify(password, hash: user?.passwordHash), let user else {
+            try await throttle.failed(addressKey: addressKey)
+            throw Failure.invalidCredentials
+        }
+        try await throttle.succeeded(username: username)
+        return user
+    }
+
+    /// IPv4 addresses count individually; IPv6 addresses by their /64 (one host usually has a whole /64).
+    public static func addressKey(_ address: String?) -> String {
+        guard let address, let ip = IPAddress(address) else { return "address:unknown" }
+        guard !ip.isIPv4 else { return "address:" + ip.description }
+        return "address6:" + ip.bytes.prefix(8).hexString
+    }
+}
