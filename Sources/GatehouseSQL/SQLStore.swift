@@ -30,6 +30,12 @@ public final class SQLStore: GatehouseStorage {
     static func privateKeyContext(_ kid: String) -> String { "signing_keys.private_pem:" + kid }
     static func providerSecretContext(_ id: String) -> String { "providers.client_secret:" + id }
 
+    /// Runs one statement outside a transaction (PostgreSQL's CREATE/DROP DATABASE cannot run in one). For
+    /// tooling and test support in this package only; never with request input.
+    package func executeOutsideTransaction(_ sql: String) async throws {
+        try await backend.read { db in try await db.raw(SQLQueryString(sql)).run() }
+    }
+
     /// Whether any stored secret is sealed (so a configured key is required to read it).
     public func holdsSealedSecrets() async throws -> Bool {
         try await backend.read { db in

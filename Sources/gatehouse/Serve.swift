@@ -113,6 +113,19 @@ struct Serve: AsyncParsableCommand {
 /// Settings the profiles need that only the database can confirm: one clear line at start, not a failure
 /// at request time.
 func checkCompat(_ config: GatehouseConfiguration, store: SQLStore) async throws {
+    if config.compat.contains(.dot), !config.compatExchangeProviders.isEmpty {
+        guard let id = config.compatClientID, let client = try await store.client(id: id) else {
+            throw CLIError("invalid compat_client_id: dot's register-by-token (compat_exchange_providers) needs it, naming an existing client")
+        }
+        guard client.allows(grantType: GrantType.tokenExchange) else {
+            throw CLIError(
+                "invalid compat_client_id: client '\(id)' is not registered for the token-exchange grant that register-by-token uses (--grant-type \(GrantType.tokenExchange))")
+        }
+        let known = Set(try await store.listProviders().map(\.id) + config.providers.map(\.id))
+        for id in config.compatExchangeProviders.sorted() where !known.contains(id) {
+            throw CLIError("invalid compat_exchange_providers: no provider '\(id)' (add it with `gatehouse providers add`)")
+        }
+    }
     guard config.compat.contains(.lego) else { return }
     guard let id = config.compatClientID else {
         throw CLIError("invalid compat_client_id: the lego profile needs it (GATEHOUSE_COMPAT_CLIENT_ID), a client allowed the password grant")

@@ -4,7 +4,7 @@ import Logging
 import SQLKit
 import Synchronization
 
-@testable import GatehouseSQL
+import GatehouseSQL
 
 /// A clock tests can move.
 public final class TestClock: Sendable {
@@ -46,16 +46,16 @@ public enum TestDatabase: String, Sendable, CaseIterable, CustomStringConvertibl
             else { fatalError("no PostgreSQL configured") }
             let admin = try await SQLStore.open(try DatabaseURL(parsing: raw), logger: logger)
             let name = "gh_t_" + UUID().uuidString.replacingOccurrences(of: "-", with: "").lowercased().prefix(20)
-            try await admin.backend.read { db in try await db.raw("CREATE DATABASE \(unsafeRaw: name)").run() }
+            try await admin.executeOutsideTransaction("CREATE DATABASE \(name)")
             let url = DatabaseURL.postgres(host: host, port: port, user: user, password: password, database: String(name), sslMode: .disable)
             let store = try await SQLStore.open(url, logger: logger, clock: clock, secrets: secrets)
             do {
                 let value = try await Self.run(store, body)
-                try? await admin.backend.read { db in try await db.raw("DROP DATABASE IF EXISTS \(unsafeRaw: name)").run() }
+                try? await admin.executeOutsideTransaction("DROP DATABASE IF EXISTS \(name)")
                 await admin.close()
                 return value
             } catch {
-                try? await admin.backend.read { db in try await db.raw("DROP DATABASE IF EXISTS \(unsafeRaw: name)").run() }
+                try? await admin.executeOutsideTransaction("DROP DATABASE IF EXISTS \(name)")
                 await admin.close()
                 throw error
             }
