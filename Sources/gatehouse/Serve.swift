@@ -48,6 +48,9 @@ struct Serve: AsyncParsableCommand {
     var compatExchangeProviders: String?
     @Option(help: "Reverse proxies (IPs/CIDRs) whose forwarding headers name the client (env GATEHOUSE_TRUSTED_PROXIES).")
     var trustedProxies: String?
+    @Option(help: "Key-encryption key(s) for secrets at rest, base64 (prefer env GATEHOUSE_SECRETS_KEY or --secrets-key-file).")
+    var secretsKey: String?
+    @Option(help: "File with secrets_key keys, one per line (env GATEHOUSE_SECRETS_KEY_FILE).") var secretsKeyFile: String?
     @Option(help: "Log level (env GATEHOUSE_LOG_LEVEL, default info).") var logLevel: String?
 
     func run() async throws {
@@ -78,6 +81,8 @@ struct Serve: AsyncParsableCommand {
         flags["compat_dgp_token_ttl"] = compatDgpTokenTtl
         flags["compat_exchange_providers"] = compatExchangeProviders
         flags["trusted_proxies"] = trustedProxies
+        flags["secrets_key"] = secretsKey
+        flags["secrets_key_file"] = secretsKeyFile
         flags["log_level"] = logLevel
         let config = try common.configuration(extra: flags)
         var logger = Logger(label: "gatehouse")

@@ -26,17 +26,20 @@ public struct PasswordAuthenticator: Sendable {
     /// forwarded one), `nil` when unknown.
     public func authenticate(username: String, password: String, address: String?) async throws -> UserRecord {
         let username = username.trimmingCharacters(in: .whitespaces)
-        guard Administration.isValidUsername(username), !password.isEmpty, password.utf8.count <= 1024 else {
-            // Still costs a bcrypt so timing does not tell malformed from unknown.
-            _ = try await passwords.verify(password, hash: nil)
-            throw Failure.invalidCredentials
-        }
         let addressKey = Self.addressKey(address)
-        let user = try await users.user(username: username)
+        let wellFormed = Administration.isValidUsername(username) && !password.isEmpty && password.utf8.count <= 1024
+        // A malformed name is looked up nowhere, but counts like an unknown one (decoy counter, address).
+        let user = wellFormed ? try await users.user(username: username) : nil
         do {
-            try await throttle.admit(username: username, accountExists: user != nil, addressKey: addressKey)
+            try await throttle.admit(username: String(username.prefix(150)), accountExists: user != nil, addressKey: addressKey)
         } catch LoginThrottle.Refusal.throttled(let retryAfter) {
             throw Failure.throttled(retryAfter: retryAfter)
+        }
+        guard wellFormed else {
+            // Still costs a bcrypt so timing does not tell malformed from unknown.
+            _ = try await passwords.verify(String(password.prefix(1024)), hash: nil)
+            try await throttle.failed(addressKey: addressKey)
+            throw Failure.invalidCredentials
         }
         guard try await passwords.verify(password, hash: user?.passwordHash), let user else {
             try await throttle.failed(addressKey: addressKey)
