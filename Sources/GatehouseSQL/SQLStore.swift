@@ -36,18 +36,6 @@ public final class SQLStore: GatehouseStorage {
         try await backend.read { db in try await db.raw(SQLQueryString(sql)).run() }
     }
 
-    /// Whether any stored secret is sealed (so a configured key is required to read it).
-    public func holdsSealedSecrets() async throws -> Bool {
-        try await backend.read { db in
-            let like = SecretBox.prefix + "%"
-            let keys = try await db.raw("SELECT COUNT(*) AS n FROM signing_keys WHERE private_pem LIKE \(bind: like)").first()?
-                .decode(column: "n", as: Int.self) ?? 0
-            let providers = try await db.raw("SELECT COUNT(*) AS n FROM providers WHERE client_secret LIKE \(bind: like)").first()?
-                .decode(column: "n", as: Int.self) ?? 0
-            return keys + providers > 0
-        }
-    }
-
     /// Opens the database (creating an SQLite file if needed). Call `migrate()` before use and
     /// `close()` when done.
     public static func open(
@@ -285,7 +273,23 @@ public final class SQLStore: GatehouseStorage {
 
     public func revokeKey(kid: String, at time: Int64) async throws -> Bool {
         try await backend.transaction { db in
-            try await !db.raw(
+            // A key that had not started signing yet: the keys it was to replace keep signing.
+            // (Until this key's own successor starts, if one is scheduled.)
+            if let row = try await db.raw(
+                """
+                SELECT activates_at, deactivated_at FROM signing_keys
+                WHERE kid = \(bind: kid) AND revoked_at IS NULL AND activates_at > \(bind: time)
+                """
+            ).first(), let start = try row.decode(column: "activates_at", as: Int64?.self) {
+                let successor = try row.decode(column: "deactivated_at", as: Int64?.self)
+                try await db.raw(
+                    """
+                    UPDATE signing_keys SET deactivated_at = \(bind: successor)
+                    WHERE deactivated_at = \(bind: start) AND kid <> \(bind: kid) AND revoked_at IS NULL AND retired_at IS NULL
+                    """
+                ).run()
+            }
+            return try await !db.raw(
                 """
                 UPDATE signing_keys SET revoked_at = \(bind: time), retired_at = \(bind: time), private_pem = NULL,
                     deactivated_at = COALESCE(deactivated_at, \(bind: time))

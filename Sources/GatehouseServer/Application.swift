@@ -81,6 +81,7 @@ public func buildRouter(_ services: GatehouseServices, logger: Logger, compat: C
     // HEAD answers like GET without a body on every GET route (RFC 9110 §9.3.2).
     let router = Router(context: GatehouseRequestContext.self, options: .autoGenerateHeadEndpoints)
     router.add(middleware: SecurityHeadersMiddleware())
+    router.add(middleware: SafeHeadMiddleware())
     typealias Path = ServerMetadata.Path
 
     // RFC 8414 §3 and OpenID Connect Discovery §4: the same truthful document.
@@ -107,8 +108,9 @@ public func buildRouter(_ services: GatehouseServices, logger: Logger, compat: C
     router.get(RouterPath(Path.jwks)) { _, _ in
         await HTTP.endpoint("jwks", logger: logger) {
             var response = HTTP.raw(try services.keys.snapshot.jwksJSON, noStore: false, contentType: "application/jwk-set+json")
-            // Short enough that a rotated-in key is seen soon; verifiers refetch on an unknown kid anyway.
-            response.headers[.cacheControl] = "public, max-age=300"
+            // At most 60 s: a rotated-in key is published `key_reload_interval` + 60 s before it signs, so a
+            // verifier that honours this lifetime has it in time (and verifiers refetch on an unknown kid).
+            response.headers[.cacheControl] = "public, max-age=60"
             response.headers[.accessControlAllowOrigin] = "*"
             return response
         }

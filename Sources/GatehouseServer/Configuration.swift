@@ -95,7 +95,7 @@ public struct GatehouseConfiguration: Sendable {
         .init(key: "session_ttl", flag: "--session-ttl", environment: "GATEHOUSE_SESSION_TTL", defaultDescription: "12h",
               help: "Browser session lifetime from sign-in"),
         .init(key: "password_max_failures", flag: "--password-max-failures", environment: "GATEHOUSE_PASSWORD_MAX_FAILURES",
-              defaultDescription: "10", help: "Failed password attempts per username (login page: 5x per client address) before a lockout"),
+              defaultDescription: "10", help: "Failures per existing account before a lockout (half free, then a growing delay); 5x per client address; shared by all instances"),
         .init(key: "password_lockout_window", flag: "--password-lockout-window", environment: "GATEHOUSE_PASSWORD_LOCKOUT_WINDOW",
               defaultDescription: "15m", help: "How long failures are counted and a lockout lasts"),
         .init(key: "webhook_url", flag: "--webhook-url", environment: "GATEHOUSE_WEBHOOK_URL", defaultDescription: "(none)",

@@ -105,7 +105,7 @@ struct Providers: AsyncParsableCommand {
                     claims: mapping, linkByEmail: linkByEmail, createdAt: Int64(Date().timeIntervalSince1970),
                     whoamiURL: whoamiUrl, introspectionURL: introspectionUrl, allowForeignTokens: allowForeignTokens)
                 do { try provider.validate() } catch let e as Administration.ValidationError {
-                    throw ValidationError(e.description)
+                    throw CLIError(e.description)  // one line, exit 1, like every other refused value
                 }
                 do {
                     try await store.insertProvider(provider)

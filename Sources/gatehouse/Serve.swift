@@ -30,7 +30,7 @@ struct Serve: AsyncParsableCommand {
     var authorizationCodeTtl: String?
     @Option(help: "ID-token lifetime (env GATEHOUSE_ID_TOKEN_TTL, default 10m).") var idTokenTtl: String?
     @Option(help: "Browser session lifetime (env GATEHOUSE_SESSION_TTL, default 12h).") var sessionTtl: String?
-    @Option(help: "Failed password attempts per username before a lockout (env GATEHOUSE_PASSWORD_MAX_FAILURES, default 10).")
+    @Option(help: "Failed password attempts per account before a lockout, after a growing delay (env GATEHOUSE_PASSWORD_MAX_FAILURES, default 10).")
     var passwordMaxFailures: String?
     @Option(help: "Lockout window (env GATEHOUSE_PASSWORD_LOCKOUT_WINDOW, default 15m).") var passwordLockoutWindow: String?
     @Option(help: "Webhook URL for lifecycle events (env GATEHOUSE_WEBHOOK_URL).") var webhookURL: String?
@@ -100,6 +100,10 @@ struct Serve: AsyncParsableCommand {
                 logger.warning("secrets_key is not set: private signing keys and provider client secrets are stored unencrypted in the database")
             }
             try await checkCompat(config, store: store)
+            // What token exchange will refuse for each provider, once at start (providers add says it too).
+            for provider in config.providers + (try await store.listProviders()) {
+                if let note = provider.exchangeNote { logger.notice("\(note)") }
+            }
         } catch {
             await store.close()
             throw error

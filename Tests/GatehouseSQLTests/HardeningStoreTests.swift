@@ -150,7 +150,6 @@ struct HardeningStoreTests {
             #expect(rows.1.hasPrefix(SecretBox.prefix) && !rows.1.contains("very-secret-value"))
             #expect(try await store.listKeys().first?.privatePEM == key.pemRepresentation)
             #expect(try await store.listProviders().first?.clientSecret == "very-secret-value")
-            #expect(try await store.holdsSealedSecrets())
             #expect(try await store.reencryptSecrets() == 0)  // already under the first key
         }
         // Rotation: B first, A still opens; reencrypt moves both rows to B.
@@ -179,9 +178,16 @@ struct HardeningStoreTests {
             let keys = Dictionary(uniqueKeysWithValues: try await store.listKeys().map { ($0.kid, $0) })
             #expect(keys["k1"]?.deactivatedAt == 270)  // signs until the new key starts
             #expect(keys["k2"]?.activatesAt == 270 && keys["k2"]?.deactivatedAt == nil)
+            // Revoking the pending key: k1 keeps signing (no deactivation scheduled any more).
+            #expect(try await store.revokeKey(kid: "k2", at: 205))
+            #expect(try await store.listKeys().first { $0.kid == "k1" }?.deactivatedAt == nil)
+            let third = SigningKeyRecord(
+                kid: "k3", algorithm: .es256, privatePEM: "p3", createdAt: 206, deactivatedAt: nil, retiredAt: nil, activatesAt: 276)
+            try await store.activateKey(third)
+            #expect(try await store.listKeys().first { $0.kid == "k1" }?.deactivatedAt == 276)
             #expect(try await store.revokeKey(kid: "k1", at: 210))
             #expect(try await !store.revokeKey(kid: "k1", at: 211))  // once
-            #expect(try await store.revokedKeyIDs() == ["k1"])
+            #expect(try await store.revokedKeyIDs() == ["k1", "k2"])
             let revoked = try #require(try await store.listKeys().first { $0.kid == "k1" })
             #expect(revoked.revokedAt == 210 && revoked.retiredAt == 210 && revoked.privatePEM == nil)
         }

@@ -51,6 +51,32 @@ struct AuthorizationCodeTests {
         }
     }
 
+    /// HEAD answers like GET on safe routes, and never runs a GET route that changes state: a HEAD of an
+    /// authorization request (a link preview of it) issues no code.
+    @Test(arguments: TestDatabase.available)
+    func headIsSafe(db: TestDatabase) async throws {
+        try await Harness.run(db) { h in
+            let app = try await h.makeApp()
+            let (browser, _) = try await Self.signedIn(h)
+            for path in ["/.well-known/openid-configuration", "/.well-known/jwks.json", "/login", "/healthz"] {
+                let get = try await browser.get(path)
+                let head = try await browser.head(path)
+                #expect(head.status == get.status, "\(path)")
+                #expect(head.body.isEmpty, "\(path)")
+                #expect(head.header("Content-Type") == get.header("Content-Type"), "\(path)")
+            }
+            let unauthorized = try await h.head("/oauth2/userinfo")
+            #expect(unauthorized.status == .unauthorized && unauthorized.header("WWW-Authenticate") != nil)
+            let path = Harness.authorizePath(app, pkce: Harness.PKCEPair())
+            for unsafe in [path, "/oauth2/logout", "/oauth2/oob", "/login/github/callback?state=x"] {
+                let r = try await browser.head(unsafe)
+                #expect(r.status == .methodNotAllowed && r.header("Allow") == "GET", "\(unsafe)")
+            }
+            // The same request by GET does issue a code (so the HEAD above really was refused, not broken).
+            #expect(try await browser.get(path).status == .found)
+        }
+    }
+
     @Test(arguments: TestDatabase.available)
     func pkceIsRequiredForPublicClientsAndS256Only(db: TestDatabase) async throws {
         try await Harness.run(db) { h in

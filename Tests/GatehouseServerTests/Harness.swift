@@ -95,6 +95,12 @@ struct Harness {
         }
     }
 
+    func head(_ path: String, headers: HTTPFields = [:]) async throws -> Reply {
+        try await client.execute(uri: path, method: .head, headers: headers) { r in
+            Reply(status: r.status, headers: r.headers, body: String(buffer: r.body))
+        }
+    }
+
     /// A confidential client and its secret.
     func makeClient(
         grantTypes: [String] = ["client_credentials"], scope: String = "read write", defaultScope: String? = nil,
@@ -308,6 +314,10 @@ final class Browser: Sendable {
 
     func get(_ path: String) async throws -> Harness.Reply {
         absorb(try await h.get(path, headers: cookieHeader))
+    }
+
+    func head(_ path: String) async throws -> Harness.Reply {
+        absorb(try await h.head(path, headers: cookieHeader))
     }
 
     func post(_ path: String, _ pairs: [(String, String)]) async throws -> Harness.Reply {

@@ -227,9 +227,10 @@ public final class UpstreamClient: Sendable {
             throw UpstreamError(.unavailable, "The provider could not be reached.", detail: "introspection \(url): \(error)")
         }
         guard response.status == 200, let answer = response.json else {
-            throw UpstreamError(
-                response.status >= 500 ? .unavailable : .invalidResponse, "The provider could not check the token.",
-                detail: "introspection \(url) answered \(response.status)")
+            // 401/403: the provider refused *our* credentials (RFC 7662 §2.1) — a configuration problem.
+            let kind: UpstreamError.Kind =
+                response.status >= 500 ? .unavailable : [401, 403].contains(response.status) ? .misconfigured : .invalidResponse
+            throw UpstreamError(kind, "The provider could not check the token.", detail: "introspection \(url) answered \(response.status)")
         }
         guard answer["active"] as? Bool == true else {
             throw UpstreamError(.rejected, "The provider says the token is not active.", detail: "introspection: inactive")
@@ -322,7 +323,11 @@ public final class UpstreamClient: Sendable {
             throw UpstreamError(.unavailable, "The provider could not be reached.", detail: "\(url): \(error)")
         }
         guard response.status == 200 else {
-            throw UpstreamError(.rejected, "The provider did not accept the token.", detail: "user details \(url) answered \(response.status)")
+            // 5xx: the provider is down (retry later), not a verdict on the token.
+            throw UpstreamError(
+                response.status >= 500 ? .unavailable : .rejected,
+                response.status >= 500 ? "The provider could not be reached." : "The provider did not accept the token.",
+                detail: "user details \(url) answered \(response.status)")
         }
         guard let json = response.json else {
             throw UpstreamError(.invalidResponse, "The provider's answer could not be read.", detail: "user details not a JSON object")

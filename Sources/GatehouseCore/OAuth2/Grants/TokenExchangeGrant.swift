@@ -77,7 +77,8 @@ public struct TokenExchangeGrant: TokenGrant {
     /// the credentials or the token themselves.
     public static func templateParameters(_ parameters: RequestParameters, excluding more: Set<String> = []) -> [String: String] {
         let excluded = Set([
-            "subject_token", "subject_token_type", "actor_token", "actor_token_type", "client_secret", "client_assertion",
+            "subject_token", "subject_token_type", "actor_token", "actor_token_type", "client_id", "client_secret",
+            "client_assertion", "client_assertion_type",
             "access_token", "grant_type", "scope", "resource", "audience", "requested_token_type", "subject_issuer",
         ]).union(more)
         var extra: [String: String] = [:]
