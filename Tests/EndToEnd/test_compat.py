@@ -12,7 +12,9 @@ or form bodies, query parameters, headers), and the exact response shapes and st
   bodies (`created_at`, `member`), client credentials, `/api/oauth/revoke`, `/api/oauth/token/info`.
 - dot (003): `/o/authorize/`, `/o/token/` (the curl session's password grant by a public client),
   `/o/revoke_token/`, `/o/introspect/`, `user_details/`, `user_details_by_username/…/` and
-  `register-by-token/{provider}/` against a fake third-party site written here.
+  `register-by-token/{provider}/` against a fake third-party site written here (the providers listed in
+  --compat-exchange-providers, their tokens bound by RFC 7662 introspection or accepted with
+  --allow-foreign-tokens, the compat client registered for the token-exchange grant).
 - A profile that is off exposes none of its routes.
 
 Each server here is an extra `gatehouse serve` on a loopback port: the one with every profile on
@@ -20,6 +22,7 @@ E2E_DATABASE_URL when it is set (PostgreSQL in scripts/test's second pass), the 
 files. The fake third-party site and permission services are http.server instances on loopback.
 """
 
+import base64
 import json
 import os
 import subprocess
@@ -29,7 +32,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from urllib.parse import parse_qs, urlencode, urlsplit
+from urllib.parse import parse_qs, unquote_plus, urlencode, urlsplit
 
 import jwt
 import pytest
@@ -46,6 +49,7 @@ DGP_ENV = ("PRIVATE_KEY", "PUBLIC_KEY", "GOOGLE_KEY", "GOOGLE_SECRET", "GITHUB_K
 NEXT_HOST = "rp.example.com"
 CORS_ORIGIN = "https://webapp.example.com"
 OOB = "urn:ietf:wg:oauth:2.0:oob"
+TOKEN_EXCHANGE = "urn:ietf:params:oauth:grant-type:token-exchange"
 DOORKEEPER_DEFAULT = ["member-read", "activity-read", "group-read"]
 DOORKEEPER_OPTIONAL = ["participant-read", "participant-write", "checkout-read", "checkout-write"]
 
@@ -102,15 +106,21 @@ def rsa_pair() -> tuple[str, str]:
 
 
 # --- the fake third-party site and permission services ------------------------------------------
+SITE_CLIENT_ID, SITE_CLIENT_SECRET = "x", "fake-secret"  # Gatehouse's client at the fake site
+
+
 class FakeSite:
     """One loopback HTTP server playing:
     - "Fake Social Site" of document 003: `GET /user_details/` and `GET /users/{username}/` with
-      `Authorization: Bearer` (404 when the username is not the token's user, 401 for an unknown token);
+      `Authorization: Bearer` (404 when the username is not the token's user, 401 for an unknown token),
+      and RFC 7662 `POST /introspect` (HTTP Basic with Gatehouse's client there; the profile plus `active`,
+      `sub` and `client_id`, the client the token was issued to);
     - permission services for dgp: `GET /perm/ok|error|slow|text?service=&userid=`.
     """
 
     def __init__(self, log_path: Path):
         self.tokens: dict[str, dict] = {}  # access token -> profile
+        self.token_clients: dict[str, str] = {}  # access token -> the client id it was issued to
         self.requests: list[tuple[str, dict, dict]] = []  # (path, query, headers)
         self.release = threading.Event()
         self.log_path = log_path
@@ -151,6 +161,28 @@ class FakeSite:
                     return self.reply(200, {"permission-x": True})
                 self.reply(404, {"detail": "Not found."})
 
+            def do_POST(self):
+                u = urlsplit(self.path)
+                raw = self.rfile.read(int(self.headers.get("Content-Length", 0))).decode()
+                form = {k: v[0] for k, v in parse_qs(raw, keep_blank_values=True).items()}
+                site.requests.append((u.path, form, dict(self.headers)))
+                if u.path != "/introspect":
+                    return self.reply(404, {"detail": "Not found."})
+                auth = self.headers.get("Authorization", "")
+                try:
+                    cid, _, secret = base64.b64decode(auth[len("Basic "):]).decode().partition(":")
+                except ValueError:
+                    cid, secret = "", ""
+                if not auth.startswith("Basic ") or (unquote_plus(cid), unquote_plus(secret)) != (
+                        SITE_CLIENT_ID, SITE_CLIENT_SECRET):
+                    return self.reply(401, {"error": "invalid_client"})
+                token = form.get("token", "")
+                profile = site.tokens.get(token)
+                if profile is None:
+                    return self.reply(200, {"active": False})
+                return self.reply(200, {**profile, "active": True, "sub": str(profile["id"]),
+                                        "client_id": site.token_clients[token]})
+
             def log_message(self, fmt, *args):
                 site._log.write("fake site: " + fmt % args + "\n")
                 site._log.flush()
@@ -161,13 +193,14 @@ class FakeSite:
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
         self.thread.start()
 
-    def person(self) -> tuple[str, dict]:
-        """A new person at the site and an access token of theirs."""
+    def person(self, client_id: str = SITE_CLIENT_ID) -> tuple[str, dict]:
+        """A new person at the site and an access token of theirs, issued to `client_id` at the site."""
         username = unique("social")
         profile = {"id": int(time.time() * 1000) % 10**9 + len(self.tokens), "username": username,
                    "first_name": "Agustin", "last_name": "Barto", "email": f"{username}@social.example.com"}
         token = unique("tok")
         self.tokens[token] = profile
+        self.token_clients[token] = client_id
         return token, profile
 
     def seen(self, path: str) -> list[tuple[dict, dict]]:
@@ -206,7 +239,13 @@ def compat(tmp, site):
     """Every profile on one server: on E2E_DATABASE_URL when set (e.g. PostgreSQL, shared with the `gh`
     server, so the profiles' storage runs on it too), else on a fresh SQLite file."""
     made = {}
-    providers = {"fake_social_site": "/user_details/", "fake_social_site_with_params": "/users/{username}/"}
+    # Issue 10: a fixed user-details URL is a who-am-I URL, which cannot prove a token was issued to us
+    # (--allow-foreign-tokens accepts that, as document 003 did); the templated one gets the site's RFC 7662
+    # introspection, which does.
+    providers = {
+        "fake_social_site": ("/user_details/", ("--allow-foreign-tokens",)),
+        "fake_social_site_with_params": ("/users/{username}/", ("--introspection-url", site.base + "/introspect")),
+    }
 
     def create_scope(s: Server, *args: str):
         p = s.run("scopes", "create", *args)  # the documents' fixed names: a reused database has them
@@ -219,17 +258,21 @@ def compat(tmp, site):
             create_scope(s, name, "--default")
         for name in DOORKEEPER_OPTIONAL:
             create_scope(s, name)
-        made["client"] = s.create_client(name="my-api", scope="read write")
-        for pid, userinfo in providers.items():
+        # The compat client needs the password grant (lego token-auth) and the token-exchange grant
+        # (register-by-token; refresh_token for its refresh tokens) since issue 10.
+        made["client"] = s.create_client(name="my-api", scope="read write", allow_password_grant=True,
+                                         grant_types=("authorization_code", "refresh_token", TOKEN_EXCHANGE))
+        for pid, (userinfo, options) in providers.items():
             s.run("providers", "remove", pid)  # from an earlier session on a reused database
             p = s.run("providers", "add", "--id", pid, "--kind", "oauth2", "--name", pid,
                       "--authorize-url", site.base + "/o/authorize/", "--token-url", site.base + "/o/token/",
-                      "--userinfo-url", site.base + userinfo, "--client-id", "x", "--client-secret-stdin",
-                      stdin="fake-secret")
+                      "--userinfo-url", site.base + userinfo, "--client-id", SITE_CLIENT_ID, "--client-secret-stdin",
+                      *options, stdin=SITE_CLIENT_SECRET)
             assert p.returncode == 0, p.stderr
         return ["--compat-client-id", made["client"]["client_id"]]
 
     with running(tmp, "compat-all", "--compat", "lego,dgp,doorkeeper,dot", "--compat-next-hosts", NEXT_HOST,
+                 "--compat-exchange-providers", ",".join(providers),
                  "--cors-origins", CORS_ORIGIN, setup=setup, database=os.environ.get("E2E_DATABASE_URL")) as server:
         yield Compat(server, made["client"], site)
         for pid in providers:  # a shared database: the `gh` server's login page need not show them
@@ -331,7 +374,10 @@ def test_lego_token_refresh_with_and_without_slash(compat):
     assert r.status_code == 400 and "token" not in assert_json(r, 400), r.text
 
 
-def lego_client(c: Compat, redirect_uri: str, **kw) -> dict:
+def lego_client(c: Compat, redirect_uri: str, legacy_redirect_state: bool = False, **kw) -> dict:
+    if legacy_redirect_state:  # python-social-auth's redirect_state: a per-client setting since issue 10
+        return c.gh.cli("clients", "create", "--name", unique("e2e-client-"), "--scope", "user all",
+                        "--redirect-uri", redirect_uri, "--legacy-redirect-state")
     return c.gh.create_client(scope="user all", redirect_uris=[redirect_uri], **kw)
 
 
@@ -644,7 +690,7 @@ def test_lego_social_auth_backend_logs_in_unchanged(compat):
     strategy = AppStrategy(LEGO_APP, {"SOCIAL_AUTH_LEGO_KEY": None, "SOCIAL_AUTH_LEGO_SECRET": None,
                                       "SOCIAL_AUTH_LEGO_API_URL": compat.gh.issuer + "/"})
     redirect_uri = strategy.build_absolute_uri("/complete/lego/")
-    client = lego_client(compat, redirect_uri)
+    client = lego_client(compat, redirect_uri, legacy_redirect_state=True)
     strategy.settings["SOCIAL_AUTH_LEGO_KEY"] = client["client_id"]
     strategy.settings["SOCIAL_AUTH_LEGO_SECRET"] = client["client_secret"]
 
@@ -1139,14 +1185,22 @@ def test_dot_register_by_token_failures(compat):
         "unknown upstream token": ("fake_social_site", {"access_token": "forged"}),
         "another person's username": ("fake_social_site_with_params",
                                       {"access_token": token, "username": stranger["username"]}),
-        "missing username": ("fake_social_site_with_params", {"access_token": token}),
         "missing access_token": ("fake_social_site", {}),
-        "unknown provider": ("facebook", {"access_token": token}),
     }
     for name, (provider, params) in cases.items():
         r = register_by_token(compat, provider, **params)
         assert r.status_code == 401, (name, r.status_code, r.text)
         assert r.json() == EXCHANGE_FAILED, (name, r.text)
+    # Changed on purpose by issue 10: a provider that is not in compat_exchange_providers (here one that does
+    # not exist) answers 404 like any unknown path, and request parameters never identify anyone: without
+    # the template parameter the templated fetch is skipped and the token's owner (from introspection) gets
+    # the token.
+    r = register_by_token(compat, "facebook", access_token=token)
+    assert r.status_code == 404 and r.json() == {"detail": "Not found."}, (r.status_code, r.text)
+    body = assert_json(register_by_token(compat, "fake_social_site_with_params", access_token=token))
+    details = assert_json(requests.get(compat.gh.url("/user_details/"), timeout=30,
+                                       headers={"Authorization": "Bearer " + body["access_token"]}))
+    assert details["email"] == person["email"], (details, person)
 
 
 # ===================================================================================================
@@ -1173,7 +1227,8 @@ def dgp_env(tmp):
 
     def setup(s: Server) -> list[str]:
         made["user"] = s.create_user(name="Env User", email=unique("env") + "@example.com")
-        made["client"] = s.create_client(name="first-party")
+        # lego token-auth needs a compat client allowed the password grant (issue 10: else no start).
+        made["client"] = s.create_client(name="first-party", allow_password_grant=True)
         return ["--compat-client-id", made["client"]["client_id"]]
 
     env = server_env(PRIVATE_KEY=private_pem, PUBLIC_KEY=public_pem, GOOGLE_KEY="google-id", GOOGLE_SECRET="g-secret",
@@ -1251,15 +1306,22 @@ ROUTES = {
 
 
 @pytest.fixture(scope="module")
-def doorkeeper_dot(tmp):
-    """`--compat doorkeeper,dot` only."""
+def doorkeeper_dot(tmp, site):
+    """`--compat doorkeeper,dot` only (register-by-token for the fake site's `fake_social_site`, which since
+    issue 10 must be listed in --compat-exchange-providers to be served at all)."""
     made = {}
 
     def setup(s: Server) -> list[str]:
-        made["client"] = s.create_client(name="first-party")
+        made["client"] = s.create_client(name="first-party", grant_types=(TOKEN_EXCHANGE, "refresh_token"))
+        p = s.run("providers", "add", "--id", "fake_social_site", "--kind", "oauth2", "--authorize-url",
+                  site.base + "/o/authorize/", "--token-url", site.base + "/o/token/", "--userinfo-url",
+                  site.base + "/user_details/", "--allow-foreign-tokens", "--client-id", SITE_CLIENT_ID,
+                  "--client-secret-stdin", stdin=SITE_CLIENT_SECRET)
+        assert p.returncode == 0, p.stderr
         return ["--compat-client-id", made["client"]["client_id"]]
 
-    with running(tmp, "doorkeeper-dot", "--compat", "doorkeeper,dot", setup=setup) as server:
+    with running(tmp, "doorkeeper-dot", "--compat", "doorkeeper,dot", "--compat-exchange-providers",
+                 "fake_social_site", setup=setup) as server:
         yield server
 
 

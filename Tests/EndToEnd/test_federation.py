@@ -20,7 +20,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from urllib.parse import parse_qs, urlencode, urljoin, urlsplit
+from urllib.parse import parse_qs, unquote_plus, urlencode, urljoin, urlsplit
 
 import jwt
 import pytest
@@ -229,7 +229,9 @@ class FakeProvider:
     error=access_denied when `deny`), POST /token (checks the client, the redirect URI and the PKCE S256
     verifier; answers `{"access_token", "token_type", "username"}`, or an error when `token_error`), and
     GET /users/{username}/ (needs `Authorization: Bearer`; answers nested JSON:
-    {"pk", "username", "verified", "profile": {"email", "full_name"}}).
+    {"pk", "username", "verified", "profile": {"email", "full_name"}}), and RFC 7662 POST /introspect (HTTP
+    Basic with a registered client; the same JSON plus `active`, `sub` and `client_id`, the client the token
+    was issued to: tokens from /token are bound to the client that redeemed the code, `issue_token` names it).
 
     OIDC under /oidc: discovery, /oidc/jwks, /oidc/authorize, /oidc/token (adds an RS256 ID token;
     `id_token_tamper` = "nonce" | "aud" | "key" | "expired" | "hs256" makes it invalid) and /oidc/userinfo.
@@ -245,6 +247,7 @@ class FakeProvider:
         self.id_token_tamper: str | None = None
         self.codes: dict[str, dict] = {}
         self.tokens: dict[str, str] = {}  # access token -> username
+        self.token_clients: dict[str, str | None] = {}  # access token -> the client it was issued to
         self.violations: list[str] = []
         self.seen: list[tuple[str, str]] = []  # (method, path)
         self.key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
@@ -277,10 +280,37 @@ class FakeProvider:
         self.users[username] = user
         return user
 
-    def issue_token(self, username: str) -> str:
+    def issue_token(self, username: str, client_id: str | None = None) -> str:
+        """An access token of `username`, issued to `client_id` (None: to no client Gatehouse knows)."""
         token = secrets.token_urlsafe(24)
         self.tokens[token] = username
+        self.token_clients[token] = client_id
         return token
+
+    def introspect(self, headers, form: dict) -> tuple[int, dict]:
+        """RFC 7662 for a client authenticated with HTTP Basic (RFC 6749 §2.3.1 encoding)."""
+        auth = headers.get("Authorization", "")
+        try:
+            cid, _, secret = base64.b64decode(auth[len("Basic "):]).decode().partition(":")
+            cid, secret = unquote_plus(cid), unquote_plus(secret)
+        except ValueError:
+            cid, secret = "", ""
+        client = self.clients.get(cid)
+        if not auth.startswith("Basic ") or client is None or not hmac.compare_digest(client[0], secret):
+            self.violations.append(f"introspect: bad client authentication {auth[:40]!r}")
+            return 401, {"error": "invalid_client"}
+        if form.get("token_type_hint") != "access_token":
+            self.violations.append(f"introspect: token_type_hint {form.get('token_type_hint')!r}")
+        token = form.get("token", "")
+        user = self.users.get(self.tokens.get(token, ""))
+        if user is None:
+            return 200, {"active": False}
+        answer = {"active": True, "sub": str(user["pk"]), "pk": user["pk"], "username": user["username"],
+                  "verified": user["verified"], "profile": {"email": user["email"], "full_name": user["name"]},
+                  "token_type": "Bearer", "exp": int(time.time()) + 3600}
+        if self.token_clients.get(token):
+            answer["client_id"] = self.token_clients[token]
+        return 200, answer
 
     # --- protocol -------------------------------------------------------------------------------------
     def authorize(self, params: dict, oidc: bool) -> tuple[int, dict, bytes]:
@@ -330,8 +360,8 @@ class FakeProvider:
             self.violations.append("token: code_verifier does not match the S256 challenge")
             return 400, {"error": "invalid_grant", "error_description": "PKCE"}
         username = grant["username"]
-        body = {"access_token": self.issue_token(username), "token_type": "Bearer", "expires_in": 3600,
-                "username": username}
+        body = {"access_token": self.issue_token(username, form["client_id"]), "token_type": "Bearer",
+                "expires_in": 3600, "username": username}
         if oidc:
             body["id_token"] = self.id_token(username, form["client_id"], grant["nonce"])
         return 200, body
@@ -426,6 +456,8 @@ class FakeProvider:
                 if u.path in ("/token", "/oidc/token"):
                     status, body = fake.token(form, oidc=u.path.startswith("/oidc"))
                     return self.reply(status, body, {"Cache-Control": "no-store"})
+                if u.path == "/introspect":
+                    return self.reply(*fake.introspect(self.headers, form))
                 self.reply(404, b"not found")
 
             def log_message(self, *args):
@@ -556,9 +588,11 @@ class Broker:
 @pytest.fixture(scope="module")
 def broker(request, tmp, upstream, fake, hooks) -> Broker:
     """Gatehouse "B" with providers: `up` (OIDC: Gatehouse A), `fake` (OAuth2: the fake, with a claim
-    mapping that uses dotted paths and a templated user-details URL), `fakemail` (the same with
-    --link-by-email), `fakeoidc` (OIDC: the fake), `deadoidc` (an issuer nobody answers at), `deadinfo`
-    (OAuth2 whose user-details endpoint nobody answers at). Webhooks go to `hooks`."""
+    mapping that uses dotted paths, a templated user-details URL and the fake's introspection, which tells
+    who owns an access token and that it was issued to us), `fakemail` (the same with --link-by-email),
+    `fakeoidc` (OIDC: the fake), `deadoidc` (an issuer nobody answers at), `deadinfo` (OAuth2 whose
+    user-details endpoint nobody answers at; --allow-foreign-tokens, so that it is used as the who-am-I URL).
+    Webhooks go to `hooks`."""
     b = Instance(tmp, "broker-b", args=("--webhook-url", hooks.url, "--webhook-secret", HOOK_SECRET,
                                         "--webhook-retry-base", "1s"))
     request.addfinalizer(b.stop)
@@ -570,7 +604,7 @@ def broker(request, tmp, upstream, fake, hooks) -> Broker:
     mapping = ("--authorize-url", fake.base + "/authorize", "--token-url", fake.base + "/token",
                "--userinfo-url", fake.base + "/users/{username}/", "--claim", "id=pk",
                "--claim", "email=profile.email", "--claim", "name=profile.full_name",
-               "--claim", "email_verified=verified")
+               "--claim", "email_verified=verified", "--introspection-url", fake.base + "/introspect")
     for pid, extra in (("fake", ()), ("fakemail", ("--link-by-email",))):
         secret = secrets.token_urlsafe(16)
         fake.register(pid + "-client", secret, b.issuer + f"/login/{pid}/callback")
@@ -582,7 +616,7 @@ def broker(request, tmp, upstream, fake, hooks) -> Broker:
     dead = f"http://127.0.0.1:{free_port()}"
     b.add_provider("deadoidc", "oidc", "x", "y", "--issuer", dead, "--name", "Dead OIDC")
     b.add_provider("deadinfo", "oauth2", "x", "y", "--authorize-url", dead + "/authorize", "--token-url",
-                   dead + "/token", "--userinfo-url", dead + "/me")
+                   dead + "/token", "--userinfo-url", dead + "/me", "--allow-foreign-tokens")
     listed = {p["id"]: p for p in b.cli("providers", "list")}
     assert set(listed) == {"up", "fake", "fakemail", "fakeoidc", "deadoidc", "deadinfo"}, listed
     assert listed["up"]["callback_path"] == "/login/up/callback"
@@ -1007,9 +1041,22 @@ def test_token_endpoint_error(broker, fake):
 # --- 6. Token exchange (RFC 8693) ------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def exchangers(broker):
+    """Three exchanging clients; since issue 10 a client may exchange another client's token only when it
+    lists that client in --may-exchange-from: the second lists the first, the third the second."""
     b = broker.gh
-    return tuple(b.create_client(scope="openid profile", grant_types=[TOKEN_EXCHANGE, "refresh_token"],
-                                 name=unique("exchanger-")) for _ in range(2))
+    first = b.create_client(scope="openid profile", grant_types=[TOKEN_EXCHANGE, "refresh_token"],
+                            name=unique("exchanger-"))
+    chain = [first]
+    for _ in range(2):
+        chain.append(b.cli("clients", "create", "--name", unique("exchanger-"), "--scope", "openid profile",
+                           "--grant-type", TOKEN_EXCHANGE, "--grant-type", "refresh_token",
+                           "--may-exchange-from", chain[-1]["client_id"]))
+    return tuple(chain)
+
+
+def upstream_token(fake: "FakeProvider", username: str) -> str:
+    """An access token of `username` at the fake, issued to B's client there (`fake-client`)."""
+    return fake.issue_token(username, "fake-client")
 
 
 def exchange(b: Instance, client: dict, subject_token: str, **extra) -> requests.Response:
@@ -1021,7 +1068,7 @@ def test_token_exchange_of_an_upstream_token(broker, fake, hooks, exchangers):
     b = broker.gh
     client = exchangers[0]
     fu = fake.add_user(email=unique("erin") + "@example.com", verified=True)
-    r = exchange(b, client, fake.issue_token(fu["username"]), subject_issuer="fake", username=fu["username"])
+    r = exchange(b, client, upstream_token(fake, fu["username"]), subject_issuer="fake", username=fu["username"])
     assert r.status_code == 200, r.text
     body = r.json()
     assert body["issued_token_type"] == ACCESS_TOKEN_TYPE, body
@@ -1035,7 +1082,7 @@ def test_token_exchange_of_an_upstream_token(broker, fake, hooks, exchangers):
     assert created and created[0]["body"]["data"]["provider"] == "fake", created
 
     # A second exchange (another upstream token of the same person) finds the same user.
-    r = exchange(b, client, fake.issue_token(fu["username"]), subject_issuer="fake", username=fu["username"],
+    r = exchange(b, client, upstream_token(fake, fu["username"]), subject_issuer="fake", username=fu["username"],
                  scope="openid")
     assert r.status_code == 200, r.text
     assert b.decode(r.json()["access_token"])["sub"] == claims["sub"]
@@ -1055,7 +1102,7 @@ def test_token_exchange_errors(broker, fake, exchangers):
     b = broker.gh
     client = exchangers[0]
     fu = fake.add_user()
-    good = fake.issue_token(fu["username"])
+    good = upstream_token(fake, fu["username"])
     err = conftest.oauth_error
     err(exchange(b, client, "not-a-token", subject_issuer="fake", username=fu["username"]), 400, "invalid_grant")
     other = fake.add_user()
@@ -1090,9 +1137,9 @@ def test_token_exchange_errors(broker, fake, exchangers):
 
 def test_token_exchange_of_our_own_token(broker, fake, exchangers):
     b = broker.gh
-    first, second = exchangers
+    first, second, third = exchangers
     fu = fake.add_user()
-    r = exchange(b, first, fake.issue_token(fu["username"]), subject_issuer="fake", username=fu["username"])
+    r = exchange(b, first, upstream_token(fake, fu["username"]), subject_issuer="fake", username=fu["username"])
     assert r.status_code == 200, r.text
     original = r.json()
     orig_claims = b.decode(original["access_token"])
@@ -1113,12 +1160,13 @@ def test_token_exchange_of_our_own_token(broker, fake, exchangers):
     r = exchange(b, second, original["access_token"], subject_issuer=b.issuer, scope="openid")
     assert r.status_code == 200, r.text
 
-    # Exchanged again: the actors nest.
-    r = exchange(b, first, narrowed["access_token"])
+    # Exchanged again: the actors nest. (Issue 10: by the third client, which lists the second in
+    # --may-exchange-from; the first may no longer exchange the second's token.)
+    r = exchange(b, third, narrowed["access_token"])
     assert r.status_code == 200, r.text
     nested = b.decode(r.json()["access_token"])
     assert nested["sub"] == orig_claims["sub"] and nested["scope"] == "openid"
-    assert nested["act"] == {"sub": first["client_id"], "act": {"sub": second["client_id"]}}, nested
+    assert nested["act"] == {"sub": third["client_id"], "act": {"sub": second["client_id"]}}, nested
 
     # Widening is refused; so is a token that is not ours.
     conftest.oauth_error(exchange(b, second, narrowed["access_token"], scope="openid profile"), 400, "invalid_scope")
@@ -1152,7 +1200,7 @@ def test_concurrent_first_exchanges_make_one_user(broker, fake, exchangers):
     for _ in range(3):
         fu = fake.add_user()
         answers = all_at_once([
-            (lambda t=fake.issue_token(fu["username"]): exchange(b, exchangers[0], t, subject_issuer="fake",
+            (lambda t=upstream_token(fake, fu["username"]): exchange(b, exchangers[0], t, subject_issuer="fake",
                                                                   username=fu["username"]))
             for _ in range(6)])
         assert [r.status_code for r in answers] == [200] * len(answers), \

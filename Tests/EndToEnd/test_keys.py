@@ -1,6 +1,9 @@
-"""Proves signing-key rotation with `gatehouse keys rotate` while the server runs: the server picks the
-new key up from the database by itself (it reloads keys periodically), publishes both keys in the JWKS,
-signs new tokens with the new kid, and tokens signed with the old key still verify."""
+"""Proves signing-key rotation while the server runs (it reloads keys from the database by itself):
+- `gatehouse keys rotate` publishes before it signs: the new key is `pending`, in the JWKS at the server's
+  next reload, and signs only from `activates_at` = now + key_reload_interval + 60 s, so every resource
+  server has fetched it before the first token it signs; until then the old key keeps signing.
+- `gatehouse keys rotate --now` (emergencies) makes the new key sign at the next reload; both keys stay
+  published and tokens signed with the old one still verify."""
 
 import time
 
@@ -8,43 +11,90 @@ import jwt
 import pytest
 import requests
 
-RELOAD_TIMEOUT = 20  # the contract promises ~15 s
+RELOAD_TIMEOUT = 20  # the session server's key reload interval is the default 10 s
+KEY_RELOAD_INTERVAL = 10
+ACTIVATION_DELAY = KEY_RELOAD_INTERVAL + 60  # spec D: activates_at = now + key_reload_interval + 60 s
 
 
-def test_keys_rotate_while_serving(gh, scopes):
+def token_of(gh, client, scope) -> str:
+    r = gh.token(client, grant_type="client_credentials", scope=scope)
+    assert r.status_code == 200, r.text
+    return r.json()["access_token"]
+
+
+def kid_of(token: str) -> str:
+    return jwt.get_unverified_header(token)["kid"]
+
+
+def published(gh) -> dict:
+    return {k["kid"]: k for k in requests.get(gh.jwks_uri, timeout=10).json()["keys"]}
+
+
+def test_keys_rotate_now_while_serving(gh, scopes):
     c = gh.create_client(scope=scopes[0], grant_types=["client_credentials"])
-
-    def new_token() -> str:
-        r = gh.token(c, grant_type="client_credentials", scope=scopes[0])
-        assert r.status_code == 200, r.text
-        return r.json()["access_token"]
-
-    old_token = new_token()
-    old_kid = jwt.get_unverified_header(old_token)["kid"]
+    old_token = token_of(gh, c, scopes[0])
+    old_kid = kid_of(old_token)
     before = {k["kid"]: k for k in gh.cli("keys", "list")}
     assert old_kid in before
 
-    rotated = gh.cli("keys", "rotate")
+    rotated = gh.cli("keys", "rotate", "--now")
     after = {k["kid"]: k for k in gh.cli("keys", "list")}
     assert before.keys() <= after.keys(), "rotation must keep the old key for verification"
     (new_kid,) = after.keys() - before.keys()
     if isinstance(rotated, dict) and "kid" in rotated:
         assert rotated["kid"] == new_kid
     assert after[new_kid]["algorithm"] == "ES256"  # the default
+    assert after[new_kid]["status"] == "signing", after[new_kid]
 
     deadline = time.monotonic() + RELOAD_TIMEOUT
     while True:
-        jwks = {k["kid"]: k for k in requests.get(gh.jwks_uri, timeout=10).json()["keys"]}
-        token = new_token()
-        kid = jwt.get_unverified_header(token)["kid"]
+        jwks = published(gh)
+        token = token_of(gh, c, scopes[0])
+        kid = kid_of(token)
         if new_kid in jwks and kid == new_kid:
             break
         if time.monotonic() > deadline:
-            pytest.fail(f"{RELOAD_TIMEOUT}s after rotation: JWKS has {sorted(jwks)}, new tokens signed with "
-                        f"{kid}; expected {new_kid} published and signing")
+            pytest.fail(f"{RELOAD_TIMEOUT}s after `keys rotate --now`: JWKS has {sorted(jwks)}, new tokens signed "
+                        f"with {kid}; expected {new_kid} published and signing")
         time.sleep(0.5)
 
     assert old_kid in jwks, "old key dropped from the JWKS right after rotation"
     assert jwks[new_kid]["alg"] == "ES256" and jwks[new_kid]["use"] == "sig"
     assert gh.decode(token)["client_id"] == c["client_id"]
     assert gh.decode(old_token)["client_id"] == c["client_id"]
+
+
+def test_keys_rotate_publishes_before_signing(gh, scopes):
+    c = gh.create_client(scope=scopes[0], grant_types=["client_credentials"])
+    signing = kid_of(token_of(gh, c, scopes[0]))
+    before = {k["kid"]: k for k in gh.cli("keys", "list")}
+    assert before[signing]["status"] == "signing", before[signing]
+
+    started = time.time()
+    rotated = gh.cli("keys", "rotate")
+    after = {k["kid"]: k for k in gh.cli("keys", "list")}
+    (new_kid,) = after.keys() - before.keys()
+    if isinstance(rotated, dict) and "kid" in rotated:
+        assert rotated["kid"] == new_kid
+    new = after[new_kid]
+    assert new["status"] == "pending", new
+    assert started + ACTIVATION_DELAY - 3 <= new["activates_at"] <= time.time() + ACTIVATION_DELAY + 3, \
+        (new, started)
+    assert after[signing]["status"] == "signing", after[signing]
+
+    # Published at the server's next reload, while the old key keeps signing.
+    deadline = time.monotonic() + RELOAD_TIMEOUT
+    while True:
+        jwks = published(gh)
+        token = token_of(gh, c, scopes[0])
+        assert kid_of(token) == signing, f"the pending key {new_kid} signs before its activates_at"
+        if new_kid in jwks:
+            break
+        if time.monotonic() > deadline:
+            pytest.fail(f"{RELOAD_TIMEOUT}s after `keys rotate`: JWKS has {sorted(jwks)}, expected {new_kid}")
+        time.sleep(0.5)
+    assert signing in jwks and jwks[new_kid]["use"] == "sig"
+    assert gh.decode(token)["client_id"] == c["client_id"]
+    # Still pending (activation is a minute away) and still not signing after the reload that published it.
+    assert {k["kid"]: k for k in gh.cli("keys", "list")}[new_kid]["status"] == "pending"
+    assert kid_of(token_of(gh, c, scopes[0])) == signing

@@ -36,12 +36,13 @@ public struct IntrospectionEndpoint: Sendable {
 
     private func introspectAccessToken(_ token: String) async throws -> IntrospectionResponse {
         let claims: AccessTokenClaims
-        if let cached = cache.get(token) {
-            claims = cached
+        // A cached verification holds only while its key is still in the key set: `keys revoke` ends it.
+        if let cached = cache.get(token), verifier.isPublished(kid: cached.kid) {
+            claims = cached.claims
         } else {
-            guard let verified = await verifier.verifySignature(token) else { return .inactive }
+            guard let verified = await verifier.verifySignatureAndKey(token) else { return .inactive }
             cache.put(token, verified)
-            claims = verified
+            claims = verified.claims
         }
         guard verifier.isCurrent(claims) else { return .inactive }
         if try await storage.isAccessTokenRevoked(jti: claims.jti, grantID: claims.grant_id, clientID: claims.client_id) {
@@ -105,13 +106,13 @@ public struct IntrospectionResponse: Sendable, Codable, Equatable {
 /// token skips the signature verification (revocation is still checked every time). Bounded; an entry
 /// is useless after the token's `exp`, and expiry is checked on every use.
 final class VerifiedTokenCache: Sendable {
-    private let table = Mutex<[String: AccessTokenClaims]>([:])
+    private let table = Mutex<[String: (claims: AccessTokenClaims, kid: String)]>([:])
     let capacity: Int
     init(capacity: Int) { self.capacity = capacity }
 
-    func get(_ token: String) -> AccessTokenClaims? { table.withLock { $0[token] } }
+    func get(_ token: String) -> (claims: AccessTokenClaims, kid: String)? { table.withLock { $0[token] } }
 
-    func put(_ token: String, _ claims: AccessTokenClaims) {
+    func put(_ token: String, _ claims: (claims: AccessTokenClaims, kid: String)) {
         guard capacity > 0 else { return }
         table.withLock { t in
             if t.count >= capacity, let victim = t.keys.randomElement() { t.removeValue(forKey: victim) }

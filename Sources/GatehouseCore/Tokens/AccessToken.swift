@@ -105,6 +105,12 @@ public struct AccessTokenVerifier: Sendable {
     /// Returns the claims of a valid, unexpired token signed by one of our published keys, else `nil`.
     /// Expiry is checked by the caller through `isCurrent(_:)` so cached claims can be reused.
     public func verifySignature(_ token: String) async -> AccessTokenClaims? {
+        await verifySignatureAndKey(token)?.claims
+    }
+
+    /// `verifySignature`, with the id of the key that signed it (callers that cache a verification must
+    /// check the key is still published when they reuse it: `isPublished(kid:)`).
+    public func verifySignatureAndKey(_ token: String) async -> (claims: AccessTokenClaims, kid: String)? {
         let parts = token.split(separator: ".", omittingEmptySubsequences: false)
         guard parts.count == 3, token.utf8.count < 16_384,
             let headerData = Base64URL.decode(String(parts[0])),
@@ -119,8 +125,11 @@ public struct AccessTokenVerifier: Sendable {
         guard let claims = try? await snapshot.collection.verify(token, as: AccessTokenClaims.self),
             claims.iss == issuer
         else { return nil }
-        return claims
+        return (claims, kid)
     }
+
+    /// Whether the key `kid` is still in the key set (not retired, not revoked by `keys revoke`).
+    public func isPublished(kid: String) -> Bool { (try? keys.snapshot.key(kid: kid)) != nil }
 
     /// The claims of a token that is valid, current and not revoked (its `jti`, its grant or its client);
     /// `nil` otherwise. For endpoints that accept our access tokens (UserInfo, token exchange, the profiles).
