@@ -81,7 +81,6 @@ public func buildRouter(_ services: GatehouseServices, logger: Logger, compat: C
     // HEAD answers like GET without a body on every GET route (RFC 9110 §9.3.2).
     let router = Router(context: GatehouseRequestContext.self, options: .autoGenerateHeadEndpoints)
     router.add(middleware: SecurityHeadersMiddleware())
-    router.add(middleware: SafeHeadMiddleware())
     typealias Path = ServerMetadata.Path
 
     // RFC 8414 §3 and OpenID Connect Discovery §4: the same truthful document.
@@ -237,6 +236,8 @@ struct MaintenanceService: Service {
                     let revoked = try? await services.storage.revokedKeyIDs(), revoked != known
                 {
                     logger.warning("a signing key was revoked; reloading keys", metadata: ["kids": .string(revoked.subtracting(known).sorted().joined(separator: ","))])
+                    // Out of the key set at once, even if the reload below fails.
+                    try? await services.keys.drop(revoked.subtracting(known))
                     reload = true
                 }
                 if reload {

@@ -122,7 +122,8 @@ struct BrowserRoutes: Sendable {
     // MARK: authorization endpoint
 
     func authorize(_ request: Request, _ context: GatehouseRequestContext) async -> Response {
-        await page("authorize") {
+        if let refused = HTTP.refuseHead(request) { return refused }
+        return await page("authorize") {
             let parameters = try await parameters(request)
             // OIDC Core §3.1.2.1 allows POST; a cross-site POST carries no SameSite=Lax session cookie, so
             // repeat it as a GET (which does) rather than answer login_required to a signed-in user.
@@ -277,6 +278,7 @@ struct BrowserRoutes: Sendable {
 
     /// Shows the code of an out-of-band authorization once (it is read from, and removed with, its cookie).
     func outOfBand(_ request: Request) -> Response {
+        if let refused = HTTP.refuseHead(request) { return refused }
         guard let query = Cookies.readOneTime(outOfBandCookieName, in: request),
             let code = try? query.single("code"), code.utf8.count <= 256
         else { return pages.error(OAuthError.invalidRequest.with(description: "There is no code to show.")) }
@@ -372,7 +374,8 @@ struct BrowserRoutes: Sendable {
     // MARK: RP-initiated logout
 
     func endSession(_ request: Request) async -> Response {
-        await page("end_session") {
+        if let refused = HTTP.refuseHead(request) { return refused }
+        return await page("end_session") {
             var request = request
             let isPost = request.method == .post
             var parameters = isPost

@@ -123,6 +123,9 @@ public struct GatehouseConfiguration: Sendable {
         .init(key: "trusted_proxies", flag: "--trusted-proxies", environment: "GATEHOUSE_TRUSTED_PROXIES",
               defaultDescription: "(none)",
               help: "Comma-separated IPs or CIDRs of reverse proxies whose Forwarded / X-Forwarded-For name the client"),
+        .init(key: "forwarded_header", flag: "--forwarded-header", environment: "GATEHOUSE_FORWARDED_HEADER",
+              defaultDescription: "x-forwarded-for",
+              help: "The header trusted_proxies write the client address into: x-forwarded-for or forwarded (RFC 7239); only it is read"),
         .init(key: "secrets_key", flag: "--secrets-key", environment: "GATEHOUSE_SECRETS_KEY", defaultDescription: "(none)",
               help: "Key-encryption key(s): 32 random bytes in standard base64, comma-separated for rotation (the first encrypts)"),
         .init(key: "secrets_key_file", flag: "--secrets-key-file", environment: "GATEHOUSE_SECRETS_KEY_FILE",
@@ -276,6 +279,12 @@ public struct GatehouseConfiguration: Sendable {
                 networks.append(n)
             }
             config.settings.trustedProxies = networks
+        }
+        if let (v, src) = value("forwarded_header") {
+            guard let h = ForwardedHeader(rawValue: v.lowercased()) else {
+                throw fail(src, "'\(v)' is not x-forwarded-for or forwarded")
+            }
+            config.settings.forwardedHeader = h
         }
         var keys: [String] = []
         if let (v, src) = value("secrets_key") {

@@ -89,7 +89,8 @@ extension BrowserRoutes {
     }
 
     func finishUpstream(_ request: Request, _ context: GatehouseRequestContext) async -> Response {
-        await page("upstream") {
+        if let refused = HTTP.refuseHead(request) { return refused }
+        return await page("upstream") {
             let clear = cookies.header(upstreamCookieName, "", maxAge: 0)
             func fail(_ description: String, code: String = "access_denied", status: Int = 400, log detail: String) -> Response {
                 logger.notice(

@@ -101,6 +101,16 @@ enum HTTP {
 
     static let nul = OAuthError.invalidRequest.with(description: "A parameter contains a NUL character.")
 
+    /// HEAD must be safe (RFC 9110 §9.2.1), but Hummingbird answers HEAD by running the GET route's handler.
+    /// The GET handlers that change state (issue a code, use up a state or a show-once cookie, end a session,
+    /// exchange a token, start an upstream sign-in, mint a token) call this first and answer HEAD with 405,
+    /// whatever path spelling reached them, so a link preview or a crawler cannot spend a one-time value.
+    /// Every other GET route answers HEAD like GET, without a body.
+    static func refuseHead(_ request: Request) -> Response? {
+        guard request.method == .head else { return nil }
+        return Response(status: .methodNotAllowed, headers: [.allow: "GET", .cacheControl: "no-store"])
+    }
+
     static func json<T: Encodable>(_ value: T, status: HTTPResponse.Status = .ok, noStore: Bool = true) throws -> Response {
         let data = try jsonEncoder.encode(value)
         return raw(Array(data), status: status, noStore: noStore)
@@ -182,37 +192,10 @@ struct SecurityHeadersMiddleware<Context: RequestContext>: RouterMiddleware {
     }
 }
 
-/// HEAD must be safe (RFC 9110 §9.2.1), but a HEAD request runs its GET route's handler. The GET routes
-/// that change state (issue a code, use up a state or a show-once cookie, end a session, exchange a token,
-/// start an upstream sign-in) answer HEAD with 405 instead, so a link preview or a crawler cannot spend a
-/// one-time value. Every other GET route answers HEAD like GET, without a body.
-struct SafeHeadMiddleware<Context: RequestContext>: RouterMiddleware {
-    /// Path prefixes (and, ending in `/*/…`, patterns) of GET routes with side effects.
-    static func changesState(_ path: String) -> Bool {
-        let exact: Set<String> = [
-            ServerMetadata.Path.authorization, ServerMetadata.Path.endSession, ServerMetadata.Path.outOfBand,
-            "/o/authorize/", "/authorization/oauth2/authorize/", "/api/oauth/authorize", "/auth/finish",
-        ]
-        let trimmed = path.count > 1 && path.hasSuffix("/") ? String(path.dropLast()) : path
-        if exact.contains(path) || exact.contains(trimmed) || exact.contains(trimmed + "/") { return true }
-        if path.hasPrefix("/register-by-token/") || path.hasPrefix("/auth/login/") { return true }
-        // /login/{provider}/callback
-        let parts = trimmed.split(separator: "/")
-        return parts.count == 3 && parts[0] == "login" && parts[2] == "callback"
-    }
-
-    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws
-        -> Response
-    {
-        guard request.method == .head, Self.changesState(request.uri.path) else { return try await next(request, context) }
-        return Response(status: .methodNotAllowed, headers: [.allow: "GET", .cacheControl: "no-store"])
-    }
-}
-
 extension GatehouseServices {
     /// The client's IP address: the TCP peer, or behind `trusted_proxies` the address they forwarded.
     func clientAddress(_ request: Request, _ context: GatehouseRequestContext) -> String? {
-        ClientAddressResolver(trusted: settings.trustedProxies).resolve(
+        ClientAddressResolver(trusted: settings.trustedProxies, header: settings.forwardedHeader).resolve(
             peer: context.remoteAddress?.ipAddress, forwarded: request.headers[values: .forwarded],
             xForwardedFor: request.headers[values: .xForwardedFor])
     }

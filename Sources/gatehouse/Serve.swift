@@ -48,6 +48,8 @@ struct Serve: AsyncParsableCommand {
     var compatExchangeProviders: String?
     @Option(help: "Reverse proxies (IPs/CIDRs) whose forwarding headers name the client (env GATEHOUSE_TRUSTED_PROXIES).")
     var trustedProxies: String?
+    @Option(help: "Header the trusted proxies set: x-forwarded-for (default) or forwarded (env GATEHOUSE_FORWARDED_HEADER).")
+    var forwardedHeader: String?
     @Option(help: "Key-encryption key(s) for secrets at rest, base64 (prefer env GATEHOUSE_SECRETS_KEY or --secrets-key-file).")
     var secretsKey: String?
     @Option(help: "File with secrets_key keys, one per line (env GATEHOUSE_SECRETS_KEY_FILE).") var secretsKeyFile: String?
@@ -81,6 +83,7 @@ struct Serve: AsyncParsableCommand {
         flags["compat_dgp_token_ttl"] = compatDgpTokenTtl
         flags["compat_exchange_providers"] = compatExchangeProviders
         flags["trusted_proxies"] = trustedProxies
+        flags["forwarded_header"] = forwardedHeader
         flags["secrets_key"] = secretsKey
         flags["secrets_key_file"] = secretsKeyFile
         flags["log_level"] = logLevel

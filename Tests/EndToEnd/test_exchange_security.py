@@ -141,7 +141,8 @@ class LeakySite:
         person = self.people[record["username"]]
         now = int(time.time())
         # RFC 7662's members, plus the profile claims servers such as Keycloak add (preferred_username, email).
-        answer = {"active": True, "sub": str(person["id"]), "client_id": record["client_id"],
+        # `id` is the field the oauth2 providers map as the subject (as sign-in does); `sub` alone would not do.
+        answer = {"active": True, "sub": str(person["id"]), "id": person["id"], "client_id": record["client_id"],
                   "username": person["username"], "preferred_username": person["username"], "email": person["email"],
                   "scope": "read", "token_type": "Bearer", "iat": now, "exp": now + 3600}
         if record["aud"] is not None:

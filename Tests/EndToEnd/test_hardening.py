@@ -5,8 +5,9 @@
   them; failures for unknown usernames never lock anyone out (no counter for a name without an account);
   the progressive delay after the first half of `password_max_failures`; the per-address limit on the
   login page and on the password grant, which never locks the account for other addresses.
-- `trusted_proxies`: behind a trusted proxy the client address comes from `Forwarded: for=` (else
-  `X-Forwarded-For`), read from the right, skipping trusted hops; without the setting those headers are
+- `trusted_proxies`: behind a trusted proxy the client address comes from the header it sets
+  (`X-Forwarded-For`, or `Forwarded: for=` with --forwarded-header forwarded), read from the right,
+  skipping trusted hops; the other header is not read; without the setting those headers are
   ignored, so a spoofed header cannot dodge the per-address limit.
 - At most 20 pending upstream sign-ins per client address (B.9; the 60 s purge is not observable quickly).
 - `clients create --public --skip-consent` is refused (B.8).
@@ -140,6 +141,15 @@ def crowd(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("crowd")
     with running(tmp, "crowd", "--password-max-failures", "1", "--trusted-proxies", "127.0.0.1/32",
                  database=primary_database(tmp, "crowd")) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def crowd_forwarded(tmp_path_factory):
+    """The same behind a proxy that writes RFC 7239 `Forwarded` (--forwarded-header forwarded)."""
+    tmp = tmp_path_factory.mktemp("crowd-forwarded")
+    with running(tmp, "crowd-forwarded", "--password-max-failures", "1", "--trusted-proxies", "127.0.0.1/32",
+                 "--forwarded-header", "forwarded", database=primary_database(tmp, "crowd-forwarded")) as server:
         yield server
 
 
@@ -385,7 +395,8 @@ def exhaust_address(attempt) -> int:
 def test_address_limit_on_login_page_counts_the_forwarded_address(crowd):
     """More than 5 x max failures from one forwarded address refuse that address (even a real user's right
     password), not the account: the same user signs in from another address at once. The address is the
-    rightmost untrusted one, from `Forwarded` first, else `X-Forwarded-For`."""
+    rightmost untrusted one of `X-Forwarded-For` (the header this proxy sets; a client's own `Forwarded` is
+    not read, or it could pick its address)."""
     user, password = crowd.create_user()
     x = random_address()
     exhaust_address(lambda n, p: sign_in(crowd, n, p, via(x)))
@@ -399,26 +410,31 @@ def test_address_limit_on_login_page_counts_the_forwarded_address(crowd):
     fresh = random_address
     assert refused({"X-Forwarded-For": f"{fresh()}, {x}"}), "must read X-Forwarded-For from the right"
     assert refused({"X-Forwarded-For": f"{x}, 127.0.0.1"}), "must skip trusted hops"
-    assert refused({"Forwarded": f"for={x}"})
-    assert refused({"Forwarded": f"for={fresh()}, for={x}"}), "must read Forwarded from the right"
-    assert refused({"Forwarded": f"for={x}", "X-Forwarded-For": fresh()}), "Forwarded comes before X-Forwarded-For"
+    assert refused({"Forwarded": f"for={fresh()}", "X-Forwarded-For": x}), \
+        "a client's own Forwarded header must not choose its address when the proxy sets X-Forwarded-For"
     assert not refused({"X-Forwarded-For": f"{x}, {fresh()}"}), "the rightmost untrusted address is the client"
-    assert not refused({"Forwarded": f"for={fresh()}", "X-Forwarded-For": x}), \
-        "Forwarded comes before X-Forwarded-For"
+    assert not refused({"Forwarded": f"for={x}", "X-Forwarded-For": fresh()}), \
+        "Forwarded must not be read when the proxy sets X-Forwarded-For"
 
 
-def test_address_limit_on_password_grant(crowd):
-    """The password grant has the per-address limit too (address from `Forwarded: for=`), and it does not
-    hold up the account at other addresses."""
+def test_address_limit_on_password_grant(crowd_forwarded):
+    """The password grant has the per-address limit too (address from `Forwarded: for=`, read from the right,
+    behind a proxy that sets Forwarded), and it does not hold up the account at other addresses; the
+    client's X-Forwarded-For is not read there."""
+    crowd = crowd_forwarded
     user, password = crowd.create_user()
     client = crowd.create_client(scope="openid", allow_password_grant=True)
     x = random_address()
     exhaust_address(lambda n, p: grant(crowd, client, n, p, {"Forwarded": f"for={x}"}))
     assert grant(crowd, client, user["username"], password, {"Forwarded": f"for={x}"}) != "ok", \
         "the password grant has no per-address limit"
-    assert grant(crowd, client, user["username"], password, via(x)) != "ok"
+    assert grant(crowd, client, user["username"], password, {"Forwarded": f"for={random_address()}, for={x}"}) != "ok", \
+        "must read Forwarded from the right"
+    assert grant(crowd, client, user["username"], password,
+                 {"Forwarded": f"for={x}", "X-Forwarded-For": random_address()}) != "ok", \
+        "X-Forwarded-For must not choose the address behind a Forwarded proxy"
     assert grant(crowd, client, user["username"], password, {"Forwarded": f"for={random_address()}"}) == "ok"
-    assert sign_in(crowd, user["username"], password, via(random_address())) == "ok"
+    assert sign_in(crowd, user["username"], password, {"Forwarded": f"for={random_address()}"}) == "ok"
 
 
 def test_forwarding_headers_ignored_without_trusted_proxies(exposed):

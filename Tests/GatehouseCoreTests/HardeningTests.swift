@@ -12,22 +12,27 @@ struct HardeningTests {
     // MARK: trusted proxies (Forwarded, X-Forwarded-For)
 
     @Test(arguments: [
-        // peer, trusted, Forwarded, X-Forwarded-For, expected
-        ("203.0.113.9", "", "", "198.51.100.1", "203.0.113.9"),  // no trusted proxies: headers ignored
-        ("127.0.0.1", "127.0.0.1/32", "", "198.51.100.1", "198.51.100.1"),
-        ("127.0.0.1", "127.0.0.1", "", "198.51.100.1, 10.0.0.5", "10.0.0.5"),  // rightmost untrusted hop
-        ("127.0.0.1", "127.0.0.1,10.0.0.0/8", "", "198.51.100.1, 10.0.0.5", "198.51.100.1"),
-        ("127.0.0.1", "127.0.0.1", "for=192.0.2.60;proto=http;by=203.0.113.43", "198.51.100.1", "192.0.2.60"),
-        ("127.0.0.1", "127.0.0.1", #"for="[2001:db8:cafe::17]:4711""#, "", "2001:db8:cafe::17"),
-        ("127.0.0.1", "127.0.0.1", "for=unknown", "", "127.0.0.1"),  // obfuscated: the proxy is the client
-        ("203.0.113.9", "127.0.0.1", "for=192.0.2.60", "", "203.0.113.9"),  // peer not trusted: spoofing ignored
-        ("::ffff:127.0.0.1", "127.0.0.1", "", "192.0.2.7", "192.0.2.7"),  // IPv4-mapped peer
-        ("::1", "::1/128", "", "2001:db8::1", "2001:db8::1"),
-        ("127.0.0.1", "127.0.0.1", "", "not-an-ip", "127.0.0.1"),
+        // peer, trusted, header the proxy sets, Forwarded, X-Forwarded-For, expected
+        ("203.0.113.9", "", "x-forwarded-for", "", "198.51.100.1", "203.0.113.9"),  // no trusted proxies: ignored
+        ("127.0.0.1", "127.0.0.1/32", "x-forwarded-for", "", "198.51.100.1", "198.51.100.1"),
+        ("127.0.0.1", "127.0.0.1", "x-forwarded-for", "", "198.51.100.1, 10.0.0.5", "10.0.0.5"),  // rightmost untrusted
+        ("127.0.0.1", "127.0.0.1,10.0.0.0/8", "x-forwarded-for", "", "198.51.100.1, 10.0.0.5", "198.51.100.1"),
+        // The client's own Forwarded header is not read when the proxy sets X-Forwarded-For (and vice versa).
+        ("127.0.0.1", "127.0.0.1", "x-forwarded-for", "for=192.0.2.66", "198.51.100.1", "198.51.100.1"),
+        ("127.0.0.1", "127.0.0.1", "forwarded", "for=192.0.2.60;proto=http;by=203.0.113.43", "198.51.100.1", "192.0.2.60"),
+        ("127.0.0.1", "127.0.0.1", "forwarded", #"for="[2001:db8:cafe::17]:4711""#, "", "2001:db8:cafe::17"),
+        ("127.0.0.1", "127.0.0.1", "forwarded", "for=unknown", "", "127.0.0.1"),  // obfuscated: the proxy is the client
+        ("127.0.0.1", "127.0.0.1", "forwarded", "", "198.51.100.1", "127.0.0.1"),
+        ("203.0.113.9", "127.0.0.1", "forwarded", "for=192.0.2.60", "", "203.0.113.9"),  // peer not trusted
+        ("::ffff:127.0.0.1", "127.0.0.1", "x-forwarded-for", "", "192.0.2.7", "192.0.2.7"),  // IPv4-mapped peer
+        ("::1", "::1/128", "x-forwarded-for", "", "2001:db8::1", "2001:db8::1"),
+        ("127.0.0.1", "127.0.0.1", "x-forwarded-for", "", "not-an-ip", "127.0.0.1"),
     ])
-    func clientAddressBehindProxies(peer: String, trusted: String, forwarded: String, xff: String, expected: String) {
+    func clientAddressBehindProxies(
+        peer: String, trusted: String, header: String, forwarded: String, xff: String, expected: String
+    ) {
         let networks = trusted.split(separator: ",").compactMap { IPNetwork(String($0)) }
-        let resolver = ClientAddressResolver(trusted: networks)
+        let resolver = ClientAddressResolver(trusted: networks, header: ForwardedHeader(rawValue: header)!)
         let got = resolver.resolve(
             peer: peer, forwarded: forwarded.isEmpty ? [] : [forwarded], xForwardedFor: xff.isEmpty ? [] : [xff])
         #expect(got == expected)
@@ -137,7 +142,7 @@ struct HardeningTests {
         }
         let p = Self.provider(introspection: url)
         #expect(p.exchangeNote == nil)
-        let (ours, http) = client(#"{"active": true, "sub": "7", "client_id": "our-client", "username": "erin"}"#)
+        let (ours, http) = client(#"{"active": true, "sub": "7", "id": 7, "client_id": "our-client", "username": "erin"}"#)
         let identity = try await ours.identity(forAccessToken: "t", provider: p, parameters: [:])
         #expect(identity.subject == "7" && identity.username == "erin")
         // Authenticated as our client at the provider (RFC 7662 §2.1), token in the body.
@@ -145,7 +150,7 @@ struct HardeningTests {
         #expect(call.headers.contains { $0 == ("Authorization", "Basic " + Data("our-client:our-secret".utf8).base64EncodedString()) })
         #expect(call.body.contains("token=t"))
         // Another app's token: refused unless foreign tokens are allowed.
-        let (theirs, _) = client(#"{"active": true, "sub": "7", "client_id": "other-app"}"#)
+        let (theirs, _) = client(#"{"active": true, "sub": "7", "id": "7", "client_id": "other-app"}"#)
         await #expect {
             _ = try await theirs.identity(forAccessToken: "t", provider: p, parameters: [:])
         } throws: { ($0 as? UpstreamError)?.kind == .rejected }
@@ -153,17 +158,32 @@ struct HardeningTests {
         lenient.allowForeignTokens = true
         #expect(try await theirs.identity(forAccessToken: "t", provider: lenient, parameters: [:]).subject == "7")
         // `aud` containing our client id binds too; inactive tokens never pass.
-        let (aud, _) = client(#"{"active": true, "sub": "8", "aud": ["x", "our-client"]}"#)
+        let (aud, _) = client(#"{"active": true, "id": 8, "aud": ["x", "our-client"]}"#)
         #expect(try await aud.identity(forAccessToken: "t", provider: p, parameters: [:]).subject == "8")
         let (inactive, _) = client(#"{"active": false}"#)
         await #expect(throws: UpstreamError.self) { _ = try await inactive.identity(forAccessToken: "t", provider: lenient, parameters: [:]) }
         // Subject from introspection, then the template only for that same person.
-        let (bound, _) = client(#"{"active": true, "sub": "2", "client_id": "our-client"}"#)
+        let (bound, _) = client(#"{"active": true, "id": 2, "client_id": "our-client"}"#)
         await #expect(throws: UpstreamError.self) {
             _ = try await bound.identity(forAccessToken: "t", provider: p, parameters: ["username": "victim"])
         }
         let detailed = try await bound.identity(forAccessToken: "t", provider: p, parameters: ["username": "mallory"])
         #expect(detailed.subject == "2" && detailed.username == "mallory")
+
+        // RFC 7662's `sub` is not the field sign-in maps (`id`): an upstream *username* "1" must not become
+        // the account of the person whose numeric id is 1. Without the mapped field: refused, or asked of
+        // the fixed who-am-I URL with the (bound) token.
+        for answer in [#"{"active": true, "sub": "1", "client_id": "our-client"}"#,
+                       #"{"active": true, "sub": "1", "id": null, "client_id": "our-client"}"#] {
+            let (subOnly, _) = client(answer)
+            await #expect {
+                _ = try await subOnly.identity(forAccessToken: "t", provider: p, parameters: [:])
+            } throws: { ($0 as? UpstreamError)?.kind == .unsupported }
+            var withWhoami = p
+            withWhoami.whoamiURL = "https://api.example/me/"
+            let me = try await subOnly.identity(forAccessToken: "t", provider: withWhoami, parameters: [:])
+            #expect(me.subject == "2" && me.username == "mallory")  // /me/ says whose it is
+        }
     }
 
     @Test func githubChecksTheTokenBelongsToOurApp() async throws {

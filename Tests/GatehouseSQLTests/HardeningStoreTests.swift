@@ -51,7 +51,7 @@ struct HardeningStoreTests {
             await #expect(throws: LoginThrottle.Refusal.self) {
                 try await restarted.admit(username: "erin", accountExists: true, addressKey: "address:2")
             }
-            // Unknown usernames: refused the same way after the same failures, but no row.
+            // Unknown usernames: refused the same way after the same failures ...
             for _ in 0..<4 {
                 try await a.admit(username: "nobody", accountExists: false, addressKey: "address:3")
                 try await a.failed(addressKey: "address:3")
@@ -60,7 +60,12 @@ struct HardeningStoreTests {
             await #expect(throws: LoginThrottle.Refusal.self) {
                 try await a.admit(username: "nobody", accountExists: false, addressKey: "address:3")
             }
+            // ... on every instance (the decoy counter is in the database too), but never on an account's key.
+            await #expect(throws: LoginThrottle.Refusal.self) {
+                try await b.admit(username: "nobody", accountExists: false, addressKey: "address:4")
+            }
             #expect(try await store.failureCount(key: LoginThrottle.accountKey("nobody"), at: clock.clock.nowSeconds) == nil)
+            #expect(try await store.failureCount(key: LoginThrottle.decoyKey("nobody"), at: clock.clock.nowSeconds)?.failures == 4)
             // After the window, the account may try again.
             clock.advance(seconds: 900)
             try await b.admit(username: "erin", accountExists: true, addressKey: "address:2")
@@ -190,6 +195,35 @@ struct HardeningStoreTests {
             #expect(try await store.revokedKeyIDs() == ["k1", "k2"])
             let revoked = try #require(try await store.listKeys().first { $0.kid == "k1" })
             #expect(revoked.revokedAt == 210 && revoked.retiredAt == 210 && revoked.privatePEM == nil)
+        }
+    }
+
+    /// A revocation seen while a full reload cannot run still takes the key out of memory at once: its tokens
+    /// stop verifying, it leaves the JWKS, and nothing is signed with it (signing fails closed).
+    @Test(arguments: TestDatabase.available)
+    func droppedKeysFailClosed(db: TestDatabase) async throws {
+        try await db.withStore { store in
+            let keys = KeyRing(retention: 700)
+            try await keys.bootstrap(store: store, algorithm: .es256)
+            let issuer = AccessTokenIssuer(keys: keys)
+            let verifier = AccessTokenVerifier(keys: keys, issuer: "https://gh.example", clock: .system)
+            let now = Clock.system.nowSeconds
+            let token = try await issuer.sign(
+                AccessTokenClaims(
+                    iss: "https://gh.example", sub: "u", aud: Audience(["https://api.example"]), client_id: "c", scope: "read",
+                    jti: "j", iat: now, exp: now + 60, grant_id: nil))
+            #expect(await verifier.verifySignature(token) != nil)
+            let kid = try keys.snapshot.signingKey.kid
+            try await keys.drop([kid])
+            #expect(await verifier.verifySignature(token) == nil)
+            #expect(!verifier.isPublished(kid: kid))
+            #expect(!String(decoding: try keys.snapshot.jwksJSON, as: UTF8.self).contains(kid))
+            await #expect(throws: (any Error).self) {
+                _ = try await issuer.sign(
+                    AccessTokenClaims(
+                        iss: "https://gh.example", sub: "u", aud: Audience(["https://api.example"]), client_id: "c",
+                        scope: "read", jti: "k", iat: now, exp: now + 60, grant_id: nil))
+            }
         }
     }
 

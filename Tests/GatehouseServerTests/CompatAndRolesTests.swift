@@ -81,4 +81,22 @@ struct CompatAndRolesTests {
             #expect(withRole.status == .ok)
         }
     }
+
+    /// dgp's `next` (the user token rides on it): allowed hosts and path prefixes only, and nothing a browser
+    /// or a server would read as another path (control characters, dot segments in any spelling).
+    @Test(arguments: [
+        ("https://app.example.com/app/x", true), ("https://app.example.com/app/", true),
+        ("https://app.example.com/admin", false), ("https://app.example.com/app/../admin", false),
+        ("https://app.example.com/app/%2e%2e/admin", false), ("https://app.example.com/app/.%2E/admin", false),
+        ("https://app.example.com/app/\t../admin", false), ("https://app.example.com/app/.\n./admin", false),
+        ("https://app.example.com/app/..;/admin", false), ("https://app.example.com/app/..%5cadmin", false),
+        ("https://app.example.com/app/%2F..%2Fadmin", false), ("https://app.example.com/app//x", false),
+        ("https://app.example.com/app/ x", false), ("https://evil.com/app/x", false),
+        ("https://app.example.com@evil.com/app/", false), ("http://app.example.com/app/x", false),
+        ("https://app.example.com/app/x#frag", false),
+    ])
+    func dgpNextStaysUnderItsPaths(next: String, allowed: Bool) {
+        let got = DGPProfile.allowedNext(next, hosts: ["app.example.com"], paths: ["/app/"])
+        #expect((got != nil) == allowed, "\(next)")
+    }
 }

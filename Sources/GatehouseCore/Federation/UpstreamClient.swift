@@ -168,8 +168,8 @@ public final class UpstreamClient: Sendable {
         if p.kind == .github, p.introspectionURL == nil, !p.allowForeignTokens {
             identity = try await githubApplicationCheck(token, provider: p)
         } else if let introspection = e.introspection {
-            identity = try await introspect(token, at: introspection, provider: p)
-        } else if let whoami = p.whoamiURL ?? e.userinfo.flatMap({ Self.isTemplate($0) ? nil : $0 }) {
+            identity = try await introspect(token, at: introspection, provider: p, whoami: Self.whoami(p, e))
+        } else if let whoami = Self.whoami(p, e) {
             guard p.allowForeignTokens else {
                 throw UpstreamError(
                     .unsupported,
@@ -211,7 +211,13 @@ public final class UpstreamClient: Sendable {
     /// RFC 7662 at the provider, authenticated as our client there (§2.1; client_secret_basic, RFC 6749
     /// §2.3.1). The token must be active and issued to our client (`client_id`, or `aud` containing it),
     /// unless the provider allows foreign tokens.
-    func introspect(_ token: String, at url: String, provider p: ProviderRecord) async throws -> ExternalIdentity {
+    ///
+    /// The subject must be the very field sign-in maps as `id` (else one person's upstream username could
+    /// equal another's numeric id): when the answer lacks it, the fixed who-am-I URL is asked with the token
+    /// just proved ours; without one, the exchange is refused. RFC 7662's `sub` is not a substitute.
+    func introspect(_ token: String, at url: String, provider p: ProviderRecord, whoami: String?) async throws
+        -> ExternalIdentity
+    {
         try checkTransport(url)
         let credentials = FormEncoding.encode(p.clientID) + ":" + FormEncoding.encode(p.clientSecret)
         let response: UpstreamResponse
@@ -242,12 +248,19 @@ public final class UpstreamClient: Sendable {
                 .rejected, "The token was not issued to Gatehouse at the provider \(p.id).",
                 detail: "introspection client_id \(answer["client_id"] as? String ?? "-") is not \(p.clientID)")
         }
-        var claims = answer
-        // The mapped id field, else RFC 7662's `sub`.
-        if let path = p.claims["id"], Self.value(at: path, in: claims) == nil, let sub = answer["sub"] {
-            claims[path] = sub
+        if let identity = try? map(answer, provider: p) { return identity }
+        guard let whoami else {
+            throw UpstreamError(
+                .unsupported,
+                "The provider \(p.id)'s introspection does not say who owns the token (no \(p.claims["id"] ?? "id") field): configure whoami_url for it.",
+                detail: "introspection answer without the mapped id field")
         }
-        return try map(claims, provider: p)
+        return try map(try await userDetails(whoami, provider: p, accessToken: token, parameters: [:]), provider: p)
+    }
+
+    /// The fixed "who am I" URL: configured, or the user-details URL when it is not a template.
+    static func whoami(_ p: ProviderRecord, _ e: Endpoints) -> String? {
+        p.whoamiURL ?? e.userinfo.flatMap { isTemplate($0) ? nil : $0 }
     }
 
     /// GitHub's check that a token belongs to our OAuth app (`POST /applications/{client_id}/token`, with the

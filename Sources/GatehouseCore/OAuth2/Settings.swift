@@ -34,6 +34,8 @@ public struct ServerSettings: Sendable {
     /// Reverse proxies whose `Forwarded` / `X-Forwarded-For` say who the client is (`trusted_proxies`);
     /// empty: those headers are ignored and the TCP peer is the client.
     public var trustedProxies: [IPNetwork] = []
+    /// The header those proxies set (`forwarded_header`): only it is read.
+    public var forwardedHeader: ForwardedHeader = .xForwardedFor
 
     public init(issuer: String) { self.issuer = issuer }
 

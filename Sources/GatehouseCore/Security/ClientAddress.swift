@@ -75,16 +75,29 @@ public struct IPNetwork: Sendable, Hashable, CustomStringConvertible {
     public var description: String { "\(base)/\(prefixLength)" }
 }
 
+/// Which header the trusted proxies write the client's address into (`forwarded_header`). Only that one is
+/// read: a proxy that appends to `X-Forwarded-For` usually passes a client's own `Forwarded` through
+/// untouched, so reading both would let the client choose its address.
+public enum ForwardedHeader: String, Sendable, CaseIterable {
+    case xForwardedFor = "x-forwarded-for"
+    /// RFC 7239 `Forwarded: for=…`.
+    case forwarded
+}
+
 /// Finds the client's address behind trusted reverse proxies.
 ///
-/// Only when the TCP peer is one of `trusted` are `Forwarded` (RFC 7239 §4) or, without it,
-/// `X-Forwarded-For` read, from the right: each hop a trusted proxy added is skipped, and the first
+/// Only when the TCP peer is one of `trusted` is the proxies' header (`X-Forwarded-For` by default, or
+/// RFC 7239 `Forwarded`) read, from the right: each hop a trusted proxy added is skipped, and the first
 /// address no trusted proxy vouches for is the client. Without trusted proxies (the default) the headers
 /// are ignored, so a client cannot choose the address its failures are counted against.
 public struct ClientAddressResolver: Sendable {
     public let trusted: [IPNetwork]
+    public let header: ForwardedHeader
 
-    public init(trusted: [IPNetwork] = []) { self.trusted = trusted }
+    public init(trusted: [IPNetwork] = [], header: ForwardedHeader = .xForwardedFor) {
+        self.trusted = trusted
+        self.header = header
+    }
 
     func isTrusted(_ address: IPAddress) -> Bool { trusted.contains { $0.contains(address) } }
 
@@ -94,9 +107,9 @@ public struct ClientAddressResolver: Sendable {
         guard let peer, let peerAddress = IPAddress(peer) else { return peer }
         guard !trusted.isEmpty, isTrusted(peerAddress) else { return peerAddress.description }
         let hops: [String]
-        if !forwarded.isEmpty {
-            hops = forwarded.flatMap { Self.forwardedFor($0) }
-        } else {
+        switch header {
+        case .forwarded: hops = forwarded.flatMap { Self.forwardedFor($0) }
+        case .xForwardedFor:
             hops = xForwardedFor.flatMap { $0.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) } }
         }
         var client = peerAddress

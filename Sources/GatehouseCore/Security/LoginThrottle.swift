@@ -31,14 +31,18 @@ public protocol FailureCounterStore: Sendable {
 ///   the account is locked until the window ends. An attempt is counted *before* the slow password check,
 ///   atomically in the database, and the count is cleared on success, so parallel guesses cannot overshoot
 ///   and every instance sees the same count.
-/// - **Unknown usernames** get the same answers from an in-memory table (so lockout behaviour does not tell
-///   which accounts exist) but no database row: a flood of made-up names cannot fill anything or lock anyone.
+/// - **Unknown usernames** get the same answers, from counters of their own (`decoy:` keys, never an
+///   account's), in the same database: lockout and delay behave alike for existing and unknown names on
+///   every instance and across restarts, so they do not tell which accounts exist; and a name that gets an
+///   account later starts with a clean count. A flood of made-up names is bounded by the address limit
+///   (each address gets 5 × `maxFailures` failures a window), and the rows expire with their window.
 /// - **Client addresses** (behind `trusted_proxies`, the forwarded address): failures from one address are
 ///   slowed the same way and refused for the rest of the window beyond `5 × maxFailures`; an address limit
 ///   never locks an account, so guesses from elsewhere cannot lock a person out.
 ///
-/// The database is the source of truth; memory keeps only decisions that cannot change before they expire
-/// (a lockout until its window ends), bounded, evicting the soonest-expiring entries when full.
+/// The database is the source of truth (rows keyed by a hash of the key); memory keeps only decisions that
+/// cannot change before they expire (a lockout until its window ends), bounded, evicting the
+/// soonest-expiring entries when full — never refusing a key because the table is full.
 public final class LoginThrottle: Sendable {
     public let maxFailures: Int
     public let addressMaxFailures: Int
@@ -47,8 +51,6 @@ public final class LoginThrottle: Sendable {
     let clock: Clock
     /// Keys known to be refused until the given time.
     private let refusedUntil = Mutex<[String: Int64]>([:])
-    /// Counters of usernames no account has (decoys; per instance).
-    private let unknown = Mutex<[String: FailureCount]>([:])
     static let cacheCapacity = 50_000
 
     public init(store: any FailureCounterStore, maxFailures: Int, window: Int64, clock: Clock) {
@@ -82,6 +84,8 @@ public final class LoginThrottle: Sendable {
     }
 
     public static func accountKey(_ username: String) -> String { "account:" + username.lowercased() }
+    /// The counter of a username no account has.
+    public static func decoyKey(_ username: String) -> String { "decoy:" + username.lowercased() }
 
     /// Call before checking a password. `accountExists`: whether `username` names a user (looked up first;
     /// the lookup is fast, the bcrypt after it is not). Throws `Refusal` when the attempt may not go ahead;
@@ -92,21 +96,8 @@ public final class LoginThrottle: Sendable {
         let addressWait = wait(try await store.failureCount(key: addressKey, at: now), limit: addressMaxFailures, now: now)
         if addressWait > 0 { throw refuse(addressKey, wait: addressWait, lockedOut: false, now: now) }
 
-        let key = Self.accountKey(username)
-        guard accountExists else {
-            try unknown.withLock { table in
-                var entry = table[key]
-                if let e = entry, now >= e.windowStart + window { entry = nil }
-                let w = wait(entry, limit: maxFailures, now: now)
-                if w > 0 { throw Refusal.throttled(retryAfter: w) }
-                if entry == nil, table.count >= Self.cacheCapacity { Self.evict(&table, now: now, window: window) }
-                var e = entry ?? FailureCount(failures: 0, windowStart: now, lastFailureAt: now)
-                e.failures += 1
-                e.lastFailureAt = now
-                table[key] = e
-            }
-            return
-        }
+        // The same steps for an unknown name, on its decoy counter: the same answers, the same work.
+        let key = accountExists ? Self.accountKey(username) : Self.decoyKey(username)
         try refuseIfCached(key, now: now)
         let w = wait(try await store.failureCount(key: key, at: now), limit: maxFailures, now: now)
         if w > 0 { throw refuse(key, wait: w, lockedOut: false, now: now) }
@@ -162,12 +153,4 @@ public final class LoginThrottle: Sendable {
         }
     }
 
-    /// Makes room in the decoy table: expired entries first, then the least-failed, oldest half.
-    static func evict(_ table: inout [String: FailureCount], now: Int64, window: Int64) {
-        table = table.filter { now < $0.value.windowStart + window }
-        guard table.count >= cacheCapacity else { return }
-        let keep = table.sorted { ($0.value.failures, $0.value.lastFailureAt) > ($1.value.failures, $1.value.lastFailureAt) }
-            .prefix(cacheCapacity / 2)
-        table = Dictionary(uniqueKeysWithValues: keep.map { ($0.key, $0.value) })
-    }
 }

@@ -91,6 +91,22 @@ public final class KeyRing: Sendable {
         return snapshot
     }
 
+    /// Removes `kids` from the key set in memory at once (a revocation seen while a full reload fails): their
+    /// tokens stop verifying and they leave the JWKS. If the signing key is among them, signing fails (the
+    /// token endpoint answers server_error) until a reload finds a new key: closed, never signing with a
+    /// revoked key.
+    public func drop(_ kids: Set<String>) async throws {
+        guard let s = current.withLock({ $0 }), !kids.isEmpty else { return }
+        let published = s.publishedKeys.filter { !kids.contains($0.kid) }
+        let collection = JWTKeyCollection()
+        for key in published { await key.add(to: collection) }
+        let jwks = try JSONEncoder.sortedWithoutEscapingSlashes.encode(["keys": try published.map { try $0.publicJWK() }])
+        let snapshot = Snapshot(
+            signingKey: s.signingKey, publishedKeys: published, collection: collection, jwksJSON: Array(jwks),
+            revoked: s.revoked.union(kids))
+        current.withLock { $0 = snapshot }
+    }
+
     /// Which key signs, which are published and which must be retired, given the stored keys.
     public static func plan(_ records: [SigningKeyRecord], now: Int64, retention: Int64)
         -> (signing: SigningKeyRecord?, published: [SigningKeyRecord], toRetire: [String])

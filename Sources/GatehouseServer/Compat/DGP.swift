@@ -78,10 +78,15 @@ struct DGPProfile {
     /// `next` must be an http(s) URL on a configured host (`compat_next_hosts`) and, when
     /// `compat_next_paths` is set, under one of those paths: no open redirect, and the token goes only where
     /// the operator said.
-    func allowedNext(_ next: String?) -> String? {
-        guard let next, next.utf8.count <= 2000, let u = URLComponents(string: next), let host = u.host?.lowercased(),
-            c.nextHosts.contains(host), u.user == nil, u.fragment == nil,
-            c.nextPaths.isEmpty || Self.pathAllowed(u.percentEncodedPath, prefixes: c.nextPaths),
+    func allowedNext(_ next: String?) -> String? { Self.allowedNext(next, hosts: c.nextHosts, paths: c.nextPaths) }
+
+    static func allowedNext(_ next: String?, hosts: Set<String>, paths: [String]) -> String? {
+        // No control characters or spaces anywhere: browsers drop tabs and newlines from URLs, so what they
+        // follow would not be what was checked.
+        guard let next, next.utf8.count <= 2000, next.utf8.allSatisfy({ $0 > 0x20 && $0 != 0x7f }),
+            let u = URLComponents(string: next), let host = u.host?.lowercased(),
+            hosts.contains(host), u.user == nil, u.fragment == nil,
+            paths.isEmpty || Self.pathAllowed(u.percentEncodedPath, prefixes: paths),
             // The token travels in the URL: https only (http on loopback, for development).
             u.scheme?.lowercased() == "https" || (u.scheme?.lowercased() == "http" && RedirectURI.isLoopback(host))
         else { return nil }
@@ -90,9 +95,14 @@ struct DGPProfile {
 
     /// The path starts with one of `prefixes` and has no dot segments (plain or percent-encoded).
     static func pathAllowed(_ path: String, prefixes: [String]) -> Bool {
-        let segments = path.split(separator: "/", omittingEmptySubsequences: false).map { $0.lowercased() }
-        guard !segments.contains(where: { [".", "..", "%2e", "%2e%2e", ".%2e", "%2e."].contains($0) }),
-            !path.lowercased().contains("%2f"), !path.contains("\\")
+        let lower = path.lowercased()
+        // Dot segments (plain, encoded, or with `;params` as some servers read them), encoded slashes or
+        // backslashes: anything a server or browser could resolve to another path than the prefix says.
+        let segments = lower.split(separator: "/", omittingEmptySubsequences: false)
+            .map { $0.split(separator: ";", maxSplits: 1, omittingEmptySubsequences: false).first.map(String.init) ?? "" }
+            .map { $0.replacingOccurrences(of: "%2e", with: ".") }
+        guard !segments.contains(where: { $0 == "." || $0 == ".." }), !lower.contains("%2f"), !lower.contains("%5c"),
+            !path.contains("\\"), !path.contains("//")
         else { return false }
         return prefixes.contains { path.hasPrefix($0) }
     }
@@ -116,7 +126,8 @@ struct DGPProfile {
 
     /// `GET /auth/login/{provider}?next=`: a provider's sign-in (or ours, `gatehouse`), then `/auth/finish`.
     func login(_ request: Request, _ context: GatehouseRequestContext, provider id: String) async -> Response {
-        await c.browser.page("dgp login") {
+        if let refused = HTTP.refuseHead(request) { return refused }
+        return await c.browser.page("dgp login") {
             let q = try HTTP.query(request)
             guard let next = allowedNext(try q.single("next")) else {
                 return c.browser.pages.error(OAuthError.invalidRequest.with(description: "The next URL is missing or not on an allowed host."))
@@ -137,7 +148,8 @@ struct DGPProfile {
 
     /// After any login: a user token, appended to `next` as `jwt`.
     func finish(_ request: Request) async -> Response {
-        await c.browser.page("dgp finish") {
+        if let refused = HTTP.refuseHead(request) { return refused }
+        return await c.browser.page("dgp finish") {
             let q = try HTTP.query(request)
             guard let next = allowedNext(try q.single("next")) else {
                 return c.browser.pages.error(OAuthError.invalidRequest.with(description: "The next URL is missing or not on an allowed host."))
@@ -159,7 +171,8 @@ struct DGPProfile {
 
     /// `GET /auth/authorize?jwt=&service=` → `{token, userid, permissions, service}`.
     func authorize(_ request: Request) async -> Response {
-        await HTTP.endpoint("dgp authorize", logger: c.logger) {
+        if let refused = HTTP.refuseHead(request) { return refused }
+        return await HTTP.endpoint("dgp authorize", logger: c.logger) {
             let q = try HTTP.query(request)
             guard let user = try await user(try q.single("jwt")), let signer = c.dgpSigner else {
                 return CompatContext.json(["error": "not authenticated", "permissions": [:] as [String: Bool]], status: .unauthorized)

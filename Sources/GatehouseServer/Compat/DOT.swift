@@ -63,6 +63,7 @@ struct DOTProfile {
     /// URLs). Only providers listed in `compat_exchange_providers` answer (others: 404). The federation's
     /// token exchange decides whose token it is; tokens go to `compat_client_id`, within its registration.
     func registerByToken(_ request: Request, provider providerID: String, inBody: Bool) async -> Response {
+        if let refused = HTTP.refuseHead(request) { return refused }
         do {
             guard c.exchangeProviders.contains(providerID),
                 let provider = try await c.services.providers().first(where: { $0.id == providerID })
