@@ -232,7 +232,8 @@ struct MaintenanceService: Service {
                 sinceReload += 1
                 sincePurge += 1
                 var reload = sinceReload >= keyReloadInterval
-                if !reload, let known = try? services.keys.snapshot.revoked,
+                // Checked on every tick, also when a periodic reload is due (it may fail).
+                if let known = try? services.keys.snapshot.revoked,
                     let revoked = try? await services.storage.revokedKeyIDs(), revoked != known
                 {
                     logger.warning("a signing key was revoked; reloading keys", metadata: ["kids": .string(revoked.subtracting(known).sorted().joined(separator: ","))])

@@ -83,6 +83,8 @@ extension BrowserRoutes {
     }
 
     func createdPage(_ request: Request) -> Response {
+        // It spends a show-once cookie: not on HEAD.
+        if let refused = HTTP.refuseHead(request) { return refused }
         guard let values = Cookies.readOneTime(createdCookieName, in: request), let id = try? values.single("client_id"),
             let secret = try? values.single("secret")
         else { return pages.error(OAuthError.invalidRequest.with(description: "There is nothing to show.")) }

@@ -839,3 +839,38 @@ def test_plaintext_secrets_warn_then_reencrypt(tmp_path):
     refused_secrets(start_expecting_failure(serve_args(s), clean_env()), [key, provider_secret])
     with running(tmp_path, "plain-key", database=s.database, env=clean_env(GATEHOUSE_SECRETS_KEY=key)) as s2:
         assert kid_of(client_credentials_token(s2, client)) == kid
+
+
+def test_revocation_holds_while_key_reloads_fail(tmp_path):
+    """A revoked key leaves a running server at once even when that server cannot reload its keys (here:
+    the database was re-encrypted to a key it does not have) and a periodic reload is due every second
+    (--key-reload-interval 1s): it is dropped from memory, gone from the JWKS, its tokens inactive (also
+    one introspected before), and nothing is signed with it any more — the server fails closed."""
+    old, new = new_secrets_key(), new_secrets_key()
+    both = clean_env(GATEHOUSE_SECRETS_KEY=f"{new},{old}")
+    with running(tmp_path, "revoke-failing", "--key-reload-interval", "1s",
+                 env=clean_env(GATEHOUSE_SECRETS_KEY=old), cli_env=both) as s:
+        client = s.create_client(scope="openid", grant_types=["client_credentials"])
+        token = client_credentials_token(s, client)
+        kid = kid_of(token)
+        assert s.introspect(token, client)["active"] is True
+        p = s.run("keys", "reencrypt", env=both)
+        assert p.returncode == 0, p.stderr
+        p = s.run("keys", "revoke", kid, env=both)
+        assert p.returncode == 0, p.stderr
+        deadline = time.monotonic() + REVOKE_DEADLINE
+        while True:
+            published = jwks_kids(s)
+            active = s.introspect(token, client)["active"]
+            r = s.token(client, grant_type="client_credentials")
+            signed_with_revoked = r.status_code == 200 and kid_of(r.json()["access_token"]) == kid
+            if kid not in published and active is False and not signed_with_revoked:
+                break
+            if time.monotonic() > deadline:
+                pytest.fail(f"{REVOKE_DEADLINE}s after `keys revoke {kid}` with failing reloads: JWKS "
+                            f"{sorted(published)}, active={active}, token endpoint {r.status_code} "
+                            f"{'signed with the revoked key' if signed_with_revoked else ''}")
+            time.sleep(0.1)
+        # Failing closed: no token from the revoked key, and a clean server_error rather than a crash.
+        r = s.token(client, grant_type="client_credentials")
+        assert r.status_code == 500 and r.json()["error"] == "server_error", (r.status_code, r.text)

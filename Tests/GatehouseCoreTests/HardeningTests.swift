@@ -130,6 +130,12 @@ struct HardeningTests {
         } throws: { ($0 as? UpstreamError)?.kind == .rejected }
         let own = try await onlyTemplate.identity(forAccessToken: "mallorys", provider: foreign, parameters: ["username": "mallory"])
         #expect(own.subject == "2")
+        // A subject is never truncated into another one.
+        let long = String(repeating: "9", count: 501)
+        let longHTTP = HTTP(responses: ["https://api.example/me/": #"{"id": "\#(long)", "username": "x"}"#])
+        await #expect(throws: UpstreamError.self) {
+            _ = try await UpstreamClient(http: longHTTP, clock: .system).identity(forAccessToken: "t", provider: foreign, parameters: [:])
+        }
         // The token itself is never a template parameter (it would land in a URL).
         #expect(TokenExchangeGrant.templateParameters(RequestParameters(["subject_token": ["t"], "username": ["u"]])) == ["username": "u"])
     }

@@ -490,6 +490,10 @@ public final class UpstreamClient: Sendable {
             default: return nil
             }
         }
+        // The subject is never cut short (two long ids sharing a prefix would become one person).
+        if let raw = value("id") as? String, raw.count > 500 {
+            throw UpstreamError(.invalidResponse, "The provider's user id is too long.", detail: "id longer than 500 characters")
+        }
         guard let subject = string("id") else {
             throw UpstreamError(.invalidResponse, "The provider did not say who you are.", detail: "no value for claim id (\(provider.claims["id"] ?? "-"))")
         }
