@@ -309,27 +309,32 @@ public final class SQLStore: GatehouseStorage {
 
     /// Seals every stored secret with the first configured key (and plaintext ones too); returns how many
     /// values were rewritten. Values already sealed with the first key stay as they are.
+    /// The columns that hold sealed secrets: table, row id column, secret column, and the row's context.
+    static let sealedColumns: [(table: String, id: String, column: String, context: @Sendable (String) -> String)] = [
+        ("signing_keys", "kid", "private_pem", privateKeyContext),
+        ("providers", "id", "client_secret", providerSecretContext),
+    ]
+
     public func reencryptSecrets() async throws -> Int {
         guard let box = secrets else { throw SecretBox.Failure.noKey(what: "keys reencrypt") }
         return try await backend.transaction { db in
             var changed = 0
-            for row in try await db.raw("SELECT kid, private_pem FROM signing_keys WHERE private_pem IS NOT NULL").all() {
-                let kid = try row.decode(column: "kid", as: String.self)
-                let stored = try row.decode(column: "private_pem", as: String.self)
-                guard !box.isCurrent(stored) else { continue }
-                let context = Self.privateKeyContext(kid)
-                let resealed = try box.seal(try box.open(stored, context: context), context: context)
-                try await db.raw("UPDATE signing_keys SET private_pem = \(bind: resealed) WHERE kid = \(bind: kid)").run()
-                changed += 1
-            }
-            for row in try await db.raw("SELECT id, client_secret FROM providers").all() {
-                let id = try row.decode(column: "id", as: String.self)
-                let stored = try row.decode(column: "client_secret", as: String.self)
-                guard !box.isCurrent(stored) else { continue }
-                let context = Self.providerSecretContext(id)
-                let resealed = try box.seal(try box.open(stored, context: context), context: context)
-                try await db.raw("UPDATE providers SET client_secret = \(bind: resealed) WHERE id = \(bind: id)").run()
-                changed += 1
+            // Identifiers are the constants above, never input.
+            for c in Self.sealedColumns {
+                let rows = try await db.raw(
+                    "SELECT \(unsafeRaw: c.id) AS id, \(unsafeRaw: c.column) AS secret FROM \(unsafeRaw: c.table) WHERE \(unsafeRaw: c.column) IS NOT NULL"
+                ).all()
+                for row in rows {
+                    let id = try row.decode(column: "id", as: String.self)
+                    let stored = try row.decode(column: "secret", as: String.self)
+                    guard !box.isCurrent(stored) else { continue }
+                    let context = c.context(id)
+                    let resealed = try box.seal(try box.open(stored, context: context), context: context)
+                    try await db.raw(
+                        "UPDATE \(unsafeRaw: c.table) SET \(unsafeRaw: c.column) = \(bind: resealed) WHERE \(unsafeRaw: c.id) = \(bind: id)"
+                    ).run()
+                    changed += 1
+                }
             }
             return changed
         }
