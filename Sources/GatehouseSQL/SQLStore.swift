@@ -1076,11 +1076,15 @@ extension SQLStore {
                 """
             ).first()
             guard let row else { throw StorageError.notFound("failure counter") }
-            return FailureCount(
-                failures: try row.decode(column: "failures", as: Int.self),
-                windowStart: try row.decode(column: "window_start", as: Int64.self),
-                lastFailureAt: try row.decode(column: "last_failure_at", as: Int64.self))
+            return try Self.decodeFailureCount(row)
         }
+    }
+
+    static func decodeFailureCount(_ row: any SQLRow) throws -> FailureCount {
+        FailureCount(
+            failures: try row.decode(column: "failures", as: Int.self),
+            windowStart: try row.decode(column: "window_start", as: Int64.self),
+            lastFailureAt: try row.decode(column: "last_failure_at", as: Int64.self))
     }
 
     public func failureCount(key: String, at time: Int64) async throws -> FailureCount? {
@@ -1088,12 +1092,7 @@ extension SQLStore {
         return try await backend.read { db in
             try await db.raw(
                 "SELECT * FROM failure_counters WHERE key = \(bind: hashed) AND expires_at > \(bind: time)"
-            ).first().map { row in
-                FailureCount(
-                    failures: try row.decode(column: "failures", as: Int.self),
-                    windowStart: try row.decode(column: "window_start", as: Int64.self),
-                    lastFailureAt: try row.decode(column: "last_failure_at", as: Int64.self))
-            }
+            ).first().map(Self.decodeFailureCount)
         }
     }
 

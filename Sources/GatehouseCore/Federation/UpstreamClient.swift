@@ -177,9 +177,7 @@ public final class UpstreamClient: Sendable {
                     detail: "no introspection for \(p.id) and foreign tokens not allowed")
             }
             var claims = try await userDetails(whoami, provider: p, accessToken: token, parameters: [:])
-            if p.kind == .github, claims["email"] == nil || claims["email"] is NSNull {
-                claims.merge((try? await githubPrimaryEmail(token)) ?? [:]) { a, _ in a }
-            }
+            if p.kind == .github { claims = await withGitHubEmail(claims, token: token) }
             identity = try map(claims, provider: p)
         } else {
             throw UpstreamError(
@@ -287,11 +285,7 @@ public final class UpstreamClient: Sendable {
                 response.status >= 500 ? .unavailable : .rejected, "GitHub did not accept the token for this app.",
                 detail: "application token check answered \(response.status)")
         }
-        var claims = user
-        if claims["email"] == nil || claims["email"] is NSNull {
-            claims.merge((try? await githubPrimaryEmail(token)) ?? [:]) { a, _ in a }
-        }
-        return try map(claims, provider: p)
+        return try map(await withGitHubEmail(user, token: token), provider: p)
     }
 
     /// Whether a URL has `{name}` placeholders.
@@ -367,6 +361,12 @@ public final class UpstreamClient: Sendable {
             rest = rest[rest.index(after: close)...]
         }
         return out + rest
+    }
+
+    /// GitHub's `/user` and app-check answers carry no email when it is private: add the primary one.
+    func withGitHubEmail(_ claims: [String: Any], token: String) async -> [String: Any] {
+        guard claims["email"] == nil || claims["email"] is NSNull else { return claims }
+        return claims.merging((try? await githubPrimaryEmail(token)) ?? [:]) { a, _ in a }
     }
 
     func githubPrimaryEmail(_ token: String) async throws -> [String: Any] {

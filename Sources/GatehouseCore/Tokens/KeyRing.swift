@@ -80,15 +80,18 @@ public final class KeyRing: Sendable {
             return try SigningKey(kid: r.kid, algorithm: r.algorithm, pem: pem)
         }
         let signing = try load(signingRecord) ?? SigningKey(kid: signingRecord.kid, algorithm: signingRecord.algorithm, pem: signingPEM)
-        let published = try plan.published.compactMap(load)
-        let collection = JWTKeyCollection()
-        for key in published { await key.add(to: collection) }
-        let jwks = try JSONEncoder.sortedWithoutEscapingSlashes.encode(
-            ["keys": try published.map { try $0.publicJWK() }])
-        let snapshot = Snapshot(
-            signingKey: signing, publishedKeys: published, collection: collection, jwksJSON: Array(jwks), revoked: revoked)
+        let snapshot = try await Self.snapshot(signing: signing, published: try plan.published.compactMap(load), revoked: revoked)
         current.withLock { $0 = snapshot }
         return snapshot
+    }
+
+    /// A snapshot over `published`: the jwt-kit collection and the JWKS document built from them.
+    static func snapshot(signing: SigningKey, published: [SigningKey], revoked: Set<String>) async throws -> Snapshot {
+        let collection = JWTKeyCollection()
+        for key in published { await key.add(to: collection) }
+        let jwks = try JSONEncoder.sortedWithoutEscapingSlashes.encode(["keys": try published.map { try $0.publicJWK() }])
+        return Snapshot(
+            signingKey: signing, publishedKeys: published, collection: collection, jwksJSON: Array(jwks), revoked: revoked)
     }
 
     /// Removes `kids` from the key set in memory at once (a revocation seen while a full reload fails): their
@@ -97,13 +100,8 @@ public final class KeyRing: Sendable {
     /// revoked key.
     public func drop(_ kids: Set<String>) async throws {
         guard let s = current.withLock({ $0 }), !kids.isEmpty else { return }
-        let published = s.publishedKeys.filter { !kids.contains($0.kid) }
-        let collection = JWTKeyCollection()
-        for key in published { await key.add(to: collection) }
-        let jwks = try JSONEncoder.sortedWithoutEscapingSlashes.encode(["keys": try published.map { try $0.publicJWK() }])
-        let snapshot = Snapshot(
-            signingKey: s.signingKey, publishedKeys: published, collection: collection, jwksJSON: Array(jwks),
-            revoked: s.revoked.union(kids))
+        let snapshot = try await Self.snapshot(
+            signing: s.signingKey, published: s.publishedKeys.filter { !kids.contains($0.kid) }, revoked: s.revoked.union(kids))
         current.withLock { $0 = snapshot }
     }
 
