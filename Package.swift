@@ -62,12 +62,12 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
-        // Hummingbird 2 application: routes, middleware, configuration.
+        // Hummingbird 2 application: routes, middleware, the settings table. Storage only through the core's
+        // protocols (no GatehouseSQL: the executable wires SQL in).
         .target(
             name: "GatehouseServer",
             dependencies: [
                 "GatehouseCore",
-                "GatehouseSQL",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "HTTPTypes", package: "swift-http-types"),

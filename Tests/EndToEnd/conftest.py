@@ -368,20 +368,34 @@ def serving(args: list[str], log_path: Path, ready_url: str, title: str, env: di
         log.close()
 
 
+def wait_until(predicate, message="the condition", timeout: float = 10.0, interval: float = 0.05):
+    """Poll `predicate()` until it returns something truthy and return that; fail the test once `timeout`
+    seconds have passed without. `message` (a string, or a callable returning one, e.g. to describe the
+    last state seen) says what was awaited. The predicate may itself fail the test (pytest.fail, assert)
+    to stop waiting early. The one place the end-to-end tests sleep to synchronise: on a deadline."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        now = time.monotonic()
+        if now >= deadline:
+            pytest.fail(f"timed out after {timeout:g}s waiting for {message() if callable(message) else message}")
+        time.sleep(min(interval, deadline - now))
+
+
 def wait_until_ok(url: str, proc: subprocess.Popen, title: str, log_text) -> None:
     """Until `url` answers 200; fails with the process log if it exits or takes too long."""
-    deadline = time.monotonic() + STARTUP_TIMEOUT
-    while True:
+    def answering() -> bool:
         if proc.poll() is not None:
             pytest.fail(f"{title} exited with {proc.returncode}:\n{log_text()}")
         try:
-            if requests.get(url, timeout=2).status_code == 200:
-                return
+            return requests.get(url, timeout=2).status_code == 200
         except requests.RequestException:
-            pass
-        if time.monotonic() > deadline:
-            pytest.fail(f"{title}: {url} not answering 200 after {STARTUP_TIMEOUT}s:\n{log_text()}")
-        time.sleep(0.1)
+            return False
+
+    wait_until(answering, lambda: f"{title}: {url} to answer 200:\n{log_text()}", timeout=STARTUP_TIMEOUT,
+               interval=0.1)
 
 
 def login(gh, client, user, scope):

@@ -41,7 +41,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 import conftest
-from conftest import BIN, Browser, Gatehouse, basic_auth, free_port, parse_page, query, unique
+from conftest import BIN, Browser, Gatehouse, basic_auth, free_port, parse_page, query, unique, wait_until
 
 # The settings `gatehouse serve` reads from the environment: none may leak in from the caller's shell.
 DGP_ENV = ("PRIVATE_KEY", "PUBLIC_KEY", "GOOGLE_KEY", "GOOGLE_SECRET", "GITHUB_KEY", "GITHUB_SECRET",
@@ -355,9 +355,9 @@ def test_lego_token_refresh_with_and_without_slash(compat):
     token = assert_json(requests.post(compat.gh.url("/api/token-auth/"), timeout=30,
                                       json={"username": user["username"], "password": password}))["token"]
     seen = {token}
-    # The document's spelling (no slash) as JSON, then with the slash as a form.
+    # The document's spelling (no slash) as JSON, then with the slash as a form. Every token has a `jti` of
+    # its own, so a fresh one differs from the old one even within the same second.
     for path, kind in (("/api/token-auth/refresh", "json"), ("/api/token-auth/refresh/", "data")):
-        time.sleep(1.1)  # a new `iat`, so a fresh token differs from the old one
         r = requests.post(compat.gh.url(path), timeout=30, **{kind: {"token": token}})
         body = assert_json(r)
         assert "token" in body, body
@@ -1282,7 +1282,16 @@ def test_lego_refresh_refuses_an_expired_token(dgp_env):
     token = assert_json(requests.post(gh.issuer + "/api/token-auth/", timeout=30,
                                       data={"username": user["username"], "password": password}))["token"]
     fresh = assert_json(requests.post(gh.issuer + "/api/token-auth/refresh", json={"token": token}, timeout=30))["token"]
-    time.sleep(3.1)  # both outlive their 2 s
+
+    def me(t: str) -> int:
+        r = requests.get(gh.issuer + "/api/v1/users/me/", headers={"Authorization": "JWT " + t}, timeout=30)
+        return r.status_code
+
+    assert me(fresh) == 200
+    # Both outlive their 2 s: wait until the API refuses them (a side-effect-free request, unlike a refresh).
+    for old in (token, fresh):
+        wait_until(lambda t=old: me(t) == 401, "the API to refuse a token past its 2 s lifetime", timeout=10,
+                   interval=0.1)
     for old in (token, fresh):
         r = requests.post(gh.issuer + "/api/token-auth/refresh", json={"token": old}, timeout=30)
         assert r.status_code == 400 and "token" not in assert_json(r, 400), r.text

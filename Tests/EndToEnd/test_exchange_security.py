@@ -38,7 +38,7 @@ import requests
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 import conftest
-from conftest import BIN, Browser, Gatehouse, free_port, parse_page, query, unique
+from conftest import BIN, Browser, Gatehouse, free_port, parse_page, query, unique, wait_until
 from test_compat import Server, assert_json, dgp_check, dgp_login, running, server_env, verify_rs256
 
 TOKEN_EXCHANGE = "urn:ietf:params:oauth:grant-type:token-exchange"
@@ -386,17 +386,6 @@ def is_person(details: dict, person: dict) -> bool:
     return details["username"] == person["username"] or details["username"].startswith(person["username"] + "-")
 
 
-def wait_for(condition, what: str, timeout: float = 10.0):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.1)
-
-
 # ===================================================================================================
 # A. Critical: impersonation through a templated user-details URL
 # ===================================================================================================
@@ -600,8 +589,8 @@ def test_register_by_token_post_form_and_deprecated_get(ex):
     # The query form still works, for the same user, and is logged as deprecated.
     got = register_by_token(ex.gh, pid, "GET", access_token=site.issue(person))
     assert whose(ex.gh, assert_json(got)["access_token"])["id"] == me["id"]
-    wait_for(lambda: "deprecat" in ex.gh.log_path.read_text(errors="replace")[log_start:].lower(),
-             "a deprecation warning for GET register-by-token in the server log")
+    wait_until(lambda: "deprecat" in ex.gh.log_path.read_text(errors="replace")[log_start:].lower(),
+               "a deprecation warning for GET register-by-token in the server log")
 
 
 def test_register_by_token_only_for_listed_providers(ex):
@@ -820,17 +809,19 @@ def refused_to_start(tmp: Path, name: str, *flags: str, database: str) -> tuple[
     with open(out_path, "w") as out, open(err_path, "w") as err:
         proc = subprocess.Popen([str(BIN), "serve", "--host", "127.0.0.1", "--port", str(port), "--database", database,
                                  *flags], stdin=subprocess.DEVNULL, stdout=out, stderr=err, env=server_env())
+        def exited() -> bool:
+            if proc.poll() is not None:
+                return True
+            try:
+                if requests.get(f"http://127.0.0.1:{port}/.well-known/openid-configuration", timeout=1).ok:
+                    pytest.fail(f"gatehouse serve {' '.join(flags)} started; it should refuse to")
+            except requests.RequestException:
+                pass
+            return False
+
         try:
-            deadline = time.monotonic() + 30
-            while proc.poll() is None:
-                try:
-                    if requests.get(f"http://127.0.0.1:{port}/.well-known/openid-configuration", timeout=1).ok:
-                        pytest.fail(f"gatehouse serve {' '.join(flags)} started; it should refuse to")
-                except requests.RequestException:
-                    pass
-                if time.monotonic() > deadline:
-                    pytest.fail(f"gatehouse serve {' '.join(flags)} neither started nor exited in 30 s")
-                time.sleep(0.1)
+            wait_until(exited, f"gatehouse serve {' '.join(flags)} to exit (it neither started nor exited)",
+                       timeout=30, interval=0.1)
         finally:
             if proc.poll() is None:
                 proc.terminate()
@@ -870,7 +861,7 @@ def test_lego_sessions_are_listed_while_refreshable_and_revocable(lego):
     # do); this waits for wall-clock time to pass, refreshing well before each token expires.
     started = time.monotonic()
     while time.monotonic() - started < LEGO_TTL + 1.5:
-        time.sleep(0.5)
+        time.sleep(0.5)  # time must pass: the session outlives a token lifetime; this is the refresh pace
         token = assert_json(refresh(token))["token"]
 
     def listed(page) -> list:

@@ -28,7 +28,7 @@ import requests
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 import conftest
-from conftest import BIN, Browser, Gatehouse, Page, parse_page, query, unique, wait_until_ok
+from conftest import BIN, Browser, Gatehouse, Page, parse_page, query, unique, wait_until, wait_until_ok
 
 TOKEN_EXCHANGE = "urn:ietf:params:oauth:grant-type:token-exchange"
 ACCESS_TOKEN_TYPE = "urn:ietf:params:oauth:token-type:access_token"
@@ -41,18 +41,6 @@ def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket() as s:
         s.bind((host, 0))
         return s.getsockname()[1]
-
-
-def wait_for(condition, what: str, timeout: float = 15.0, interval: float = 0.1):
-    """Poll `condition` until it returns something truthy; fail after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(interval)
 
 
 def s256(verifier: str) -> str:
@@ -663,9 +651,10 @@ def code_flow_sign_in(broker: Broker, pid: str, *origins: str, upstream_user=Non
 
 def events_for(hooks: HookReceiver, user_id: str, count: int, timeout: float = 15) -> list[dict]:
     """Wait for at least `count` delivered events about `user_id`; each well formed and signed."""
-    found = wait_for(lambda: len(hooks.delivered(user_id)) >= count and hooks.delivered(user_id),
-                     f"{count} webhook deliveries for user {user_id} (got {[d['event'] for d in hooks.delivered(user_id)]})",
-                     timeout=timeout)
+    found = wait_until(lambda: len(hooks.delivered(user_id)) >= count and hooks.delivered(user_id),
+                       lambda: f"{count} webhook deliveries for user {user_id} "
+                               f"(got {[d['event'] for d in hooks.delivered(user_id)]})",
+                       timeout=timeout)
     for d in found:
         hooks.check(d)
     return found
@@ -715,8 +704,9 @@ def test_oidc_upstream_username_taken_locally_gets_suffix(broker, upstream, hook
     assert page.text("#username") == name + "-2"
     assert identities(page) == [("up", a_user[0]["id"])]
     # user.created names the new, suffixed user; the local user is untouched.
-    created = wait_for(lambda: [d for d in hooks.delivered() if d["event"] == "user.created"
-                                and d["body"]["data"]["username"] == name + "-2"], "user.created for the new user")
+    created = wait_until(lambda: [d for d in hooks.delivered() if d["event"] == "user.created"
+                                  and d["body"]["data"]["username"] == name + "-2"], "user.created for the new user",
+                         timeout=15)
     assert created[0]["body"]["data"]["user_id"] != local["id"]
     assert created[0]["body"]["data"]["provider"] == "up"
 
@@ -1017,9 +1007,9 @@ def test_invalid_id_token(broker, fake, tamper, detail):
     not_signed_in(br)
     if tamper == "key":
         assert fake.seen.count(("GET", "/oidc/jwks")) > jwks_fetches, "an unknown key makes it fetch the JWKS again"
-    wait_for(lambda: any(detail in line and "provider=fakeoidc" in line
-                         for line in b.log_text()[log_start:].splitlines()),
-             f"the log to name the reason ({detail})", timeout=5)
+    wait_until(lambda: any(detail in line and "provider=fakeoidc" in line
+                           for line in b.log_text()[log_start:].splitlines()),
+               f"the log to name the reason ({detail})", timeout=5)
     b.assert_alive()
 
 
@@ -1235,7 +1225,7 @@ def test_webhook_retried_across_a_restart(request, tmp):
     assert r.url == w.issuer + "/account", r.url
 
     # Two failed attempts (500), one second apart (retry base 1 s), of the same event.
-    wait_for(lambda: len(receiver.deliveries) >= 2, "two delivery attempts", timeout=10)
+    wait_until(lambda: len(receiver.deliveries) >= 2, "two delivery attempts", timeout=10)
     first, second = receiver.deliveries[:2]
     assert first["status"] == second["status"] == 500
     assert first["delivery"] == second["delivery"] and first["event"] == "user.login"
@@ -1246,21 +1236,24 @@ def test_webhook_retried_across_a_restart(request, tmp):
         receiver.check(d)
 
     # Stopped while the event is still failing (the next attempt is due 2 s after the second).
-    time.sleep(0.5)  # let it record the second outcome
+    # The server logs each failed attempt just before it records the outcome, which it finishes even while
+    # shutting down: once the second failure is in the log, SIGTERM cannot lose it.
+    wait_until(lambda: w.log_text().count("webhook delivery failed; will retry") >= 2,
+               lambda: f"the second failed attempt in the server log:\n{w.log_text()[-3000:]}", timeout=10)
     status = w.stop()
     assert status == 0, f"SIGTERM should stop gatehouse cleanly, got exit status {status}"
     assert len(receiver.deliveries) == 2
 
     restarted = time.time()
     w.start()
-    delivered = wait_for(lambda: receiver.delivered(), "the delivery after the restart", timeout=20)
+    delivered = wait_until(lambda: receiver.delivered(), "the delivery after the restart", timeout=20)
     assert len(delivered) == 1 and len(receiver.deliveries) == 3, receiver.deliveries
     d = delivered[0]
     receiver.check(d)
     assert d["delivery"] == first["delivery"] and d["raw"] == first["raw"], (d, first)
     assert d["at"] > restarted, "delivered by the restarted server"
     # Delivered means done: nothing more arrives.
-    time.sleep(2.5)
+    time.sleep(2.5)  # time must pass: proving no redelivery takes a couple of the outbox worker's 1 s polls
     assert len(receiver.deliveries) == 3, [x["status"] for x in receiver.deliveries]
 
 
@@ -1291,7 +1284,7 @@ def test_a_hook_that_is_down_never_blocks_login(request, tmp, fake):
     first_login = time.monotonic() - started
     assert r.url == instance.issuer + "/account"
     # The hook now holds a delivery open (the worker waits up to its 10 s deadline) ...
-    wait_for(lambda: hanging.deliveries, "the hanging hook to be called", timeout=10)
+    wait_until(lambda: hanging.deliveries, "the hanging hook to be called", timeout=10)
     # ... and sign-ins still complete promptly: a password login, and one through a provider from the
     # config file.
     started = time.monotonic()
@@ -1306,6 +1299,6 @@ def test_a_hook_that_is_down_never_blocks_login(request, tmp, fake):
     assert time.monotonic() - started < 3.0
     assert parse_page(r).text("#username") == fu["username"]
     assert time.monotonic() - started < 5
-    wait_for(lambda: "webhook delivery failed; will retry" in instance.log_text(),
+    wait_until(lambda: "webhook delivery failed; will retry" in instance.log_text(),
              "the dead hook's failure in the log", timeout=10)
     instance.assert_alive()

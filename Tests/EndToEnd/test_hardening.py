@@ -45,7 +45,7 @@ import pytest
 import requests
 
 import conftest
-from conftest import BIN, Gatehouse, basic_auth, free_port, parse_page, unique
+from conftest import BIN, Gatehouse, basic_auth, free_port, parse_page, unique, wait_until
 
 MAX_FAILURES = 4  # --password-max-failures of the lockout servers: 2 free failures, then 1 s delay, then locked
 # The address-limit servers run with --password-max-failures 1, so an address is over its limit (spec C: more
@@ -223,7 +223,7 @@ def failure_then_checks(fail, checks) -> tuple[float, list] | None:
     observation proves nothing and None is returned (the caller retries with a fresh account)."""
     fraction = time.time() % 1
     if fraction > 0.02:
-        time.sleep(1.01 - fraction)
+        time.sleep(1.01 - fraction)  # time must pass: to the start of the next wall-clock second
     second = int(time.time())
     assert fail() == "failed", "the failure before the delay was not checked"
     answered = time.monotonic()
@@ -241,12 +241,18 @@ def until_delay_over(attempt, since: float, delay: float) -> str:
     (time.monotonic()) is over: first right after it, then again while it may still be running on a
     server that counts in whole seconds (at most 2 delays + 0.5 s after `since`)."""
     deadline = since + 2 * delay + 0.5
+    # time must pass: the delay under test runs out before the first attempt (one within it is refused)
     time.sleep(max(0.0, since + delay + 0.1 - time.monotonic()))
-    while True:
+    outcome = None
+
+    def let_through():
+        nonlocal outcome
         outcome = attempt()
-        if outcome != "locked" or time.monotonic() > deadline:
-            return outcome
-        time.sleep(0.2)
+        return outcome != "locked"
+
+    wait_until(let_through, lambda: f"an attempt let through: still {outcome!r} {2 * delay + 0.5:g}s after the failure",
+               timeout=max(0.0, deadline - time.monotonic()), interval=0.2)
+    return outcome
 
 
 def lock_out(attempts) -> None:
@@ -464,14 +470,13 @@ def test_pending_upstream_flows_limited_per_address(crowd):
 
     def start_flow(address: str) -> requests.Response:
         s = requests.Session()
-        deadline = time.monotonic() + 5
-        while True:  # the provider appears on the login page within the cache TTL
+
+        def provider_form():
             page = parse_page(s.get(crowd.issuer + "/login", headers=via(address), timeout=30))
-            form = next((f for f in page.forms if f.attrs.get("action", "").endswith(f"/login/{provider}")), None)
-            if form is not None:
-                break
-            assert time.monotonic() < deadline, f"provider {provider} not on the login page"
-            time.sleep(0.2)
+            return next((f for f in page.forms if f.attrs.get("action", "").endswith(f"/login/{provider}")), None)
+
+        # The provider appears on the login page within the cache TTL.
+        form = wait_until(provider_form, f"provider {provider} on the login page", timeout=5, interval=0.2)
         return s.post(urljoin(crowd.issuer, form.attrs["action"]), data=form.fields, headers=via(address),
                       allow_redirects=False, timeout=30)
 
@@ -655,17 +660,19 @@ def test_revoke_signing_key(keyserver):
     p = s.run("keys", "revoke", kid)
     assert p.returncode == 0, p.stderr
     # Within 2 s: gone from the JWKS, its tokens refused, and a new key signing.
-    deadline = time.monotonic() + REVOKE_DEADLINE
-    while True:
-        published, token = jwks_kids(s), cc_token()
-        active, status = s.introspect(old_cc, cc)["active"], userinfo_status(s, old_user)
-        if kid not in published and kid_of(token) != kid and active is False and status == 401:
-            break
-        if time.monotonic() > deadline:
-            pytest.fail(f"{REVOKE_DEADLINE}s after `keys revoke {kid}`: JWKS {sorted(published)}, new tokens "
-                        f"signed with {kid_of(token)}, its token active={active} at introspection, "
-                        f"UserInfo {status}")
-        time.sleep(0.1)
+    seen = {}
+
+    def revoked():
+        seen.update(published=jwks_kids(s), token=cc_token(), active=s.introspect(old_cc, cc)["active"],
+                    status=userinfo_status(s, old_user))
+        return (kid not in seen["published"] and kid_of(seen["token"]) != kid and seen["active"] is False
+                and seen["status"] == 401)
+
+    wait_until(revoked, lambda: f"`keys revoke {kid}` to take effect: JWKS {sorted(seen['published'])}, new tokens "
+                                f"signed with {kid_of(seen['token'])}, its token active={seen['active']} at "
+                                f"introspection, UserInfo {seen['status']}",
+               timeout=REVOKE_DEADLINE, interval=0.1)
+    published, token = seen["published"], seen["token"]
     new_kid = kid_of(token)
     keys = keys_by_kid(s)
     assert keys[kid]["status"] == "revoked", keys[kid]
@@ -701,20 +708,20 @@ def test_revoke_published_key_keeps_the_signing_key(keyserver):
     lead = KEY_RELOAD_INTERVAL + 60
     assert started + lead - 3 <= keys[pending]["activates_at"] <= time.time() + lead + 3, keys[pending]
     assert keys[signing]["status"] == "signing", keys[signing]
-    deadline = time.monotonic() + KEY_RELOAD_INTERVAL + 5
-    while pending not in jwks_kids(s):
+
+    def published() -> bool:
+        if pending in jwks_kids(s):
+            return True
         assert kid_of(cc_token()) == signing, "the pending key signs before its activates_at"
-        if time.monotonic() > deadline:
-            pytest.fail(f"pending key {pending} not published {KEY_RELOAD_INTERVAL + 5}s after `keys rotate`")
-        time.sleep(0.2)
+        return False
+
+    wait_until(published, f"pending key {pending} to be published after `keys rotate`",
+               timeout=KEY_RELOAD_INTERVAL + 5, interval=0.2)
 
     p = s.run("keys", "revoke", pending)
     assert p.returncode == 0, p.stderr
-    deadline = time.monotonic() + REVOKE_DEADLINE
-    while pending in jwks_kids(s):
-        if time.monotonic() > deadline:
-            pytest.fail(f"revoked key {pending} still in the JWKS {REVOKE_DEADLINE}s after `keys revoke`")
-        time.sleep(0.1)
+    wait_until(lambda: pending not in jwks_kids(s), f"revoked key {pending} to leave the JWKS after `keys revoke`",
+               timeout=REVOKE_DEADLINE, interval=0.1)
     keys = keys_by_kid(s)
     assert keys[pending]["status"] == "revoked" and keys[signing]["status"] == "signing", keys
     after = cc_token()
@@ -825,11 +832,9 @@ def test_plaintext_secrets_warn_then_reencrypt(tmp_path):
         add_provider(s, provider_secret, clean_env())
         client = s.create_client(scope="openid", grant_types=["client_credentials"])
         kid = kid_of(client_credentials_token(s, client))
-        deadline = time.monotonic() + 5
-        while not [line for line in s.log().splitlines() if warns_of_plaintext_secrets(line)]:
-            if time.monotonic() > deadline:
-                pytest.fail("serve without secrets_key logged no warning about it:\n" + s.log()[-3000:])
-            time.sleep(0.1)
+        wait_until(lambda: any(warns_of_plaintext_secrets(line) for line in s.log().splitlines()),
+                   lambda: "a warning from serve without secrets_key about it:\n" + s.log()[-3000:], timeout=5,
+                   interval=0.1)
     rows = stored_secrets(path)
     assert any(v.startswith("-----BEGIN") for v in rows) and provider_secret in rows, [v[:40] for v in rows]
 
@@ -858,19 +863,21 @@ def test_revocation_holds_while_key_reloads_fail(tmp_path):
         assert p.returncode == 0, p.stderr
         p = s.run("keys", "revoke", kid, env=both)
         assert p.returncode == 0, p.stderr
-        deadline = time.monotonic() + REVOKE_DEADLINE
-        while True:
-            published = jwks_kids(s)
-            active = s.introspect(token, client)["active"]
+        seen = {}
+
+        def revoked():
+            seen.update(published=jwks_kids(s), active=s.introspect(token, client)["active"])
             r = s.token(client, grant_type="client_credentials")
-            signed_with_revoked = r.status_code == 200 and kid_of(r.json()["access_token"]) == kid
-            if kid not in published and active is False and not signed_with_revoked:
-                break
-            if time.monotonic() > deadline:
-                pytest.fail(f"{REVOKE_DEADLINE}s after `keys revoke {kid}` with failing reloads: JWKS "
-                            f"{sorted(published)}, active={active}, token endpoint {r.status_code} "
-                            f"{'signed with the revoked key' if signed_with_revoked else ''}")
-            time.sleep(0.1)
+            seen.update(status=r.status_code,
+                        signed_with_revoked=r.status_code == 200 and kid_of(r.json()["access_token"]) == kid)
+            return kid not in seen["published"] and seen["active"] is False and not seen["signed_with_revoked"]
+
+        def state() -> str:
+            signed = " signed with the revoked key" if seen["signed_with_revoked"] else ""
+            return (f"`keys revoke {kid}` to take effect with failing reloads: JWKS {sorted(seen['published'])}, "
+                    f"active={seen['active']}, token endpoint {seen['status']}{signed}")
+
+        wait_until(revoked, state, timeout=REVOKE_DEADLINE, interval=0.1)
         # Failing closed: no token from the revoked key, and a clean server_error rather than a crash.
         r = s.token(client, grant_type="client_credentials")
         assert r.status_code == 500 and r.json()["error"] == "server_error", (r.status_code, r.text)

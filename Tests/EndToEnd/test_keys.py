@@ -8,8 +8,9 @@
 import time
 
 import jwt
-import pytest
 import requests
+
+from conftest import wait_until
 
 RELOAD_TIMEOUT = 20  # the session server's key reload interval is the default 10 s
 KEY_RELOAD_INTERVAL = 10
@@ -46,17 +47,16 @@ def test_keys_rotate_now_while_serving(gh, scopes):
     assert after[new_kid]["algorithm"] == "ES256"  # the default
     assert after[new_kid]["status"] == "signing", after[new_kid]
 
-    deadline = time.monotonic() + RELOAD_TIMEOUT
-    while True:
-        jwks = published(gh)
-        token = token_of(gh, c, scopes[0])
-        kid = kid_of(token)
-        if new_kid in jwks and kid == new_kid:
-            break
-        if time.monotonic() > deadline:
-            pytest.fail(f"{RELOAD_TIMEOUT}s after `keys rotate --now`: JWKS has {sorted(jwks)}, new tokens signed "
-                        f"with {kid}; expected {new_kid} published and signing")
-        time.sleep(0.5)
+    seen = {}
+
+    def switched():
+        seen["jwks"], seen["token"] = published(gh), token_of(gh, c, scopes[0])
+        return new_kid in seen["jwks"] and kid_of(seen["token"]) == new_kid
+
+    wait_until(switched, lambda: f"{new_kid} published and signing after `keys rotate --now`; JWKS has "
+                                 f"{sorted(seen['jwks'])}, new tokens signed with {kid_of(seen['token'])}",
+               timeout=RELOAD_TIMEOUT, interval=0.5)
+    jwks, token = seen["jwks"], seen["token"]
 
     assert old_kid in jwks, "old key dropped from the JWKS right after rotation"
     assert jwks[new_kid]["alg"] == "ES256" and jwks[new_kid]["use"] == "sig"
@@ -83,16 +83,16 @@ def test_keys_rotate_publishes_before_signing(gh, scopes):
     assert after[signing]["status"] == "signing", after[signing]
 
     # Published at the server's next reload, while the old key keeps signing.
-    deadline = time.monotonic() + RELOAD_TIMEOUT
-    while True:
-        jwks = published(gh)
-        token = token_of(gh, c, scopes[0])
-        assert kid_of(token) == signing, f"the pending key {new_kid} signs before its activates_at"
-        if new_kid in jwks:
-            break
-        if time.monotonic() > deadline:
-            pytest.fail(f"{RELOAD_TIMEOUT}s after `keys rotate`: JWKS has {sorted(jwks)}, expected {new_kid}")
-        time.sleep(0.5)
+    seen = {}
+
+    def in_jwks():
+        seen["jwks"], seen["token"] = published(gh), token_of(gh, c, scopes[0])
+        assert kid_of(seen["token"]) == signing, f"the pending key {new_kid} signs before its activates_at"
+        return new_kid in seen["jwks"]
+
+    wait_until(in_jwks, lambda: f"{new_kid} in the JWKS after `keys rotate`; it has {sorted(seen['jwks'])}",
+               timeout=RELOAD_TIMEOUT, interval=0.5)
+    jwks, token = seen["jwks"], seen["token"]
     assert signing in jwks and jwks[new_kid]["use"] == "sig"
     assert gh.decode(token)["client_id"] == c["client_id"]
     # Still pending (activation is a minute away) and still not signing after the reload that published it.

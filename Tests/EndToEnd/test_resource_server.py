@@ -33,7 +33,7 @@ import pytest
 import requests
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
-from conftest import BIN, Gatehouse, basic_auth, extra_logs, free_port, wait_until_ok
+from conftest import BIN, Gatehouse, basic_auth, extra_logs, free_port, wait_until, wait_until_ok
 
 NOTES_API = Path(os.environ.get("NOTES_API_BIN", BIN.parent / "notes-api"))
 PYJWT_API = Path(__file__).with_name("pyjwt_api.py")
@@ -222,10 +222,9 @@ def token(gh, client, jwks_api) -> str:
 
 def test_notes_api_health_and_banner(jwks_api):
     assert requests.get(jwks_api.url + "/healthz", timeout=TIMEOUT).status_code == 200
-    deadline = time.monotonic() + 5
-    while f"notes-api listening on {jwks_api.url}" not in jwks_api.service.log():
-        assert time.monotonic() < deadline, f"no 'notes-api listening on {jwks_api.url}' line:\n{jwks_api.service.log()}"
-        time.sleep(0.1)
+    banner = f"notes-api listening on {jwks_api.url}"
+    wait_until(lambda: banner in jwks_api.service.log(), lambda: f"a '{banner}' line:\n{jwks_api.service.log()}",
+               timeout=5)
 
 
 def test_jwks_mode_read_and_write(gh, client, jwks_api, token):
@@ -371,8 +370,15 @@ def test_introspection_mode_refuses_expired_token(short_lived):
     t = access_token(g, c, READ, api.audience)
     exp = jwt.decode(t, options={"verify_signature": False})["exp"]
     assert get_notes(api, bearer(t)).status_code == 200
-    time.sleep(max(0.0, exp - time.time()) + 1)
-    assert_refused(get_notes(api, bearer(t)), 401, "invalid_token", INVALID_TOKEN)
+
+    def refused():  # the cache is off: every request is introspected
+        r = get_notes(api, bearer(t))
+        return r.status_code != 200 and (r, time.time())  # (a Response is falsy when not ok)
+
+    r, at = wait_until(refused, f"the API to refuse the token once its exp {exp} passed",
+                       timeout=max(0.0, exp - time.time()) + 5, interval=0.1)
+    assert at >= exp - 0.5, f"refused at {at:.2f}, before its exp {exp}"
+    assert_refused(r, 401, "invalid_token", INVALID_TOKEN)
 
 
 # --- live key rotation -------------------------------------------------------------------------------
@@ -404,7 +410,7 @@ def test_key_rotation_without_a_failed_request(rotating):
                 r = g.token(c, grant_type="client_credentials", scope=READ, resource=api.audience)
                 if r.status_code != 200:
                     results.append(("token", r.status_code, None, r.text))
-                    time.sleep(0.05)
+                    stop.wait(0.05)  # pacing, not synchronisation: no busy loop on a failing server
                     continue
                 t = r.json()["access_token"]
                 kid = jwt.get_unverified_header(t)["kid"]
@@ -415,21 +421,20 @@ def test_key_rotation_without_a_failed_request(rotating):
                     new_kid_accepted.set()
             except Exception as e:  # noqa: BLE001 - every failure is a finding
                 results.append(("error", None, None, repr(e)))
-                time.sleep(0.05)
+                stop.wait(0.05)
 
     worker = threading.Thread(target=hammer, name="hammer", daemon=True)
     worker.start()
     try:
-        deadline = time.monotonic() + 10
-        while len(results) < 5 and time.monotonic() < deadline:  # traffic before the rotation, too
-            time.sleep(0.05)
+        wait_until(lambda: len(results) >= 5, "traffic before the rotation", timeout=10)
         before = {k["kid"] for k in g.cli("keys", "list")}
         # --now: the new key signs at once (the hardest case for a verifier: an unknown kid it must fetch);
         # the default publishes the key first (test_hardening.py).
         g.cli("keys", "rotate", "--algorithm", "RS256", "--now")
         (new_kid,) = {k["kid"] for k in g.cli("keys", "list")} - before
-        new_kid_accepted.wait(ROTATION_TIMEOUT)
-        time.sleep(0.5)  # a little traffic after the switch
+        if new_kid_accepted.wait(ROTATION_TIMEOUT):
+            switched = len(results)
+            wait_until(lambda: len(results) >= switched + 5, "a little traffic after the switch", timeout=10)
     finally:
         stop.set()
         worker.join(timeout=2 * TIMEOUT)

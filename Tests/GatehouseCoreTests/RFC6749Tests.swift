@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 import Testing
 
 @testable import GatehouseCore
@@ -85,8 +86,8 @@ struct RedirectURITests {
         "http://127.0.0.1:8000/cb", "http://[::1]:9000/cb", "com.example.app:/oauth",
         "urn:ietf:wg:oauth:2.0:oob",
     ])
-    func accepted(uri: String) throws {
-        try RedirectURI.validateForRegistration(uri)
+    func accepted(uri: String) {
+        #expect(throws: Never.self) { try RedirectURI.validateForRegistration(uri) }
     }
 
     @Test(arguments: [
@@ -142,9 +143,14 @@ struct SecretsTests {
     /// Beyond its limit the password gate refuses at once (503) instead of queueing.
     @Test func passwordGateRefusesWhenFull() async throws {
         let gate = Gate(limit: 1)
+        let holding = Flag()
         let (stream, release) = AsyncStream<Void>.makeStream()
-        async let first: Void = gate.run { for await _ in stream { break } }
-        try await Task.sleep(for: .milliseconds(50))
+        async let first: Void = gate.run {
+            holding.set()
+            for await _ in stream { break }
+        }
+        let entered = try await waitUntil { holding.isSet }
+        try #require(entered, "the first call did not enter the gate within 5 s")
         do {
             try await gate.run {}
             Issue.record("expected temporarily_unavailable")
@@ -162,6 +168,25 @@ struct SecretsTests {
                       (51, 100, 1), (60, 100, 30)])
     func progressiveDelay(failures: Int, limit: Int, seconds: Int64) {
         #expect(LoginThrottle.delay(afterFailures: failures, limit: limit) == seconds)
+    }
+}
+
+/// Set by one task, read by another.
+private final class Flag: Sendable {
+    private let state = Mutex(false)
+    func set() { state.withLock { $0 = true } }
+    var isSet: Bool { state.withLock { $0 } }
+}
+
+/// Whether `condition` holds within `timeout`, polled every few milliseconds: a wait on a condition with a
+/// deadline instead of a sleep that merely hopes it holds by then.
+private func waitUntil(timeout: Duration = .seconds(5), _ condition: () async throws -> Bool) async throws -> Bool {
+    let clock = ContinuousClock()
+    let deadline = clock.now.advanced(by: timeout)
+    while true {
+        if try await condition() { return true }
+        if clock.now >= deadline { return false }
+        try await Task.sleep(for: .milliseconds(5))
     }
 }
 

@@ -124,7 +124,14 @@ struct TokenVerifierTests {
     @Test func leewayAcceptsSmallSkew() async throws {
         let key = try SigningKey.generate(.es256)
         let v = Self.verifier(FakeIssuer(keys: [key]), now: Now())
-        _ = try await v.verify(try await Mint.token(key, claims: Mint.claims(exp: 1_800_000_000 - 30, iat: 1_800_000_030)))
+        // Expired 30 s ago and issued 30 s in the future by our clock: both within the 60 s leeway.
+        let token = try await v.verify(
+            try await Mint.token(key, claims: Mint.claims(exp: 1_800_000_000 - 30, iat: 1_800_000_030)))
+        #expect(token.subject == "user-1")
+        #expect(token.expiresAt == Date(timeIntervalSince1970: 1_800_000_000 - 30))
+        // `nbf` gets the same leeway.
+        let notBefore = try await v.verify(try await Mint.token(key, claims: Mint.claims(nbf: 1_800_000_030)))
+        #expect(notBefore.subject == "user-1")
     }
 
     @Test(arguments: [
@@ -250,8 +257,21 @@ struct TokenVerifierTests {
         _ = try await v.verify(try await Mint.token(key))
         now.advance(301)
         _ = try await v.verify(try await Mint.token(key, claims: Mint.claims(exp: 1_800_001_000)))
-        for _ in 0..<50 where issuer.jwksFetches < 2 { try await Task.sleep(for: .milliseconds(10)) }
+        let refreshed = try await waitUntil { issuer.jwksFetches >= 2 }
+        try #require(refreshed, "no background JWKS refresh within 5 s")
         #expect(issuer.jwksFetches == 2)
+    }
+}
+
+/// Whether `condition` holds within `timeout`, polled every few milliseconds: a wait on a condition with a
+/// deadline instead of a sleep that merely hopes it holds by then.
+private func waitUntil(timeout: Duration = .seconds(5), _ condition: () async throws -> Bool) async throws -> Bool {
+    let clock = ContinuousClock()
+    let deadline = clock.now.advanced(by: timeout)
+    while true {
+        if try await condition() { return true }
+        if clock.now >= deadline { return false }
+        try await Task.sleep(for: .milliseconds(5))
     }
 }
 

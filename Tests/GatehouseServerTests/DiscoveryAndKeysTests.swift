@@ -206,6 +206,6 @@ struct ConfigurationTests {
 
     @Test(arguments: [("90", 90), ("90s", 90), ("10m", 600), ("1h", 3600), ("30d", 2_592_000)] as [(String, Int64)])
     func durations(text: String, seconds: Int64) {
-        #expect(GatehouseConfiguration.parseDuration(text) == seconds)
+        #expect(Setting.parseDuration(text) == seconds)
     }
 }

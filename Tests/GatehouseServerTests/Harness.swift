@@ -34,15 +34,19 @@ struct Harness {
         settings.cacheTTL = 0
         configure(&settings)
         let frozen = settings
+        var config = GatehouseConfiguration(issuer: issuer)
+        config.settings = frozen
+        config.compat = compat
+        config.webhooks = webhooks
+        let configuration = config
         try await db.withStore(clock: testClock.clock) { store in
-            let services = try await GatehouseServices.make(
-                storage: store, settings: frozen, clock: testClock.clock, passwords: PasswordHasher(cost: 4),
-                webhooks: webhooks)
             let logger = Logger(label: "test", factory: { _ in SwiftLogNoOpLogHandler() })
-            for profile in compat.profiles { try await profile.prepare(services) }
-            let app = Application(router: try buildRouter(services, logger: logger, compat: compat), logger: logger)
-            try await app.test(.router) { client in
-                try await body(Harness(store: store, services: services, testClock: testClock, client: client))
+            // The same builder as `gatehouse serve` (routes, profiles, services), driven without a socket.
+            let built = try await buildApplication(
+                configuration, storage: store, logger: logger,
+                dependencies: GatehouseDependencies(clock: testClock.clock, passwords: PasswordHasher(cost: 4)))
+            try await built.application.test(.router) { client in
+                try await body(Harness(store: store, services: built.services, testClock: testClock, client: client))
             }
         }
     }

@@ -306,17 +306,4 @@ public protocol FederationStore: Sendable {
     /// Case-insensitive; `nil` when no user or more than one user has the address.
     func user(email: String) async throws -> UserRecord?
 
-    /// Stores a flow unless its `addressKey` already has `limitPerAddress` pending (unexpired at `time`)
-    /// flows: then `false`, and nothing is stored.
-    func insertUpstreamFlow(_ flow: UpstreamFlowRecord, limitPerAddress: Int, at time: Int64) async throws -> Bool
-    /// Removes and returns the flow (single use); `nil` when unknown.
-    func takeUpstreamFlow(stateHash: String) async throws -> UpstreamFlowRecord?
-
-    func enqueueEvents(_ records: [OutboxRecord]) async throws
-    /// Claims up to `limit` undelivered events due at `time`: each claimed row's next attempt moves to
-    /// `time + lease`, so another instance does not send it at the same time.
-    func claimDueEvents(at time: Int64, limit: Int, lease: Int64) async throws -> [OutboxRecord]
-    /// Records the outcome of one attempt.
-    func recordDelivery(_ record: OutboxRecord) async throws
-    func outbox(id: String) async throws -> OutboxRecord?
 }

@@ -27,22 +27,30 @@ public struct Events: Sendable {
     /// `token.issued` fires on every token response, so a hook gets it only when it asks for it.
     public static let defaults = [userCreated, userLogin, userLogout, grantRevoked]
 
-    let storage: any FederationStore
+    /// Where events wait for delivery (nil only for `none`, which has no hooks and so records nothing).
+    let outbox: (any EventOutbox)?
     let hooks: [WebhookConfig]
     let clock: Clock
 
-    public init(storage: any FederationStore, hooks: [WebhookConfig], clock: Clock) {
-        self.storage = storage
+    public init(storage: any EventOutbox, hooks: [WebhookConfig], clock: Clock) {
+        self.outbox = storage
         self.hooks = hooks
         self.clock = clock
     }
 
-    public static let none = Events(storage: NoFederationStore(), hooks: [], clock: .system)
+    private init() {
+        self.outbox = nil
+        self.hooks = []
+        self.clock = .system
+    }
+
+    /// No hooks: `emit` does nothing.
+    public static let none = Events()
 
     /// Records `event` for every hook that wants it. Returns quickly; delivery happens later.
     public func emit(_ event: String, _ data: [String: String]) async throws {
         let targets = hooks.filter { $0.wants(event) }
-        guard !targets.isEmpty else { return }
+        guard !targets.isEmpty, let outbox else { return }
         let now = clock.nowSeconds
         var records: [OutboxRecord] = []
         for hook in targets {
@@ -53,7 +61,7 @@ public struct Events: Sendable {
                 as: UTF8.self)
             records.append(OutboxRecord(id: id, event: event, url: hook.url, payload: payload, nextAttemptAt: now, createdAt: now))
         }
-        try await storage.enqueueEvents(records)
+        try await outbox.enqueueEvents(records)
     }
 
     /// `Gatehouse-Signature: t=<unix time>,v1=<hex HMAC-SHA256(secret, "<t>.<body>")>`: the receiver
@@ -108,23 +116,4 @@ public struct WebhookDelivery: Sendable {
         }
         return r
     }
-}
-
-/// For contexts without hooks.
-struct NoFederationStore: FederationStore {
-    func insertProvider(_ provider: ProviderRecord) async throws {}
-    func listProviders() async throws -> [ProviderRecord] { [] }
-    func deleteProvider(id: String) async throws -> Bool { false }
-    func identity(providerID: String, subject: String) async throws -> IdentityRecord? { nil }
-    func identities(userID: String) async throws -> [IdentityRecord] { [] }
-    func insertIdentity(_ identity: IdentityRecord) async throws {}
-    func insertUser(_ user: UserRecord, linking identity: IdentityRecord) async throws {}
-    func deleteIdentity(providerID: String, subject: String, userID: String) async throws -> Bool { false }
-    func user(email: String) async throws -> UserRecord? { nil }
-    func insertUpstreamFlow(_ flow: UpstreamFlowRecord, limitPerAddress: Int, at time: Int64) async throws -> Bool { false }
-    func takeUpstreamFlow(stateHash: String) async throws -> UpstreamFlowRecord? { nil }
-    func enqueueEvents(_ records: [OutboxRecord]) async throws {}
-    func claimDueEvents(at time: Int64, limit: Int, lease: Int64) async throws -> [OutboxRecord] { [] }
-    func recordDelivery(_ record: OutboxRecord) async throws {}
-    func outbox(id: String) async throws -> OutboxRecord? { nil }
 }

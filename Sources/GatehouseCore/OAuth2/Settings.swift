@@ -1,4 +1,5 @@
-/// The authorization server's protocol settings. Every default lives here, documented in README.md.
+/// The authorization server's protocol settings, with their defaults. The settings table
+/// (`GatehouseConfiguration.settingsTable` in GatehouseServer) reads them into this value and documents them.
 public struct ServerSettings: Sendable {
     /// The issuer identifier (RFC 8414 §2): an https URL (http only on loopback), no query or fragment.
     public var issuer: String
@@ -30,6 +31,9 @@ public struct ServerSettings: Sendable {
     public var idTokenLifetime: Int64 = 600
     /// Browser session lifetime in seconds from sign-in (default 12 hours).
     public var sessionLifetime: Int64 = 12 * 3600
+    /// How long a "Sign in with …" round trip to an upstream provider may take, in seconds (its stored
+    /// state and the browser-binding cookie expire then).
+    public var upstreamFlowLifetime: Int64 = 600
 
     /// Reverse proxies whose `Forwarded` / `X-Forwarded-For` say who the client is (`trusted_proxies`);
     /// empty: those headers are ignored and the TCP peer is the client.

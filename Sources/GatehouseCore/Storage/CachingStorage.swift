@@ -151,6 +151,7 @@ public final class CachingStorage: GatehouseStorage {
     }
     public func recordDelivery(_ record: OutboxRecord) async throws { try await base.recordDelivery(record) }
     public func outbox(id: String) async throws -> OutboxRecord? { try await base.outbox(id: id) }
+    public func purgeFinishedEvents(before time: Int64) async throws -> Int { try await base.purgeFinishedEvents(before: time) }
 
     public func insertSession(_ session: SessionRecord) async throws { try await base.insertSession(session) }
     public func session(hash: String) async throws -> SessionRecord? { try await base.session(hash: hash) }

@@ -1,6 +1,9 @@
-/// Storage protocols. Each part of the core asks only for the store it uses; `GatehouseStorage` is all of
-/// them, as the SQL implementation provides.
+// Storage protocols. Each part of the core asks only for the stores it uses (fosite's
+// `RefreshTokenGrantStorage` style), so a missing capability is a compile error; `GatehouseStorage` is all
+// of them, as `SQLStore` (GatehouseSQL) and `CachingStorage` provide. The conformance suite
+// (Tests/GatehouseSQLTests/StorageConformanceTests.swift) runs over `any GatehouseStorage` on every backend.
 
+/// A storage failure the core understands (anything else is a server error).
 public enum StorageError: Error, Sendable, Equatable, CustomStringConvertible {
     /// A unique value already exists (`what` names it for the message).
     case duplicate(String)
@@ -14,6 +17,7 @@ public enum StorageError: Error, Sendable, Equatable, CustomStringConvertible {
     }
 }
 
+/// Registered OAuth clients (RFC 6749 §2).
 public protocol ClientStore: Sendable {
     func insertClient(_ client: ClientRecord) async throws
     func client(id: String) async throws -> ClientRecord?
@@ -23,6 +27,7 @@ public protocol ClientStore: Sendable {
     func updateClientSecret(id: String, secretHash: String, at time: Int64) async throws -> Bool
 }
 
+/// Local user accounts.
 public protocol UserStore: Sendable {
     /// Throws `StorageError.duplicate` when the username (compared case-insensitively) is taken.
     func insertUser(_ user: UserRecord) async throws
@@ -31,11 +36,13 @@ public protocol UserStore: Sendable {
     func user(username: String) async throws -> UserRecord?
 }
 
+/// The scopes clients may ask for (RFC 6749 §3.3).
 public protocol ScopeStore: Sendable {
     func insertScope(_ scope: ScopeRecord) async throws
     func listScopes() async throws -> [ScopeRecord]
 }
 
+/// Signing keys: the key ring's source of truth, shared by every instance (rotation, retention, revocation).
 public protocol KeyStore: Sendable {
     func listKeys() async throws -> [SigningKeyRecord]
     /// Inserts `key` as the signing key and deactivates every other active key, atomically.
@@ -64,6 +71,7 @@ public enum RotationOutcome: Sendable, Equatable {
     case alreadyUsed(RefreshTokenRecord)
 }
 
+/// Grants (refresh-token families), refresh tokens (by hash) and access-token revocations.
 public protocol TokenStore: Sendable {
     /// Creates a grant and, when given, its first refresh token, atomically.
     func insertGrant(_ grant: GrantRecord, refreshToken: RefreshTokenRecord?) async throws
@@ -110,5 +118,29 @@ public protocol BrowserStore: Sendable {
     func revokeGrants(userID: String, clientID: String, at time: Int64) async throws
 }
 
+/// Pending "Sign in with …" round trips to upstream providers (state, PKCE verifier, nonce), single use.
+public protocol UpstreamFlowStore: Sendable {
+    /// Stores a flow unless its `addressKey` already has `limitPerAddress` pending (unexpired at `time`)
+    /// flows: then `false`, and nothing is stored.
+    func insertUpstreamFlow(_ flow: UpstreamFlowRecord, limitPerAddress: Int, at time: Int64) async throws -> Bool
+    /// Removes and returns the flow (single use); `nil` when unknown.
+    func takeUpstreamFlow(stateHash: String) async throws -> UpstreamFlowRecord?
+}
+
+/// The webhook outbox: lifecycle events waiting for delivery, claimed with a lease so several instances can
+/// deliver without sending one event twice at the same time.
+public protocol EventOutbox: Sendable {
+    func enqueueEvents(_ records: [OutboxRecord]) async throws
+    /// Claims up to `limit` undelivered events due at `time`: each claimed row's next attempt moves to
+    /// `time + lease`, so another instance does not send it at the same time.
+    func claimDueEvents(at time: Int64, limit: Int, lease: Int64) async throws -> [OutboxRecord]
+    /// Records the outcome of one attempt.
+    func recordDelivery(_ record: OutboxRecord) async throws
+    func outbox(id: String) async throws -> OutboxRecord?
+    /// Deletes events delivered or abandoned before `time` (`outbox_retention`); returns how many.
+    func purgeFinishedEvents(before time: Int64) async throws -> Int
+}
+
+/// Every store: what `SQLStore` implements and the server is built on.
 public typealias GatehouseStorage = ClientStore & UserStore & ScopeStore & KeyStore & TokenStore & BrowserStore
-    & FederationStore & AccountStore & FailureCounterStore
+    & FederationStore & UpstreamFlowStore & EventOutbox & AccountStore & FailureCounterStore

@@ -24,20 +24,47 @@ public enum CompatProfile: String, Sendable, CaseIterable, Hashable {
     }
 }
 
-/// The settings the profiles need (from `GatehouseConfiguration`).
+/// The profiles' settings (`compat*`, `cors_origins`; rows in `CompatProfile.settings`).
 public struct CompatOptions: Sendable {
     public var profiles: Set<CompatProfile> = []
+    /// The client first-party legacy endpoints issue tokens to (`compat_client_id`).
     public var clientID: String?
-    public var corsOrigins: Set<String> = []
-    public var nextHosts: Set<String> = []
+    /// Origins that get CORS headers on the legacy APIs (`cors_origins`).
+    public var corsOrigins: [String] = []
+    /// Hosts dgp's `next` may redirect to (`compat_next_hosts`).
+    public var nextHosts: [String] = []
     /// Path prefixes dgp's `next` may have (empty: any path on an allowed host).
     public var nextPaths: [String] = []
     /// Lifetime of dgp's user token (`jwt`), seconds.
     public var dgpTokenLifetime: Int64 = 3600
     /// Providers dot's register-by-token accepts tokens of (empty: the endpoint answers 404).
-    public var exchangeProviders: Set<String> = []
+    public var exchangeProviders: [String] = []
+    /// dgp: `PRIVATE_KEY` / `PUBLIC_KEY` (RSA PEM) for the profile's tokens, from dgp-oauth2's environment.
+    public var dgpPrivateKey: String?
+    public var dgpPublicKey: String?
+    /// dgp: the RS256 signer of its tokens (made from `dgpPrivateKey` when the application is built).
     public var dgpSigner: RSATokenSigner?
     public init() {}
+}
+
+extension CompatProfile {
+    /// The profiles' rows of the settings table.
+    static let settings: [Setting] = [
+        Setting(
+            "compat", default: "none", accepts: "comma-separated: `lego`, `dgp`, `doorkeeper`, `dot`",
+            help: "Compatibility profiles to mount: `lego`, `dgp`, `doorkeeper`, `dot` ([docs/compat.md](docs/compat.md))",
+            apply: { v, c in
+                for name in Setting.commaList(v).map({ $0.lowercased() }) {
+                    guard let profile = CompatProfile(rawValue: name) else {
+                        throw Setting.Invalid("'\(name)' is not a compatibility profile (lego, dgp, doorkeeper, dot)")
+                    }
+                    c.compat.profiles.insert(profile)
+                }
+            }, effective: { $0.compat.profiles.isEmpty ? nil : $0.compat.profiles.map(\.rawValue).sorted().joined(separator: ",") }),
+        .text(
+            "compat_client_id", \.compat.clientID, accepts: "an existing client id",
+            help: "The client that the profiles' first-party endpoints issue tokens to"),
+    ] + DGPProfile.settings + DOTProfile.settings + LegoProfile.settings
 }
 
 /// What every profile works with.
@@ -46,17 +73,9 @@ struct CompatContext: Sendable {
     let core: CoreHandlers
     let browser: BrowserRoutes
     let logger: Logger
-    /// The client first-party legacy endpoints issue tokens to (`compat_client_id`).
-    let clientID: String?
-    /// Origins that get CORS headers on the legacy APIs (`cors_origins`).
-    let corsOrigins: Set<String>
-    /// dgp: the RS256 signer of its tokens, and the hosts `next` may point to.
-    let dgpSigner: RSATokenSigner?
-    let nextHosts: Set<String>
-    let nextPaths: [String]
-    let dgpTokenLifetime: Int64
-    /// dot: the providers register-by-token accepts (`compat_exchange_providers`).
-    let exchangeProviders: Set<String>
+    /// The profiles' settings.
+    let options: CompatOptions
+    var clientID: String? { options.clientID }
 
     /// Our access token's claims when it is valid, current and not revoked.
     func verify(_ token: String?) async throws -> AccessTokenClaims? {

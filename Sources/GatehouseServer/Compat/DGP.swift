@@ -46,17 +46,73 @@ struct DGPProfile {
         router.get("/auth/authorize") { request, _ in await authorize(request) }
         router.post("/auth/update") { request, _ in await update(request) }
         router.get("/auth/public-key") { _, _ in
-            guard let signer = c.dgpSigner else { return HTTP.error(.serverError) }
+            guard let signer = c.options.dgpSigner else { return HTTP.error(.serverError) }
             return HTTP.raw(Array(signer.publicPEM.utf8), noStore: false, contentType: "application/x-pem-file")
         }
     }
 
     static let finishPath = "/auth/finish?"
 
+    /// dgp's rows of the settings table.
+    static let settings: [Setting] = [
+        .list(
+            "compat_next_hosts", \.compat.nextHosts, accepts: "comma-separated host names",
+            help: "Hosts dgp's `next` may redirect to", item: { $0.lowercased() }),
+        .list(
+            "compat_next_paths", \.compat.nextPaths, default: "any path",
+            accepts: "comma-separated path prefixes, each starting with `/`, without query or fragment",
+            help: "Comma-separated path prefixes (each starts with `/`) that dgp's `next` must start with",
+            item: { path in
+                guard path.hasPrefix("/"), !path.contains("?"), !path.contains("#") else {
+                    throw Setting.Invalid("'\(path)' is not a path prefix (it must start with /, without query or fragment)")
+                }
+                return path
+            }),
+        .duration(
+            "compat_dgp_token_ttl", \.compat.dgpTokenLifetime, range: 60...86_400,
+            help: "60s–24h. Lifetime of dgp's user token (`jwt`); signing out ends it sooner"),
+    ]
+
+    /// dgp-oauth2's own environment variables, honoured as fallbacks when the profile is on: `EXTERNAL_ADDRESS`
+    /// (issuer), `DATABASE_URL` (SQLAlchemy spelling), `PRIVATE_KEY`/`PUBLIC_KEY`, `GOOGLE_KEY`/`GOOGLE_SECRET`
+    /// and `GITHUB_KEY`/`GITHUB_SECRET` (providers).
+    static func readEnvironment(_ environment: [String: String], into config: inout GatehouseConfiguration) throws {
+        typealias Failure = GatehouseConfiguration.Error
+        if config.configuredIssuer == nil, let external = environment["EXTERNAL_ADDRESS"], !external.isEmpty {
+            let v = external.contains("://") ? external : "https://" + external
+            do { try GatehouseConfiguration.checkIssuer(v) } catch { throw Failure(description: "invalid EXTERNAL_ADDRESS: \(error)") }
+            config.configuredIssuer = v
+        }
+        if config.sources["database_url"] == nil, let v = environment["DATABASE_URL"], !v.isEmpty {
+            // SQLAlchemy URLs: postgresql+psycopg2://… → postgresql://…
+            var url = v
+            if let plus = url.firstIndex(of: "+"), let colon = url.range(of: "://"), plus < colon.lowerBound {
+                url = String(url[..<plus]) + String(url[colon.lowerBound...])
+            }
+            do { config.database = try DatabaseURL(parsing: url) } catch { throw Failure(description: "invalid DATABASE_URL: \(error)") }
+            config.sources["database_url"] = "DATABASE_URL"
+        }
+        config.compat.dgpPrivateKey = environment["PRIVATE_KEY"].flatMap { $0.isEmpty ? nil : $0 }
+        config.compat.dgpPublicKey = environment["PUBLIC_KEY"].flatMap { $0.isEmpty ? nil : $0 }
+        if config.compat.dgpPublicKey != nil, config.compat.dgpPrivateKey == nil {
+            throw Failure(description: "invalid PUBLIC_KEY: set PRIVATE_KEY too (the dgp profile signs with it)")
+        }
+        for (id, kind, name) in [("google", ProviderKind.google, "Google"), ("github", ProviderKind.github, "GitHub")] {
+            let prefix = id.uppercased()
+            guard let key = environment["\(prefix)_KEY"], !key.isEmpty else { continue }
+            guard let secret = environment["\(prefix)_SECRET"], !secret.isEmpty else {
+                throw Failure(description: "invalid \(prefix)_KEY: \(prefix)_SECRET is missing")
+            }
+            if !config.providers.contains(where: { $0.id == id }) {
+                config.providers.append(ProviderRecord(id: id, kind: kind, name: name, clientID: key, clientSecret: secret))
+            }
+        }
+    }
+
     /// The user of a valid, unexpired user token whose session is still signed in.
     func user(_ jwt: String?) async throws -> UserRecord? {
         let now = c.services.clock.nowSeconds
-        guard let jwt, let signer = c.dgpSigner, let claims = await signer.verify(jwt, as: UserToken.self),
+        guard let jwt, let signer = c.options.dgpSigner, let claims = await signer.verify(jwt, as: UserToken.self),
             claims.exp > now, let sid = claims.sid,
             let session = try await c.services.storage.session(id: sid, at: now), session.userID == claims.userid
         else { return nil }
@@ -78,9 +134,9 @@ struct DGPProfile {
     /// `next` must be an http(s) URL on a configured host (`compat_next_hosts`) and, when
     /// `compat_next_paths` is set, under one of those paths: no open redirect, and the token goes only where
     /// the operator said.
-    func allowedNext(_ next: String?) -> String? { Self.allowedNext(next, hosts: c.nextHosts, paths: c.nextPaths) }
+    func allowedNext(_ next: String?) -> String? { Self.allowedNext(next, hosts: c.options.nextHosts, paths: c.options.nextPaths) }
 
-    static func allowedNext(_ next: String?, hosts: Set<String>, paths: [String]) -> String? {
+    static func allowedNext(_ next: String?, hosts: [String], paths: [String]) -> String? {
         // No control characters or spaces anywhere: browsers drop tabs and newlines from URLs, so what they
         // follow would not be what was checked.
         guard let next, next.utf8.count <= 2000, next.utf8.allSatisfy({ $0 > 0x20 && $0 != 0x7f }),
@@ -154,7 +210,7 @@ struct DGPProfile {
             guard let next = allowedNext(try q.single("next")) else {
                 return c.browser.pages.error(OAuthError.invalidRequest.with(description: "The next URL is missing or not on an allowed host."))
             }
-            guard let (session, user) = try await c.browser.currentSession(request), let signer = c.dgpSigner else {
+            guard let (session, user) = try await c.browser.currentSession(request), let signer = c.options.dgpSigner else {
                 let returnTo = Self.finishPath + FormEncoding.encode([("next", next)])
                 return c.browser.toLogin(returnTo: returnTo)
             }
@@ -164,7 +220,7 @@ struct DGPProfile {
                 UserToken(
                     userid: user.id, name: p["name"] as? String ?? "", email: p["email"] as? String ?? "",
                     avatar_url: p["avatar_url"] as? String ?? "", idhash: idhash(user), username: user.username, iat: now,
-                    exp: min(now + c.dgpTokenLifetime, session.expiresAt), sid: session.id))
+                    exp: min(now + c.options.dgpTokenLifetime, session.expiresAt), sid: session.id))
             return Response(status: .found, headers: [.location: RedirectURI.appending([("jwt", token)], to: next), .cacheControl: "no-store"])
         }
     }
@@ -174,7 +230,7 @@ struct DGPProfile {
         if let refused = HTTP.refuseHead(request) { return refused }
         return await HTTP.endpoint("dgp authorize", logger: c.logger) {
             let q = try HTTP.query(request)
-            guard let user = try await user(try q.single("jwt")), let signer = c.dgpSigner else {
+            guard let user = try await user(try q.single("jwt")), let signer = c.options.dgpSigner else {
                 return CompatContext.json(["error": "not authenticated", "permissions": [:] as [String: Bool]], status: .unauthorized)
             }
             guard let service = try q.single("service") else {

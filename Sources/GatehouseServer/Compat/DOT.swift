@@ -9,6 +9,14 @@ import Logging
 struct DOTProfile {
     let c: CompatContext
 
+    /// dot's rows of the settings table.
+    static let settings: [Setting] = [
+        .list(
+            "compat_exchange_providers", \.compat.exchangeProviders, accepts: "comma-separated provider ids",
+            help: "Comma-separated provider ids whose tokens dot's `register-by-token` accepts. None: it answers 404",
+            item: { $0.lowercased() }),
+    ]
+
     func mount(on router: Router<GatehouseRequestContext>) {
         router.get("/o/authorize/") { request, context in await c.browser.authorize(request, context) }
         router.post("/o/authorize/") { request, context in await c.browser.authorize(request, context) }
@@ -65,7 +73,7 @@ struct DOTProfile {
     func registerByToken(_ request: Request, provider providerID: String, inBody: Bool) async -> Response {
         if let refused = HTTP.refuseHead(request) { return refused }
         do {
-            guard c.exchangeProviders.contains(providerID),
+            guard c.options.exchangeProviders.contains(providerID),
                 let provider = try await c.services.providers().first(where: { $0.id == providerID })
             else { return Self.notFound() }
             let parameters: RequestParameters

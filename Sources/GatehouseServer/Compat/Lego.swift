@@ -9,6 +9,19 @@ import Logging
 struct LegoProfile {
     let c: CompatContext
 
+    /// lego's rows of the settings table.
+    static let settings: [Setting] = [
+        .list(
+            "cors_origins", \.compat.corsOrigins, accepts: "comma-separated origins (`https://app.example.com`)",
+            help: "Origins that get CORS headers on the profiles' APIs",
+            item: { origin in
+                guard let u = URLComponents(string: origin), u.scheme != nil, u.host != nil, u.path.isEmpty, u.query == nil else {
+                    throw Setting.Invalid("'\(origin)' is not an origin (scheme://host[:port])")
+                }
+                return origin
+            }),
+    ]
+
     /// The scopes Lego's clients ask for; created at start when missing. `all` needs the role `admin`.
     static let scopes = [
         ScopeRecord(name: "user", description: "Read your name, username, profile picture, email and memberships", isDefault: false),
@@ -45,7 +58,7 @@ struct LegoProfile {
     func cors(_ request: Request, _ response: Response) -> Response {
         var response = response
         response.headers[.vary] = "Origin"
-        guard let origin = request.headers[.origin], c.corsOrigins.contains(origin) else { return response }
+        guard let origin = request.headers[.origin], c.options.corsOrigins.contains(origin) else { return response }
         response.headers[.accessControlAllowOrigin] = origin
         response.headers[.accessControlAllowCredentials] = "true"
         response.headers[.accessControlAllowMethods] = "GET, POST, OPTIONS"

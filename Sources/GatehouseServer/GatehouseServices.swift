@@ -1,0 +1,72 @@
+import Foundation
+import GatehouseCore
+
+/// Everything the endpoints share, built once per process.
+public struct GatehouseServices: Sendable {
+    public let storage: any GatehouseStorage
+    public let settings: ServerSettings
+    public let clock: Clock
+    public let keys: KeyRing
+    public let token: TokenEndpoint
+    public let revocation: RevocationEndpoint
+    public let introspection: IntrospectionEndpoint
+    public let authorization: AuthorizationEndpoint
+    public let signIn: SignIn
+    public let userinfo: UserInfoEndpoint
+    public let logout: LogoutEndpoint
+    public let events: Events
+    public let broker: Broker
+    public let upstream: UpstreamClient
+    public let webhooks: [WebhookConfig]
+    /// Verifies our own access tokens (UserInfo, compatibility APIs).
+    public let verifier: AccessTokenVerifier
+    public let permissions: PermissionResolver
+    /// RFC 8693 token exchange (also used by dot's register-by-token).
+    public let exchange: TokenExchangeGrant
+    /// Providers from the config file; those added with `gatehouse providers add` live in the database.
+    let configuredProviders: [ProviderRecord]
+
+    /// Every upstream provider: the config file's, then the database's (an id in both: the config file wins).
+    public func providers() async throws -> [ProviderRecord] {
+        let stored = try await storage.listProviders().filter { p in !configuredProviders.contains { $0.id == p.id } }
+        return configuredProviders + stored
+    }
+
+    /// Loads (on first start: creates) the signing keys, then wires the endpoints.
+    public static func make(
+        storage database: any GatehouseStorage, settings: ServerSettings, clock: Clock = .system,
+        passwords: PasswordHasher = PasswordHasher(), providers: [ProviderRecord] = [], webhooks: [WebhookConfig] = [],
+        upstreamHTTP: (any UpstreamHTTP)? = nil
+    ) async throws -> GatehouseServices {
+        let storage: any GatehouseStorage =
+            settings.cacheTTL > 0 ? CachingStorage(database, ttl: settings.cacheTTL, clock: clock) : database
+        let keys = KeyRing(retention: settings.keyRetention, clock: clock)
+        try await keys.bootstrap(store: storage, algorithm: settings.signingAlgorithm)
+        let events = Events(storage: storage, hooks: webhooks, clock: clock)
+        let context = TokenContext(
+            storage: storage, settings: settings, clock: clock, keys: keys, passwords: passwords, events: events)
+        let verifier = AccessTokenVerifier(keys: keys, issuer: settings.issuer, clock: clock)
+        let hints = IDTokenHintVerifier(keys: keys, issuer: settings.issuer)
+        let broker = Broker(storage: storage, events: events, clock: clock)
+        let upstream = UpstreamClient(http: upstreamHTTP ?? UpstreamHTTPClient(), clock: clock)
+        let configured = providers
+        let exchange = TokenExchangeGrant(
+            providers: {
+                let stored = try await storage.listProviders().filter { p in !configured.contains { $0.id == p.id } }
+                return configured + stored
+            }, upstream: upstream, broker: broker, verifier: verifier)
+        return GatehouseServices(
+            storage: storage, settings: settings, clock: clock, keys: keys,
+            token: TokenEndpoint(context: context, grants: TokenEndpoint.defaultGrants + [exchange]),
+            revocation: RevocationEndpoint(storage: storage, verifier: verifier, clock: clock, events: events),
+            introspection: IntrospectionEndpoint(storage: storage, verifier: verifier, clock: clock),
+            authorization: AuthorizationEndpoint(context: context, hints: hints),
+            signIn: SignIn(storage: storage, settings: settings, clock: clock, passwords: context.passwordAuthenticator),
+            userinfo: UserInfoEndpoint(storage: storage, verifier: verifier, audience: settings.audience),
+            logout: LogoutEndpoint(storage: storage, hints: hints), events: events, broker: broker, upstream: upstream,
+            webhooks: webhooks, verifier: verifier,
+            permissions: PermissionResolver(storage: storage, http: upstreamHTTP ?? UpstreamHTTPClient()),
+            exchange: exchange, configuredProviders: providers)
+    }
+}
+

@@ -1,0 +1,75 @@
+import Foundation
+import GatehouseCore
+import Hummingbird
+import Logging
+import ServiceLifecycle
+
+/// Delivers the webhook outbox: claims due events, POSTs each signed, records the outcome (retry with
+/// backoff, or failed after 12 attempts). Polls every second; a restart picks up where it left off.
+struct WebhookService: Service {
+    let services: GatehouseServices
+    let retryBase: Int64
+    let logger: Logger
+
+    func run() async throws {
+        let delivery = WebhookDelivery(hooks: services.webhooks, retryBase: retryBase)
+        let http = UpstreamHTTPClient()
+        await cancelWhenGracefulShutdown {
+            while !Task.isCancelled {
+                do {
+                    let now = services.clock.nowSeconds
+                    let due = try await services.storage.claimDueEvents(at: now, limit: 20, lease: 60)
+                    await withTaskGroup(of: Void.self) { group in
+                        for record in due {
+                            group.addTask {
+                                await deliver(record, delivery: delivery, http: http)
+                            }
+                        }
+                    }
+                    if !due.isEmpty { continue }
+                } catch {
+                    logger.error("webhook outbox unavailable", metadata: ["detail": .string("\(error)")])
+                }
+                try? await Task.sleep(for: .seconds(1))
+            }
+        }
+    }
+
+    func deliver(_ record: OutboxRecord, delivery: WebhookDelivery, http: UpstreamHTTPClient) async {
+        let now = services.clock.nowSeconds
+        var status: Int?
+        var failure: String?
+        if let headers = delivery.headers(for: record, now: now) {
+            do {
+                status = try await http.postJSON(record.url, body: record.payload, headers: headers).status
+            } catch let e as UpstreamError {
+                failure = e.detail
+            } catch {
+                failure = "\(error)"
+            }
+        } else {
+            failure = "no configured webhook has this URL any more"
+        }
+        let outcome = delivery.outcome(record, status: status, error: failure, now: services.clock.nowSeconds)
+        if outcome.deliveredAt != nil {
+            logger.debug("webhook delivered", metadata: ["event": .string(record.event), "id": .string(record.id)])
+        } else {
+            logger.warning(
+                outcome.failedAt != nil ? "webhook delivery abandoned" : "webhook delivery failed; will retry",
+                metadata: [
+                    "event": .string(record.event), "id": .string(record.id), "attempts": .stringConvertible(outcome.attempts),
+                    "detail": .string(outcome.lastError ?? ""),
+                ])
+        }
+        // Recorded even while the server shuts down (an unstructured task is not cancelled with the worker),
+        // so a restart retries at the planned time instead of after the claim's lease.
+        let storage = services.storage
+        let logger = self.logger
+        await Task {
+            do { try await storage.recordDelivery(outcome) } catch {
+                logger.error("recording a webhook delivery failed", metadata: ["detail": .string("\(error)")])
+            }
+        }.value
+    }
+}
+
