@@ -61,7 +61,8 @@ public struct GatehouseServices: Sendable {
             revocation: RevocationEndpoint(storage: storage, verifier: verifier, clock: clock, events: events),
             introspection: IntrospectionEndpoint(storage: storage, verifier: verifier, clock: clock),
             authorization: AuthorizationEndpoint(context: context, hints: hints),
-            signIn: SignIn(storage: storage, settings: settings, clock: clock, passwords: context.passwordAuthenticator),
+            signIn: SignIn(
+                storage: storage, settings: settings, clock: clock, passwords: context.passwordAuthenticator, events: events),
             userinfo: UserInfoEndpoint(storage: storage, verifier: verifier, audience: settings.audience),
             logout: LogoutEndpoint(storage: storage, hints: hints), events: events, broker: broker, upstream: upstream,
             webhooks: webhooks, verifier: verifier,

@@ -5,16 +5,34 @@ import Foundation
 /// The session cookie carries a 256-bit random value; only its SHA-256 is stored (a database leak yields no
 /// usable session). Passwords are checked by the `PasswordAuthenticator` the password grant uses too.
 public struct SignIn: Sendable {
-    let storage: any GatehouseStorage
+    /// Only what sign-in uses: users and sessions.
+    public typealias Storage = UserStore & BrowserStore
+    let storage: any Storage
     let clock: Clock
     let sessionLifetime: Int64
+    let events: Events
     public let passwords: PasswordAuthenticator
 
-    public init(storage: any GatehouseStorage, settings: ServerSettings, clock: Clock, passwords: PasswordAuthenticator) {
+    public init(
+        storage: any Storage, settings: ServerSettings, clock: Clock, passwords: PasswordAuthenticator, events: Events = .none
+    ) {
         self.storage = storage
         self.clock = clock
         self.sessionLifetime = settings.sessionLifetime
         self.passwords = passwords
+        self.events = events
+    }
+
+    /// Completes a sign-in (password, upstream provider): a new session id at every sign-in, so no session
+    /// fixation (the browser's previous session, `previousCookie`, ends), and a `user.login` event. Returns the
+    /// new session's cookie value and record.
+    public func complete(user: UserRecord, method: String, previousCookie: String?) async throws
+        -> (cookie: String, session: SessionRecord)
+    {
+        try await endSession(cookie: previousCookie)
+        let started = try await startSession(for: user)
+        try? await events.emit(Events.userLogin, ["user_id": user.id, "method": method])
+        return started
     }
 
     public typealias Failure = PasswordAuthenticator.Failure

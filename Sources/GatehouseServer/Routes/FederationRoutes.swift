@@ -7,8 +7,6 @@ import Logging
 /// "Sign in with …": the browser leaves for an upstream provider and comes back to
 /// `/login/{provider}/callback` (OAuth 2.0 code flow with `state`, PKCE and, for OIDC, `nonce`).
 extension BrowserRoutes {
-    static let upstreamCookieLifetime: Int64 = 600
-
     func addFederation(to router: Router<GatehouseRequestContext>) {
         router.post("/login/:provider") { request, context in await startUpstream(request, context) }
         router.get("/login/:provider/callback") { request, context in await finishUpstream(request, context) }
@@ -74,7 +72,7 @@ extension BrowserRoutes {
             UpstreamFlowRecord(
                 stateHash: Secrets.hash(state), providerID: provider.id, browserHash: Secrets.hash(browser),
                 codeVerifier: verifier, nonce: nonce, returnTo: returnTo, linkUserID: linkUserID,
-                expiresAt: now + Self.upstreamCookieLifetime, addressKey: PasswordAuthenticator.addressKey(address)),
+                expiresAt: now + services.settings.upstreamFlowLifetime, addressKey: PasswordAuthenticator.addressKey(address)),
             limitPerAddress: Self.pendingFlowsPerAddress, at: now)
         guard stored else {
             logger.notice("too many pending upstream sign-ins", metadata: ["address": .string(address ?? "unknown")])
@@ -85,7 +83,7 @@ extension BrowserRoutes {
                     status: 429),
                 heading: "Too many sign-ins in progress")
         }
-        return withCookie(pages.seeOther(url), cookies.header(upstreamCookieName, browser, maxAge: Self.upstreamCookieLifetime))
+        return withCookie(pages.seeOther(url), cookies.header(upstreamCookieName, browser, maxAge: services.settings.upstreamFlowLifetime))
     }
 
     func finishUpstream(_ request: Request, _ context: GatehouseRequestContext) async -> Response {
@@ -144,11 +142,10 @@ extension BrowserRoutes {
                 logger.info("identity linked", metadata: ["user": .string(resolution.user.id), "provider": .string(provider.id)])
                 return withCookie(pages.seeOtherLocal(Path.account), clear)
             }
-            try await services.signIn.endSession(cookie: Cookies.value(cookies.sessionName, in: request))
-            let (cookie, session) = try await services.signIn.startSession(for: resolution.user)
+            let (cookie, session) = try await services.signIn.complete(
+                user: resolution.user, method: provider.id, previousCookie: Cookies.value(cookies.sessionName, in: request))
             logger.info(
                 "user signed in", metadata: ["user": .string(resolution.user.id), "provider": .string(provider.id), "session": .string(session.id)])
-            try? await services.events.emit(Events.userLogin, ["user_id": resolution.user.id, "method": provider.id])
             var response = withCookie(pages.seeOtherLocal(flow.returnTo), clear)
             response.headers.append(
                 HTTPField(name: .setCookie, value: cookies.header(cookies.sessionName, cookie, maxAge: services.settings.sessionLifetime)))

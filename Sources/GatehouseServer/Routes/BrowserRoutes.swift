@@ -1,0 +1,109 @@
+import Foundation
+import GatehouseCore
+import HTTPTypes
+import Hummingbird
+import Logging
+
+/// Routes of the browser flow (authorization endpoint, login, consent, account, logout) and UserInfo.
+/// Handlers decode the request, call the core, and turn its answer into a page or a redirect.
+struct BrowserRoutes: Sendable {
+    let services: GatehouseServices
+    let pages: Pages
+    let cookies: Cookies
+    let logger: Logger
+    /// More local paths a login may return to (compatibility profiles), as prefixes.
+    var extraReturnPrefixes: [String] = []
+    typealias Path = ServerMetadata.Path
+
+    func add(to router: Router<GatehouseRequestContext>) {
+        router.get(RouterPath(Path.authorization)) { request, context in await authorize(request, context) }
+        router.post(RouterPath(Path.authorization)) { request, context in await authorize(request, context) }
+        router.get(RouterPath(Path.login)) { request, _ in await loginPage(request) }
+        router.post(RouterPath(Path.login)) { request, context in await login(request, context) }
+        router.post(RouterPath(Path.consent)) { request, _ in await consent(request) }
+        router.get(RouterPath(Path.outOfBand)) { request, _ in outOfBand(request) }
+        router.get(RouterPath(Path.account)) { request, _ in await account(request) }
+        router.post(RouterPath(Path.accountRevoke)) { request, _ in await revoke(request) }
+        router.post(RouterPath(Path.accountLogout)) { request, _ in await signOut(request) }
+        router.get(RouterPath(Path.endSession)) { request, _ in await endSession(request) }
+        router.post(RouterPath(Path.endSession)) { request, _ in await endSession(request) }
+        router.get(RouterPath(Path.userinfo)) { request, _ in await userinfo(request) }
+        router.post(RouterPath(Path.userinfo)) { request, _ in await userinfo(request) }
+        addFederation(to: router)
+        addApps(to: router)
+        router.get(RouterPath(Path.stylesheet)) { _, _ in
+            Response(
+                status: .ok,
+                headers: [.contentType: "text/css; charset=utf-8", .cacheControl: "public, max-age=3600"],
+                body: .init(byteBuffer: ByteBuffer(bytes: Pages.stylesheet)))
+        }
+    }
+
+    // MARK: helpers
+
+    /// Runs a page handler: anything unexpected becomes an error page (500), logged, never a stack trace.
+    func page(_ name: String, _ body: () async throws -> Response) async -> Response {
+        do {
+            return try await body()
+        } catch let e as OAuthError {
+            if e.status >= 500 {
+                logger.error("page failed", metadata: ["page": .string(name), "detail": .string(e.debug ?? e.code)])
+            }
+            return pages.error(e)
+        } catch {
+            logger.error("unexpected error", metadata: ["page": .string(name), "detail": .string("\(error)")])
+            return pages.error(.serverError.with(description: "Something went wrong on our side. Try again later."))
+        }
+    }
+
+    /// Query parameters (GET) or a form body (POST).
+    func parameters(_ request: Request) async throws -> RequestParameters {
+        if request.method == .post {
+            var request = request
+            return try await formBody(&request)
+        }
+        return try HTTP.query(request)
+    }
+
+    func formBody(_ request: inout Request) async throws -> RequestParameters {
+        let contentType = (request.headers[.contentType] ?? "").lowercased()
+        let body: ByteBuffer
+        do {
+            body = try await request.collectBody(upTo: HTTP.maxBodySize)
+        } catch {
+            throw OAuthError.invalidRequest.with(description: "The request body is too large.")
+        }
+        guard contentType.hasPrefix("application/x-www-form-urlencoded") || body.readableBytes == 0 else {
+            throw OAuthError.invalidRequest.with(description: "Send the form as application/x-www-form-urlencoded.")
+        }
+        return try HTTP.parseForm(Data(body.readableBytesView))
+    }
+
+    func currentSession(_ request: Request) async throws -> (session: SessionRecord, user: UserRecord)? {
+        try await services.signIn.session(cookie: Cookies.value(cookies.sessionName, in: request))
+    }
+
+    static let csrfFailure = OAuthError.invalidRequest.with(
+        description: "The form expired or did not come from this site. Go back, reload the page and try again.")
+
+    /// Where a login may return to: only our authorization endpoint or the account page (no open redirect).
+    func safeReturnTo(_ value: String?) -> String {
+        guard let value, value.utf8.count <= 8192, !value.contains("\\"), !value.unicodeScalars.contains(where: { $0.value < 0x20 })
+        else { return Path.account }
+        if value == Path.account || value.hasPrefix(Path.authorization + "?") { return value }
+        if extraReturnPrefixes.contains(where: { value.hasPrefix($0) }) { return value }
+        return Path.account
+    }
+
+    /// 303 to the login page, which returns to `returnTo` after signing in.
+    func toLogin(returnTo: String) -> Response {
+        pages.seeOtherLocal(Path.login + "?" + FormEncoding.encode([("return_to", returnTo)]))
+    }
+
+    func withCookie(_ response: Response, _ setCookie: String?) -> Response {
+        guard let setCookie else { return response }
+        var response = response
+        response.headers.append(HTTPField(name: .setCookie, value: setCookie))
+        return response
+    }
+}
