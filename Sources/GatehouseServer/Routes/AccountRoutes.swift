@@ -59,10 +59,7 @@ extension BrowserRoutes {
     }
 
     func revoke(_ request: Request) async -> Response {
-        await page("account") {
-            var request = request
-            let form = try await formBody(&request)
-            guard CSRF.isValid(request, form: form, cookies: cookies) else { return pages.error(Self.csrfFailure) }
+        await formPage("account", request) { form, request in
             guard let (_, user) = try await currentSession(request) else { return pages.seeOtherLocal(Path.login) }
             guard let clientID = try form.single("client_id") else {
                 return pages.error(OAuthError.invalidRequest.with(description: "No app was named."))
@@ -76,10 +73,7 @@ extension BrowserRoutes {
     }
 
     func signOut(_ request: Request) async -> Response {
-        await page("logout") {
-            var request = request
-            let form = try await formBody(&request)
-            guard CSRF.isValid(request, form: form, cookies: cookies) else { return pages.error(Self.csrfFailure) }
+        await formPage("logout", request) { form, request in
             if let (_, user) = try await currentSession(request) {
                 try? await services.events.emit(Events.userLogout, ["user_id": user.id])
             }

@@ -50,10 +50,7 @@ extension BrowserRoutes {
     }
 
     func createApp(_ request: Request) async -> Response {
-        await page("apps") {
-            var request = request
-            let form = try await formBody(&request)
-            guard CSRF.isValid(request, form: form, cookies: cookies) else { return pages.error(Self.csrfFailure) }
+        await formPage("apps", request) { form, request in
             guard let (_, user) = try await currentSession(request) else { return pages.seeOtherLocal(Path.login) }
             guard try await mayCreateApps(user) else { return pages.error(Self.notAllowed, heading: "Not allowed") }
             var new = Administration.NewClient(name: try form.single("name") ?? "")

@@ -56,6 +56,19 @@ struct BrowserRoutes: Sendable {
         }
     }
 
+    /// The shared preamble of every form POST: read the form body, check its CSRF token (an error page when
+    /// it fails), then run `body` with the form; errors become pages as in `page`.
+    func formPage(
+        _ name: String, _ request: Request, _ body: @escaping (RequestParameters, Request) async throws -> Response
+    ) async -> Response {
+        await page(name) {
+            var request = request
+            let form = try await formBody(&request)
+            guard CSRF.isValid(request, form: form, cookies: cookies) else { return pages.error(Self.csrfFailure) }
+            return try await body(form, request)
+        }
+    }
+
     /// Query parameters (GET) or a form body (POST).
     func parameters(_ request: Request) async throws -> RequestParameters {
         if request.method == .post {

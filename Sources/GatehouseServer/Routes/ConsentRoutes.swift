@@ -8,10 +8,7 @@ import Logging
 extension BrowserRoutes {
 
     func consent(_ request: Request) async -> Response {
-        await page("consent") {
-            var request = request
-            let form = try await formBody(&request)
-            guard CSRF.isValid(request, form: form, cookies: cookies) else { return pages.error(Self.csrfFailure) }
+        await formPage("consent", request) { form, request in
             let decision: AuthorizationEndpoint.Decision
             switch try form.single("decision") {
             case "allow": decision = .allow(remember: try form.single("remember") == "on")

@@ -28,10 +28,7 @@ extension BrowserRoutes {
     static let unknownProvider = OAuthError(code: "invalid_request", description: "There is no such sign-in provider.", status: 404)
 
     func startUpstream(_ request: Request, _ context: GatehouseRequestContext) async -> Response {
-        await page("upstream") {
-            var request = request
-            let form = try await formBody(&request)
-            guard CSRF.isValid(request, form: form, cookies: cookies) else { return pages.error(Self.csrfFailure) }
+        await formPage("upstream", request) { form, request in
             guard let provider = try await provider(context) else { return pages.error(Self.unknownProvider) }
             var linkUserID: String?
             if try form.single("link") == "1" {
@@ -154,10 +151,7 @@ extension BrowserRoutes {
     }
 
     func unlink(_ request: Request) async -> Response {
-        await page("account") {
-            var request = request
-            let form = try await formBody(&request)
-            guard CSRF.isValid(request, form: form, cookies: cookies) else { return pages.error(Self.csrfFailure) }
+        await formPage("account", request) { form, request in
             guard let (_, user) = try await currentSession(request) else { return pages.seeOtherLocal(Path.login) }
             guard let providerID = try form.single("provider"), let subject = try form.single("subject") else {
                 return pages.error(OAuthError.invalidRequest.with(description: "No linked account was named."))

@@ -47,10 +47,7 @@ extension BrowserRoutes {
     }
 
     func login(_ request: Request, _ context: GatehouseRequestContext) async -> Response {
-        await page("login") {
-            var request = request
-            let form = try await formBody(&request)
-            guard CSRF.isValid(request, form: form, cookies: cookies) else { return pages.error(Self.csrfFailure) }
+        await formPage("login", request) { form, request in
             let returnTo = safeReturnTo(try form.single("return_to"))
             let username = try form.single("username") ?? ""
             let password = try form.single("password") ?? ""
