@@ -11,10 +11,17 @@ public struct GatehouseDependencies: Sendable {
     public var passwords = PasswordHasher()
     /// The HTTP client for upstream providers and webhooks (nil: the real one).
     public var upstreamHTTP: (any UpstreamHTTP)?
-    public init(clock: Clock = .system, passwords: PasswordHasher = PasswordHasher(), upstreamHTTP: (any UpstreamHTTP)? = nil) {
+    /// Run the background services (key reload, purge, webhook delivery). Router tests turn them off: they
+    /// drive those steps themselves, with a settable clock.
+    public var backgroundServices = true
+    public init(
+        clock: Clock = .system, passwords: PasswordHasher = PasswordHasher(), upstreamHTTP: (any UpstreamHTTP)? = nil,
+        backgroundServices: Bool = true
+    ) {
         self.clock = clock
         self.passwords = passwords
         self.upstreamHTTP = upstreamHTTP
+        self.backgroundServices = backgroundServices
     }
 }
 
@@ -53,9 +60,10 @@ public func buildApplication(
         server: .http1(configuration: .init(idleTimeout: .seconds(30))),
         configuration: .init(address: .hostname(config.host, port: config.port), serverName: nil),
         // The webhook worker runs only when hooks are configured (a service that returns ends the server).
-        services: [maintenance as any Service]
-            + (config.webhooks.isEmpty
-                ? [] : [WebhookService(services: services, retryBase: config.webhookRetryBase, logger: logger)]),
+        services: !dependencies.backgroundServices ? []
+            : [maintenance as any Service]
+                + (config.webhooks.isEmpty
+                    ? [] : [WebhookService(services: services, retryBase: config.webhookRetryBase, logger: logger)]),
         onServerRunning: { channel in
             logger.info(
                 """

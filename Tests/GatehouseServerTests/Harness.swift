@@ -44,7 +44,8 @@ struct Harness {
             // The same builder as `gatehouse serve` (routes, profiles, services), driven without a socket.
             let built = try await buildApplication(
                 configuration, storage: store, logger: logger,
-                dependencies: GatehouseDependencies(clock: testClock.clock, passwords: PasswordHasher(cost: 4)))
+                dependencies: GatehouseDependencies(
+                    clock: testClock.clock, passwords: PasswordHasher(cost: 4), backgroundServices: false))
             try await built.application.test(.router) { client in
                 try await body(Harness(store: store, services: built.services, testClock: testClock, client: client))
             }
