@@ -1,7 +1,7 @@
 // Storage protocols. Each part of the core asks only for the stores it uses (fosite's
 // `RefreshTokenGrantStorage` style), so a missing capability is a compile error; `GatehouseStorage` is all
 // of them, as `SQLStore` (GatehouseSQL) and `CachingStorage` provide. The conformance suite
-// (Tests/GatehouseSQLTests/StorageConformanceTests.swift) runs over `any GatehouseStorage` on every backend.
+// (Tests/GatehouseSQLTests/StorageConformanceTests.swift) runs on `SQLStore` over SQLite and PostgreSQL.
 
 /// A storage failure the core understands (anything else is a server error).
 public enum StorageError: Error, Sendable, Equatable, CustomStringConvertible {
