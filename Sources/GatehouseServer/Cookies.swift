@@ -42,7 +42,7 @@ struct Cookies: Sendable {
 
     static func readOneTime(_ name: String, in request: Request) -> RequestParameters? {
         guard let raw = value(name, in: request), raw.utf8.count <= 2048, let decoded = Base64URL.decode(raw) else { return nil }
-        return try? HTTP.parseForm(decoded)
+        return try? RequestParameters.decodeForm(decoded)
     }
 
     /// `Set-Cookie` for a value; `maxAge` nil makes a browser-session cookie, 0 deletes it.

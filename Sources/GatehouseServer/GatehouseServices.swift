@@ -17,20 +17,18 @@ public struct GatehouseServices: Sendable {
     public let events: Events
     public let broker: Broker
     public let upstream: UpstreamClient
+    /// "Sign in with …" (the upstream OAuth client flow).
+    public let upstreamSignIn: UpstreamSignIn
     public let webhooks: [WebhookConfig]
     /// Verifies our own access tokens (UserInfo, compatibility APIs).
     public let verifier: AccessTokenVerifier
     public let permissions: PermissionResolver
     /// RFC 8693 token exchange (also used by dot's register-by-token).
     public let exchange: TokenExchangeGrant
-    /// Providers from the config file; those added with `gatehouse providers add` live in the database.
-    let configuredProviders: [ProviderRecord]
 
-    /// Every upstream provider: the config file's, then the database's (an id in both: the config file wins).
-    public func providers() async throws -> [ProviderRecord] {
-        let stored = try await storage.listProviders().filter { p in !configuredProviders.contains { $0.id == p.id } }
-        return configuredProviders + stored
-    }
+    /// Every upstream provider: the config file's, then the database's (`gatehouse providers add`; an id in
+    /// both: the config file wins).
+    public func providers() async throws -> [ProviderRecord] { try await upstreamSignIn.allProviders() }
 
     /// Loads (on first start: creates) the signing keys, then wires the endpoints.
     public static func make(
@@ -50,11 +48,11 @@ public struct GatehouseServices: Sendable {
         let broker = Broker(storage: storage, events: events, clock: clock)
         let upstream = UpstreamClient(http: upstreamHTTP ?? UpstreamHTTPClient(), clock: clock)
         let configured = providers
-        let exchange = TokenExchangeGrant(
-            providers: {
-                let stored = try await storage.listProviders().filter { p in !configured.contains { $0.id == p.id } }
-                return configured + stored
-            }, upstream: upstream, broker: broker, verifier: verifier)
+        let allProviders: @Sendable () async throws -> [ProviderRecord] = {
+            let stored = try await storage.listProviders().filter { p in !configured.contains { $0.id == p.id } }
+            return configured + stored
+        }
+        let exchange = TokenExchangeGrant(providers: allProviders, upstream: upstream, broker: broker, verifier: verifier)
         return GatehouseServices(
             storage: storage, settings: settings, clock: clock, keys: keys,
             token: TokenEndpoint(context: context, grants: TokenEndpoint.defaultGrants + [exchange]),
@@ -65,9 +63,11 @@ public struct GatehouseServices: Sendable {
                 storage: storage, settings: settings, clock: clock, passwords: context.passwordAuthenticator, events: events),
             userinfo: UserInfoEndpoint(storage: storage, verifier: verifier, audience: settings.audience),
             logout: LogoutEndpoint(storage: storage, hints: hints), events: events, broker: broker, upstream: upstream,
+            upstreamSignIn: UpstreamSignIn(
+                storage: storage, upstream: upstream, broker: broker, clock: clock, settings: settings, providers: allProviders),
             webhooks: webhooks, verifier: verifier,
             permissions: PermissionResolver(storage: storage, http: upstreamHTTP ?? UpstreamHTTPClient()),
-            exchange: exchange, configuredProviders: providers)
+            exchange: exchange)
     }
 }
 

@@ -11,82 +11,24 @@ enum HTTP {
     /// Sorted keys: stable documents (metadata) and readable responses.
     static let jsonEncoder = JSONEncoder.sortedWithoutEscapingSlashes
 
-    /// Reads the parameters of a POST to an OAuth endpoint: `application/x-www-form-urlencoded` (the
-    /// standard) or `application/json` (some existing clients send JSON). Parameters in the query string
-    /// are refused: credentials never travel in URLs.
+    /// Reads the parameters of a POST to an OAuth endpoint (the rules are `RequestParameters.decodeBody`).
     static func parameters(_ request: inout Request) async throws -> RequestParameters {
-        if let query = request.uri.query, !query.isEmpty {
-            throw OAuthError.invalidRequest.with(description: "Send parameters in the request body, not the URL.")
-        }
-        let contentType = (request.headers[.contentType] ?? "").lowercased()
-        let body: ByteBuffer
-        do {
-            body = try await request.collectBody(upTo: maxBodySize)
-        } catch {
-            throw OAuthError.invalidRequest.with(description: "The request body is too large.")
-        }
-        let bytes = Data(body.readableBytesView)
-        if contentType.hasPrefix("application/json") {
-            return try parseJSON(bytes)
-        }
-        if contentType.hasPrefix("application/x-www-form-urlencoded") || (contentType.isEmpty && bytes.isEmpty) {
-            return try parseForm(bytes)
-        }
-        throw OAuthError.invalidRequest.with(
-            description: "Unsupported content type; use application/x-www-form-urlencoded or application/json.")
+        let body = try? await request.collectBody(upTo: maxBodySize)
+        return try RequestParameters.decodeBody(
+            body.map { Data($0.readableBytesView) }, contentType: request.headers[.contentType],
+            query: request.uri.query)
     }
 
     /// The query string's parameters (GET requests of the browser pages and legacy APIs).
     static func query(_ request: Request) throws -> RequestParameters {
-        try parseForm(Data((request.uri.query ?? "").utf8))
+        try RequestParameters.decodeForm(Data((request.uri.query ?? "").utf8))
     }
 
-    /// application/x-www-form-urlencoded (WHATWG URL §5.1), keeping repeated names.
-    static func parseForm(_ data: Data) throws -> RequestParameters {
-        guard let text = String(data: data, encoding: .utf8) else {
-            throw OAuthError.invalidRequest.with(description: "The request body is not UTF-8.")
-        }
-        var pairs: [(String, String)] = []
-        for part in text.split(separator: "&", omittingEmptySubsequences: true) {
-            let kv = part.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
-            guard let name = FormEncoding.decode(kv[0]), let value = FormEncoding.decode(kv.count > 1 ? kv[1] : "") else {
-                throw OAuthError.invalidRequest.with(description: "The request body has malformed percent-encoding.")
-            }
-            // NUL is never meaningful in a parameter (and PostgreSQL refuses it in text).
-            guard !name.utf8.contains(0), !value.utf8.contains(0) else { throw Self.nul }
-            pairs.append((name, value))
-        }
-        return RequestParameters(pairs: pairs)
-    }
-
-
-    /// A JSON object whose members are strings (arrays of strings for repeatable parameters such as
-    /// `resource`); numbers and booleans are read as their text.
-    static func parseJSON(_ data: Data) throws -> RequestParameters {
-        guard let object = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any] else {
-            throw OAuthError.invalidRequest.with(description: "The request body is not a JSON object.")
-        }
-        // JSONSerialization keeps the last of repeated keys; a repeated parameter must be refused.
-        guard let keys = TopLevelJSONKeys.scan(data), keys.count == object.count else {
-            throw OAuthError.invalidRequest.with(description: "A parameter must not be repeated.")
-        }
-        var values: [String: [String]] = [:]
-        for (k, v) in object {
-            switch v {
-            case let s as String: values[k] = [s]
-                guard !s.utf8.contains(0) else { throw Self.nul }
-            case let list as [Any]:
-                let strings = list.compactMap { $0 as? String }
-                guard strings.count == list.count else {
-                    throw OAuthError.invalidRequest.with(description: "The parameter \(k) must be a string.")
-                }
-                values[k] = strings
-            case let n as NSNumber: values[k] = [n.stringValue]
-            case is NSNull: continue
-            default: throw OAuthError.invalidRequest.with(description: "The parameter \(k) must be a string.")
-            }
-        }
-        return RequestParameters(values)
+    /// A browser form's body (`RequestParameters.decodeFormBody`).
+    static func formBody(_ request: inout Request) async throws -> RequestParameters {
+        let body = try? await request.collectBody(upTo: maxBodySize)
+        return try RequestParameters.decodeFormBody(
+            body.map { Data($0.readableBytesView) }, contentType: request.headers[.contentType])
     }
 
     /// The token of `Authorization: Bearer <token>` (RFC 6750 §2.1), or of another scheme in `schemes`
@@ -98,8 +40,6 @@ enum HTTP {
         let token = parts[1].trimmingCharacters(in: .whitespaces)
         return token.isEmpty ? nil : token
     }
-
-    static let nul = OAuthError.invalidRequest.with(description: "A parameter contains a NUL character.")
 
     /// HEAD must be safe (RFC 9110 §9.2.1), but Hummingbird answers HEAD by running the GET route's handler.
     /// The GET handlers that change state (issue a code, use up a state or a show-once cookie, end a session,
@@ -181,61 +121,4 @@ extension HTTPField.Name {
     static let referrerPolicy = Self("Referrer-Policy")!
     static let xContentTypeOptions = Self("X-Content-Type-Options")!
     static let pragma = Self("Pragma")!
-}
-
-/// The keys of a JSON object's top level, as written (escapes decoded), duplicates kept; `nil` when the
-/// text is not an object. Values are skipped, not parsed (JSONSerialization parses them).
-enum TopLevelJSONKeys {
-    static func scan(_ data: Data) -> [String]? {
-        let b = [UInt8](data)
-        var i = 0
-        func ws() { while i < b.count, [0x20, 0x09, 0x0A, 0x0D].contains(b[i]) { i += 1 } }
-        /// Skips a string starting at b[i] == '"'; returns its raw bytes including quotes.
-        func string() -> ArraySlice<UInt8>? {
-            let start = i
-            i += 1
-            while i < b.count {
-                if b[i] == UInt8(ascii: "\\") { i += 2; continue }
-                if b[i] == UInt8(ascii: "\"") { i += 1; return b[start..<i] }
-                i += 1
-            }
-            return nil
-        }
-        func value() -> Bool {
-            var depth = 0
-            while i < b.count {
-                switch b[i] {
-                case UInt8(ascii: "\""): guard string() != nil else { return false }; continue
-                case UInt8(ascii: "{"), UInt8(ascii: "["): depth += 1
-                case UInt8(ascii: "}"), UInt8(ascii: "]"):
-                    if depth == 0 { return true }
-                    depth -= 1
-                case UInt8(ascii: ","): if depth == 0 { return true }
-                default: break
-                }
-                i += 1
-            }
-            return false
-        }
-        ws()
-        guard i < b.count, b[i] == UInt8(ascii: "{") else { return nil }
-        i += 1
-        var keys: [String] = []
-        ws()
-        if i < b.count, b[i] == UInt8(ascii: "}") { return keys }
-        while i < b.count {
-            ws()
-            guard i < b.count, b[i] == UInt8(ascii: "\""), let raw = string(),
-                let key = (try? JSONSerialization.jsonObject(with: Data(raw), options: .fragmentsAllowed)) as? String
-            else { return nil }
-            keys.append(key)
-            ws()
-            guard i < b.count, b[i] == UInt8(ascii: ":") else { return nil }
-            i += 1
-            guard value() else { return nil }
-            if b[i] == UInt8(ascii: "}") { return keys }
-            i += 1  // ","
-        }
-        return nil
-    }
 }

@@ -53,8 +53,7 @@ func buildRouter(_ services: GatehouseServices, logger: Logger, compat: CompatOp
     // The OAuth endpoints accept POST only (RFC 6749 §3.2, RFC 7009 §2.1, RFC 7662 §2.1).
     for path in [Path.token, Path.revocation, Path.introspection] {
         router.get(RouterPath(path)) { _, _ in
-            var response = HTTP.error(OAuthError.invalidRequest.with(description: "Use POST."))
-            response.status = .methodNotAllowed
+            var response = HTTP.error(OAuthError.postOnly)
             response.headers[.allow] = "POST"
             return response
         }

@@ -84,4 +84,10 @@ public struct OAuthError: Error, Sendable, Equatable, CustomStringConvertible {
     public static let temporarilyUnavailable = OAuthError(
         code: "temporarily_unavailable", description: "The server is temporarily unable to handle the request.",
         status: 503)
+
+    // Refusals the endpoints share.
+    /// A GET to an endpoint that accepts POST only (RFC 6749 §3.2, RFC 7009 §2.1, RFC 7662 §2.1); 405.
+    public static let postOnly = OAuthError(code: "invalid_request", description: "Use POST.", status: 405)
+    /// The server ran into something unexpected while rendering a page (logged; no detail shown).
+    public static let unexpected = serverError.with(description: "Something went wrong on our side. Try again later.")
 }

@@ -194,8 +194,8 @@ struct DGPProfile {
                 if try await c.browser.currentSession(request) != nil { return c.browser.pages.seeOtherLocal(returnTo) }
                 return c.browser.toLogin(returnTo: returnTo)
             }
-            guard let provider = try await c.services.providers().first(where: { $0.id == id }) else {
-                return c.browser.pages.error(BrowserRoutes.unknownProvider)
+            guard let provider = try await c.services.upstreamSignIn.provider(id: id) else {
+                return c.browser.pages.error(UpstreamSignIn.unknownProvider)
             }
             return try await c.browser.beginUpstream(
                 provider, returnTo: returnTo, linkUserID: nil, address: c.services.clientAddress(request, context))

@@ -49,11 +49,14 @@ struct Pages: Sendable {
     }
 
     /// The page for requests that must not redirect (RFC 6749 §4.1.2.1) and for other browser errors.
-    func error(_ error: OAuthError, heading: String = "This request cannot be completed") -> Response {
+    func error(_ error: OAuthError, heading: String = Refusal.defaultHeading) -> Response {
         let status = HTTPResponse.Status(code: error.status == 401 ? 400 : error.status)
         return render(
             "error", ["heading": heading, "description": error.description, "code": error.code], status: status)
     }
+
+    /// The page of a refusal the core decided (its message and heading).
+    func error(_ refusal: Refusal) -> Response { error(refusal.error, heading: refusal.heading) }
 
     /// POST/Redirect/GET: forms are answered with 303 See Other.
     func seeOther(_ location: String) -> Response {

@@ -45,6 +45,9 @@ struct BrowserRoutes: Sendable {
     func page(_ name: String, _ body: () async throws -> Response) async -> Response {
         do {
             return try await body()
+        } catch let refusal as Refusal {
+            logger.notice("page refused", metadata: ["page": .string(name), "detail": .string(refusal.log)])
+            return pages.error(refusal)
         } catch let e as OAuthError {
             if e.status >= 500 {
                 logger.error("page failed", metadata: ["page": .string(name), "detail": .string(e.debug ?? e.code)])
@@ -52,7 +55,7 @@ struct BrowserRoutes: Sendable {
             return pages.error(e)
         } catch {
             logger.error("unexpected error", metadata: ["page": .string(name), "detail": .string("\(error)")])
-            return pages.error(.serverError.with(description: "Something went wrong on our side. Try again later."))
+            return pages.error(.unexpected)
         }
     }
 
@@ -79,17 +82,7 @@ struct BrowserRoutes: Sendable {
     }
 
     func formBody(_ request: inout Request) async throws -> RequestParameters {
-        let contentType = (request.headers[.contentType] ?? "").lowercased()
-        let body: ByteBuffer
-        do {
-            body = try await request.collectBody(upTo: HTTP.maxBodySize)
-        } catch {
-            throw OAuthError.invalidRequest.with(description: "The request body is too large.")
-        }
-        guard contentType.hasPrefix("application/x-www-form-urlencoded") || body.readableBytes == 0 else {
-            throw OAuthError.invalidRequest.with(description: "Send the form as application/x-www-form-urlencoded.")
-        }
-        return try HTTP.parseForm(Data(body.readableBytesView))
+        try await HTTP.formBody(&request)
     }
 
     func currentSession(_ request: Request) async throws -> (session: SessionRecord, user: UserRecord)? {

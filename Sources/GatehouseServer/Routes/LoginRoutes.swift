@@ -20,7 +20,7 @@ extension BrowserRoutes {
             if try query.single("signed_out") != nil { flags["signedOut"] = true }
             var clientName: String?
             if returnTo.hasPrefix(Path.authorization + "?"),
-                let p = try? HTTP.parseForm(Data(returnTo.dropFirst(Path.authorization.count + 1).utf8)),
+                let p = try? RequestParameters.decodeForm(Data(returnTo.dropFirst(Path.authorization.count + 1).utf8)),
                 let id = try? p.single("client_id")
             {
                 clientName = try await services.storage.client(id: id)?.name

@@ -61,7 +61,7 @@ extension Setting {
     /// A duration in seconds within `range` (`nil` upper bound: at least the lower one). `0` is allowed when
     /// the range starts at 0.
     static func duration(
-        _ key: String, _ path: WritableKeyPath<GatehouseConfiguration, Int64> & Sendable, range: ClosedRange<Int64>?,
+        _ key: String, _ path: any WritableKeyPath<GatehouseConfiguration, Int64> & Sendable, range: ClosedRange<Int64>?,
         atLeast: Int64? = nil, help: String, accepts: String? = nil
     ) -> Setting {
         let lower = range?.lowerBound ?? atLeast ?? 1
@@ -83,7 +83,7 @@ extension Setting {
 
     /// A whole number within `range`.
     static func integer(
-        _ key: String, _ path: WritableKeyPath<GatehouseConfiguration, Int> & Sendable, range: ClosedRange<Int>,
+        _ key: String, _ path: any WritableKeyPath<GatehouseConfiguration, Int> & Sendable, range: ClosedRange<Int>,
         help: String, refusal: String? = nil
     ) -> Setting {
         Setting(
@@ -99,7 +99,7 @@ extension Setting {
 
     /// A comma-separated list; `check` validates and transforms one item (throws `Invalid`).
     static func list(
-        _ key: String, _ path: WritableKeyPath<GatehouseConfiguration, [String]> & Sendable, default defaultDescription: String = "none",
+        _ key: String, _ path: any WritableKeyPath<GatehouseConfiguration, [String]> & Sendable, default defaultDescription: String = "none",
         accepts: String, help: String, item check: @escaping @Sendable (String) throws -> String = { $0 }
     ) -> Setting {
         Setting(
@@ -110,7 +110,7 @@ extension Setting {
 
     /// An optional string, stored as given.
     static func text(
-        _ key: String, _ path: WritableKeyPath<GatehouseConfiguration, String?> & Sendable, flag: String? = nil,
+        _ key: String, _ path: any WritableKeyPath<GatehouseConfiguration, String?> & Sendable, flag: String? = nil,
         default defaultDescription: String = "none", accepts: String, help: String, secret: Bool = false,
         check: @escaping @Sendable (String) throws -> Void = { _ in }
     ) -> Setting {
