@@ -23,6 +23,8 @@ public struct GatehouseServices: Sendable {
     /// Verifies our own access tokens (UserInfo, compatibility APIs).
     public let verifier: AccessTokenVerifier
     public let permissions: PermissionResolver
+    /// The account pages' self-service (app registration, revoking apps).
+    public let selfService: SelfService
     /// RFC 8693 token exchange (also used by dot's register-by-token).
     public let exchange: TokenExchangeGrant
 
@@ -47,6 +49,7 @@ public struct GatehouseServices: Sendable {
         let hints = IDTokenHintVerifier(keys: keys, issuer: settings.issuer)
         let broker = Broker(storage: storage, events: events, clock: clock)
         let upstream = UpstreamClient(http: upstreamHTTP ?? UpstreamHTTPClient(), clock: clock)
+        let permissions = PermissionResolver(storage: storage, http: upstreamHTTP ?? UpstreamHTTPClient())
         let configured = providers
         let allProviders: @Sendable () async throws -> [ProviderRecord] = {
             let stored = try await storage.listProviders().filter { p in !configured.contains { $0.id == p.id } }
@@ -66,7 +69,8 @@ public struct GatehouseServices: Sendable {
             upstreamSignIn: UpstreamSignIn(
                 storage: storage, upstream: upstream, broker: broker, clock: clock, settings: settings, providers: allProviders),
             webhooks: webhooks, verifier: verifier,
-            permissions: PermissionResolver(storage: storage, http: upstreamHTTP ?? UpstreamHTTPClient()),
+            permissions: permissions,
+            selfService: SelfService(storage: storage, permissions: permissions, events: events, clock: clock),
             exchange: exchange)
     }
 }

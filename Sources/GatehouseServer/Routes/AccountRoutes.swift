@@ -61,13 +61,9 @@ extension BrowserRoutes {
     func revoke(_ request: Request) async -> Response {
         await formPage("account", request) { form, request in
             guard let (_, user) = try await currentSession(request) else { return pages.seeOtherLocal(Path.login) }
-            guard let clientID = try form.single("client_id") else {
-                return pages.error(OAuthError.invalidRequest.with(description: "No app was named."))
-            }
-            try await services.storage.revokeGrants(userID: user.id, clientID: clientID, at: services.clock.nowSeconds)
-            try? await services.events.emit(
-                Events.grantRevoked, ["user_id": user.id, "client_id": clientID, "reason": "revoked_by_user"])
-            logger.info("grants revoked by user", metadata: ["user": .string(user.id), "client": .string(clientID)])
+            let clientID = try form.single("client_id")
+            try await services.selfService.revokeApp(clientID, for: user)
+            logger.info("grants revoked by user", metadata: ["user": .string(user.id), "client": .string(clientID ?? "")])
             return pages.seeOtherLocal(Path.account)
         }
     }

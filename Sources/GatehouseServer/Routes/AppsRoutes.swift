@@ -8,8 +8,6 @@ import Logging
 /// `gatehouse` (`gatehouse services grant gatehouse --user U --permission apps:create`) register OAuth2 apps
 /// on `/account/apps` (Lego's "everyone with the right permissions can create an OAuth2 application").
 extension BrowserRoutes {
-    static let appsPermission = "apps:create"
-    static let appsService = "gatehouse"
     var createdCookieName: String { cookies.secure ? "__Secure-gatehouse_app" : "gatehouse_app" }
     static let createdPath = "/account/apps/created"
 
@@ -20,26 +18,19 @@ extension BrowserRoutes {
     }
 
     func mayCreateApps(_ user: UserRecord) async throws -> Bool {
-        do {
-            let result = try await services.permissions.permissions(service: Self.appsService, userID: user.id)
-            if let problem = result.problem { logger.warning("permissions unavailable", metadata: ["detail": .string(problem)]) }
-            return result.permissions[Self.appsPermission] == true
-        } catch PermissionResolver.Failure.unknownService {
-            return false
-        }
+        let (allowed, problem) = try await services.selfService.mayRegisterApps(user)
+        if let problem { logger.warning("permissions unavailable", metadata: ["detail": .string(problem)]) }
+        return allowed
     }
-
-    static let notAllowed = OAuthError(
-        code: "access_denied", description: "Registering apps needs the permission apps:create.", status: 403)
 
     func appsPage(_ request: Request) async -> Response {
         await page("apps") {
             guard let (_, user) = try await currentSession(request) else {
                 return toLogin(returnTo: Path.account)
             }
-            guard try await mayCreateApps(user) else { return pages.error(Self.notAllowed, heading: "Not allowed") }
+            guard try await mayCreateApps(user) else { return pages.error(SelfService.notAllowed) }
             let csrf = CSRF.token(request, cookies: cookies)
-            let scopes = try await services.storage.listScopes().filter { $0.requiredRole == nil }
+            let scopes = try await services.selfService.registrableScopes()
             return withCookie(
                 pages.render(
                     "apps",
@@ -52,22 +43,9 @@ extension BrowserRoutes {
     func createApp(_ request: Request) async -> Response {
         await formPage("apps", request) { form, request in
             guard let (_, user) = try await currentSession(request) else { return pages.seeOtherLocal(Path.login) }
-            guard try await mayCreateApps(user) else { return pages.error(Self.notAllowed, heading: "Not allowed") }
-            var new = Administration.NewClient(name: try form.single("name") ?? "")
-            new.redirectURIs = [try form.single("redirect_uri") ?? ""]
-            new.scope = try form.single("scope")
-            // Scopes that need a role stay with administrators.
-            let restricted = Set(try await services.storage.listScopes().filter { $0.requiredRole != nil }.map(\.name))
-            if let requested = new.scope.flatMap(Scope.init(parsing:)), let bad = requested.tokens.first(where: restricted.contains) {
-                return pages.error(OAuthError.invalidScope.with(description: "The scope \(bad) cannot be registered here."))
-            }
-            let admin = Administration(storage: services.storage, clock: services.clock)
-            let (client, secret): (ClientRecord, String?)
-            do {
-                (client, secret) = try await admin.createClient(new)
-            } catch let e as Administration.ValidationError {
-                return pages.error(OAuthError.invalidRequest.with(description: e.description), heading: "The app was not registered")
-            }
+            let (client, secret) = try await services.selfService.registerApp(
+                by: user, name: try form.single("name"), redirectURI: try form.single("redirect_uri"),
+                scope: try form.single("scope"))
             logger.info("app registered by user", metadata: ["user": .string(user.id), "client": .string(client.id)])
             // The secret is shown once, on a page reached by 303 (POST/Redirect/GET): it travels in a short-lived
             // cookie scoped to that page, never in a URL.
@@ -84,7 +62,7 @@ extension BrowserRoutes {
         if let refused = HTTP.refuseHead(request) { return refused }
         guard let values = Cookies.readOneTime(createdCookieName, in: request), let id = try? values.single("client_id"),
             let secret = try? values.single("secret")
-        else { return pages.error(OAuthError.invalidRequest.with(description: "There is nothing to show.")) }
+        else { return pages.error(Refusal.nothingToShow) }
         return withCookie(
             pages.render("app_created", ["clientID": id, "clientSecret": secret, "name": (try? values.single("name")) ?? id]),
             cookies.clearOneTime(createdCookieName, path: pages.prefix + Self.createdPath))

@@ -67,7 +67,7 @@ struct BrowserRoutes: Sendable {
         await page(name) {
             var request = request
             let form = try await formBody(&request)
-            guard CSRF.isValid(request, form: form, cookies: cookies) else { return pages.error(Self.csrfFailure) }
+            guard CSRF.isValid(request, form: form, cookies: cookies) else { return pages.error(Refusal.formExpired) }
             return try await body(form, request)
         }
     }
@@ -88,9 +88,6 @@ struct BrowserRoutes: Sendable {
     func currentSession(_ request: Request) async throws -> (session: SessionRecord, user: UserRecord)? {
         try await services.signIn.session(cookie: Cookies.value(cookies.sessionName, in: request))
     }
-
-    static let csrfFailure = OAuthError.invalidRequest.with(
-        description: "The form expired or did not come from this site. Go back, reload the page and try again.")
 
     /// Where a login may return to: only our authorization endpoint or the account page (no open redirect).
     func safeReturnTo(_ value: String?) -> String {

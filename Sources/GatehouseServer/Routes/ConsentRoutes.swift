@@ -9,12 +9,7 @@ extension BrowserRoutes {
 
     func consent(_ request: Request) async -> Response {
         await formPage("consent", request) { form, request in
-            let decision: AuthorizationEndpoint.Decision
-            switch try form.single("decision") {
-            case "allow": decision = .allow(remember: try form.single("remember") == "on")
-            case "deny": decision = .deny
-            default: return pages.error(OAuthError.invalidRequest.with(description: "Choose Allow or Deny."))
-            }
+            let decision = try AuthorizationEndpoint.Decision(form: form)
             var rest = form.values
             for name in ["csrf_token", "decision", "remember"] { rest[name] = nil }
             let session = try await currentSession(request)
@@ -39,7 +34,7 @@ extension BrowserRoutes {
         if let refused = HTTP.refuseHead(request) { return refused }
         guard let query = Cookies.readOneTime(outOfBandCookieName, in: request),
             let code = try? query.single("code"), code.utf8.count <= 256
-        else { return pages.error(OAuthError.invalidRequest.with(description: "There is no code to show.")) }
+        else { return pages.error(Refusal.nothingToShow) }
         var values: [String: Any] = ["code": code]
         if let state = try? query.single("state") { values["state"] = state }
         return withCookie(pages.render("oob", values), cookies.clearOneTime(outOfBandCookieName, path: pages.prefix + Path.outOfBand))

@@ -18,7 +18,7 @@ extension BrowserRoutes {
             var confirmed = false
             if isPost, try parameters.single("confirm") == "yes" {
                 guard CSRF.isValid(request, form: parameters, cookies: cookies) else {
-                    return pages.error(Self.csrfFailure)
+                    return pages.error(Refusal.formExpired)
                 }
                 confirmed = true
             }
