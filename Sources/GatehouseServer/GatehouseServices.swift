@@ -58,7 +58,14 @@ public struct GatehouseServices: Sendable {
         let exchange = TokenExchangeGrant(providers: allProviders, upstream: upstream, broker: broker, verifier: verifier)
         return GatehouseServices(
             storage: storage, settings: settings, clock: clock, keys: keys,
-            token: TokenEndpoint(context: context, grants: TokenEndpoint.defaultGrants + [exchange]),
+            token: TokenEndpoint(
+                context: context,
+                grants: TokenEndpoint.defaultGrants + [
+                    exchange,
+                    // First-party grants (lego's token-auth and its refresh), run only by the profile's endpoints.
+                    PasswordSessionGrant(refreshLimit: PasswordSessionGrant.defaultRefreshLimit, method: "lego-jwt"),
+                    SessionTokenRefreshGrant(refreshLimit: PasswordSessionGrant.defaultRefreshLimit, verifier: verifier),
+                ]),
             revocation: RevocationEndpoint(storage: storage, verifier: verifier, clock: clock, events: events),
             introspection: IntrospectionEndpoint(storage: storage, verifier: verifier, clock: clock),
             authorization: AuthorizationEndpoint(context: context, hints: hints),

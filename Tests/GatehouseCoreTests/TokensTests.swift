@@ -68,12 +68,15 @@ struct TokensTests {
     }
 
     @Test func successorsOpenOnlyWithTheOldToken() throws {
-        let response = TokenResponse(access_token: "at", expires_in: 600, scope: "read", refresh_token: "rt2")
-        let sealed = try SuccessorSeal.seal(response, expiresAt: 1234, with: "rt1")
+        let claims = AccessTokenClaims(
+            iss: "https://id.example", sub: "u1", aud: Audience(["api"]), client_id: "c1", scope: "read", jti: "j1",
+            iat: 634, exp: 1234, grant_id: "g1")
+        let plan = SuccessorSeal.Plan(access: claims, idToken: nil, userID: "u1", refreshToken: "rt2")
+        let sealed = try SuccessorSeal.seal(plan, with: "rt1")
         #expect(!sealed.contains("rt2"))
         let opened = try #require(SuccessorSeal.open(sealed, with: "rt1"))
-        #expect(opened.0 == response)
-        #expect(opened.1 == 1234)
+        #expect(opened == plan)
+        #expect(opened.access.exp == 1234)
         #expect(SuccessorSeal.open(sealed, with: "rt1x") == nil)
         #expect(SuccessorSeal.open("garbage", with: "rt1") == nil)
     }

@@ -112,7 +112,14 @@ struct RefreshTokenTests {
             let b = try await Self.refresh(h, c, rt1)
             #expect(b.status == .ok)
             #expect(b.string("refresh_token") == a.string("refresh_token"))
-            #expect(b.string("access_token") == a.string("access_token"))
+            // The same access token: the pair is sealed unsigned and signed when handed out, so the retry's
+            // token carries the same claims (same jti, exp) under a fresh signature.
+            let firstClaims = Harness.decodeJWT(try #require(a.string("access_token"))).claims
+            let again = Harness.decodeJWT(try #require(b.string("access_token"))).claims
+            #expect(again["jti"] as? String != nil)
+            #expect(again["jti"] as? String == firstClaims["jti"] as? String)
+            #expect(again["exp"] as? Int == firstClaims["exp"] as? Int)
+            #expect(NSDictionary(dictionary: again).isEqual(to: firstClaims))
             #expect(b["expires_in"] as? Int == 590)
             // After the grace period a reuse revokes the family.
             h.testClock.advance(seconds: 21)

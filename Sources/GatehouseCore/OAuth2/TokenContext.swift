@@ -78,28 +78,54 @@ public struct TokenContext: Sendable {
         return out
     }
 
+    /// The `aud` of an access token for `resources` (RFC 8707), or this server's own APIs.
+    public func audience(_ resources: [String]) -> [String] { resources.isEmpty ? [settings.audience] : resources }
+
+    /// The claims of a new RFC 9068 access token (signed with `sign`).
+    public func accessTokenClaims(client: ClientRecord, subject: String, scope: Scope, resources: [String], grantID: String?)
+        -> AccessTokenClaims
+    {
+        let now = clock.nowSeconds
+        return AccessTokenClaims(
+            iss: settings.issuer, sub: subject, aud: Audience(audience(resources)), client_id: client.id,
+            scope: scope.description, jti: Secrets.identifier(), iat: now, exp: now + settings.accessTokenLifetime,
+            grant_id: grantID)
+    }
+
     /// Signs an RFC 9068 access token.
     public func mintAccessToken(
         client: ClientRecord, subject: String, scope: Scope, resources: [String], grantID: String?
     ) async throws -> (token: String, expiresIn: Int64) {
-        let now = clock.nowSeconds
-        let claims = AccessTokenClaims(
-            iss: settings.issuer, sub: subject,
-            aud: Audience(resources.isEmpty ? [settings.audience] : resources),
-            client_id: client.id, scope: scope.description, jti: Secrets.identifier(), iat: now,
-            exp: now + settings.accessTokenLifetime, grant_id: grantID)
-        return (try await issuer.sign(claims), settings.accessTokenLifetime)
+        let claims = accessTokenClaims(client: client, subject: subject, scope: scope, resources: resources, grantID: grantID)
+        return (try await issuer.sign(claims), claims.exp - claims.iat)
     }
 
-    /// An ID token for the client (OIDC Core §3.1.3.3), bound to the access token issued with it (`at_hash`).
-    public func mintIDToken(
-        client: ClientRecord, userID: String, authTime: Int64?, nonce: String?, sessionID: String?, accessToken: String
-    ) async throws -> String {
-        try await idTokens.sign(
-            .init(
-                issuer: settings.issuer, clientID: client.id, userID: userID, authTime: authTime, nonce: nonce,
-                sessionID: sessionID, accessToken: accessToken, now: clock.nowSeconds,
-                lifetime: settings.idTokenLifetime))
+    /// The inputs of an ID token for the client (OIDC Core §3.1.3.3); `accessToken` (for `at_hash`) is set
+    /// when the access token issued with it has been signed.
+    public func idTokenInput(client: ClientRecord, userID: String, authTime: Int64?, nonce: String?, sessionID: String?)
+        -> IDTokenIssuer.Input
+    {
+        .init(
+            issuer: settings.issuer, clientID: client.id, userID: userID, authTime: authTime, nonce: nonce,
+            sessionID: sessionID, accessToken: nil, now: clock.nowSeconds, lifetime: settings.idTokenLifetime)
+    }
+
+    /// Signs the access token of `claims` and, with `idToken`, an ID token bound to it (`at_hash`): the last
+    /// step of a grant, after the database has stored (or consumed) what the tokens rest on.
+    public func sign(
+        _ claims: AccessTokenClaims, idToken: IDTokenIssuer.Input?, userID: String?, refreshToken: String?,
+        now: Int64? = nil
+    ) async throws -> IssuedTokens {
+        let access = try await issuer.sign(claims)
+        var id: String?
+        if var input = idToken {
+            input.accessToken = access
+            id = try await idTokens.sign(input)
+        }
+        return IssuedTokens(
+            clientID: claims.client_id, subject: claims.sub, userID: userID, grantID: claims.grant_id,
+            scope: Scope(parsing: claims.scope) ?? .empty, audience: claims.aud.values, accessToken: access,
+            expiresIn: claims.exp - (now ?? claims.iat), refreshToken: refreshToken, idToken: id)
     }
 
     /// A new refresh token for a grant: the raw value (returned once) and the record to store.
@@ -117,15 +143,14 @@ public struct TokenContext: Sendable {
     }
 
     /// Issues tokens for a new grant: an access token and, when `withRefreshToken`, a refresh token whose
-    /// family is created with it.
+    /// family is created with it (stored first, then signed).
     public func issueNewGrant(
         client: ClientRecord, userID: String?, scope: Scope, resources: [String], withRefreshToken: Bool
-    ) async throws -> TokenResponse {
+    ) async throws -> IssuedTokens {
         guard withRefreshToken else {
-            let access = try await mintAccessToken(
+            let claims = accessTokenClaims(
                 client: client, subject: userID ?? client.id, scope: scope, resources: resources, grantID: nil)
-            return TokenResponse(
-                access_token: access.token, expires_in: access.expiresIn, scope: scope.description, refresh_token: nil)
+            return try await sign(claims, idToken: nil, userID: userID, refreshToken: nil)
         }
         if client.singleGrantPerUser, let userID {
             try await storage.revokeGrants(userID: userID, clientID: client.id, at: clock.nowSeconds)
@@ -134,11 +159,9 @@ public struct TokenContext: Sendable {
             id: Secrets.identifier(), clientID: client.id, userID: userID, scope: scope,
             createdAt: clock.nowSeconds, revokedAt: nil)
         let refresh = makeRefreshToken(grantID: grant.id, client: client, userID: userID, scope: scope, resources: resources)
-        let access = try await mintAccessToken(
-            client: client, subject: userID ?? client.id, scope: scope, resources: resources, grantID: grant.id)
         try await storage.insertGrant(grant, refreshToken: refresh.record)
-        return TokenResponse(
-            access_token: access.token, expires_in: access.expiresIn, scope: scope.description,
-            refresh_token: refresh.raw)
+        let claims = accessTokenClaims(
+            client: client, subject: userID ?? client.id, scope: scope, resources: resources, grantID: grant.id)
+        return try await sign(claims, idToken: nil, userID: userID, refreshToken: refresh.raw)
     }
 }

@@ -18,29 +18,52 @@ public struct TokenEndpoint: Sendable {
     ]
 
     /// The grant types this endpoint handles, for discovery.
-    public var supportedGrantTypes: [String] { grants.keys.sorted() }
+    public var supportedGrantTypes: [String] {
+        grants.filter { type(of: $0.value).atTokenEndpoint }.keys.sorted()
+    }
 
     /// `clientAddress`: the client's IP address (password-grant throttling counts per address).
     public func handle(_ parameters: RequestParameters, authorization: String?, clientAddress: String? = nil) async throws
-        -> TokenResponse
+        -> IssuedTokens
     {
         let grantType = try parameters.required("grant_type")
         let (client, _) = try await authenticator.authenticate(parameters, authorization: authorization)
+        guard let grant = grants[grantType], type(of: grant).atTokenEndpoint else {
+            throw OAuthError.unsupportedGrantType.with(description: "The grant type \(grantType) is not supported.")
+        }
+        return try await run(grant, parameters, client: client, clientAddress: clientAddress)
+    }
+
+    /// Runs a grant for a first-party endpoint of a compatibility profile, for `client` (the configured
+    /// `compat_client_id`; the endpoint has no client authentication of its own). The same registration
+    /// checks and the same `token.issued` event as at the token endpoint.
+    public func issue(
+        grantType: String, _ parameters: RequestParameters, client: ClientRecord, clientAddress: String? = nil
+    ) async throws -> IssuedTokens {
         guard let grant = grants[grantType] else {
             throw OAuthError.unsupportedGrantType.with(description: "The grant type \(grantType) is not supported.")
         }
+        return try await run(grant, parameters, client: client, clientAddress: clientAddress)
+    }
+
+    private func run(_ grant: any TokenGrant, _ parameters: RequestParameters, client: ClientRecord, clientAddress: String?)
+        async throws -> IssuedTokens
+    {
+        let grantType = type(of: grant).grantType
         // §5.2 unauthorized_client: the client is not registered for this grant type.
-        guard client.allows(grantType: grantType) else {
-            throw OAuthError.unauthorizedClient.with(description: "The client is not allowed to use the \(grantType) grant.")
+        guard client.allows(grantType: type(of: grant).registeredAs) else {
+            throw OAuthError.unauthorizedClient.with(
+                description: "The client is not allowed to use the \(type(of: grant).registeredAs) grant.")
         }
         guard !client.isPublic || type(of: grant).allowsPublicClients else {
             throw OAuthError.unauthorizedClient.with(description: "Public clients cannot use the \(grantType) grant.")
         }
         var context = self.context
         context.clientAddress = clientAddress
-        let response = try await grant.handle(parameters, client: client, context: context)
+        let issued = try await grant.handle(parameters, client: client, context: context)
+        // The one place `token.issued` is emitted.
         try? await context.events.emit(
-            Events.tokenIssued, ["client_id": client.id, "grant_type": grantType, "scope": response.scope])
-        return response
+            Events.tokenIssued, ["client_id": client.id, "grant_type": grantType, "scope": issued.scope.description])
+        return issued
     }
 }

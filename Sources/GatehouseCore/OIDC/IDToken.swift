@@ -59,7 +59,7 @@ public struct IDTokenIssuer: Sendable {
     public let keys: KeyRing
     public init(keys: KeyRing) { self.keys = keys }
 
-    public struct Input: Sendable {
+    public struct Input: Sendable, Codable, Equatable {
         public var issuer: String
         public var clientID: String
         public var userID: String

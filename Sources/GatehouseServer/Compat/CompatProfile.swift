@@ -95,12 +95,7 @@ struct CompatContext: Sendable {
     /// The configured first-party client, or a clear error (start-up checks it too; it may have been
     /// deleted since).
     func compatClient(_ profile: String) async throws -> ClientRecord {
-        guard let id = clientID, let client = try await services.storage.client(id: id) else {
-            throw OAuthError.unauthorizedClient.with(
-                description: "The \(profile) profile needs compat_client_id (GATEHOUSE_COMPAT_CLIENT_ID) naming an existing client.",
-                debug: "compat_client_id missing or unknown")
-        }
-        return client
+        try await FirstPartyClient.resolve(clientID, profile: profile, clients: services.storage)
     }
 
     /// A JSON object response with a status (legacy shapes are plain dictionaries).
@@ -112,12 +107,5 @@ struct CompatContext: Sendable {
     /// A token response as a dictionary, for profiles that add members to it.
     static func dictionary(_ response: TokenResponse) throws -> [String: Any] {
         (try JSONSerialization.jsonObject(with: try HTTP.jsonEncoder.encode(response)) as? [String: Any]) ?? [:]
-    }
-
-    /// The claims in a token we just issued (no verification needed: we signed it a moment ago).
-    static func unverifiedClaims(_ token: String) -> AccessTokenClaims? {
-        let parts = token.split(separator: ".")
-        guard parts.count == 3, let data = Base64URL.decode(String(parts[1])) else { return nil }
-        return try? JSONDecoder().decode(AccessTokenClaims.self, from: data)
     }
 }

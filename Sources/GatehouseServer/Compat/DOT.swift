@@ -74,7 +74,7 @@ struct DOTProfile {
         if let refused = HTTP.refuseHead(request) { return refused }
         do {
             guard c.options.exchangeProviders.contains(providerID),
-                let provider = try await c.services.providers().first(where: { $0.id == providerID })
+                let provider = try await c.services.upstreamSignIn.provider(id: providerID)
             else { return Self.notFound() }
             let parameters: RequestParameters
             if inBody {
@@ -89,26 +89,23 @@ struct DOTProfile {
             guard let token = try parameters.single("access_token") else {
                 return CompatContext.json(Self.exchangeFailed, status: .unauthorized)
             }
-            let client = try await c.compatClient("dot")
-            guard client.allows(grantType: GrantType.tokenExchange) else {
-                throw OAuthError.unauthorizedClient.with(
-                    description: "The compat client (compat_client_id) is not registered for the token-exchange grant.")
-            }
-            let response: TokenResponse
+            // A token exchange (RFC 8693) of the provider's access token, for `compat_client_id`: the core's
+            // `TokenExchangeGrant` decides whose token it is, within the client's registration.
+            let exchange = TokenExchangeGrant.upstreamExchange(
+                accessToken: token, provider: provider.id, templateParameters: parameters)
+            let issued: IssuedTokens
             do {
-                response = try await c.services.exchange.issue(
-                    forUpstreamToken: token, idToken: false, provider: provider,
-                    templateParameters: TokenExchangeGrant.templateParameters(parameters), client: client,
-                    scope: client.defaultScope, resources: [], context: c.services.token.context)
+                issued = try await c.services.token.issue(
+                    grantType: GrantType.tokenExchange, exchange, client: try await c.compatClient("dot"))
             } catch let e as OAuthError where e.code == OAuthError.invalidGrant.code {
                 c.logger.notice("register-by-token refused", metadata: ["provider": .string(providerID), "detail": .string(e.debug ?? e.description)])
                 return CompatContext.json(Self.exchangeFailed, status: .unauthorized)
             }
             var body: [String: Any] = [
-                "access_token": response.access_token, "expires_in": response.expires_in, "token_type": "Bearer",
-                "scope": response.scope,
+                "access_token": issued.accessToken, "expires_in": issued.expiresIn, "token_type": "Bearer",
+                "scope": issued.scope.description,
             ]
-            if let refresh = response.refresh_token { body["refresh_token"] = refresh }
+            if let refresh = issued.refreshToken { body["refresh_token"] = refresh }
             return CompatContext.json(body)
         } catch let e as OAuthError {
             if e.status >= 500 { c.logger.error("register-by-token failed", metadata: ["detail": .string(e.debug ?? e.description)]) }

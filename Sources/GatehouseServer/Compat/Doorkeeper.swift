@@ -21,10 +21,10 @@ struct DoorkeeperProfile {
         router.get("/api/oauth/token/info") { request, _ in await tokenInfo(request) }
     }
 
-    func encode(_ response: TokenResponse) async throws -> Response {
-        var body = try CompatContext.dictionary(response)
+    func encode(_ issued: IssuedTokens) async throws -> Response {
+        var body = try CompatContext.dictionary(issued.response)
         body["created_at"] = c.services.clock.nowSeconds
-        if let claims = CompatContext.unverifiedClaims(response.access_token), let user = try await c.user(claims) {
+        if let userID = issued.userID, let user = try await c.services.storage.user(id: userID) {
             body["member"] = ["id": user.id, "name": user.name ?? user.username, "email": user.email ?? NSNull()] as [String: Any]
         }
         return CompatContext.json(body)

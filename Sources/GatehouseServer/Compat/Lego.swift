@@ -30,9 +30,6 @@ struct LegoProfile {
             isDefault: false, requiredRole: "admin"),
     ]
 
-    /// How long after token-auth sign-in its token can still be refreshed (7 days, drf-jwt's default).
-    static let refreshLimit: Int64 = 7 * 86_400
-
     static func prepare(_ services: GatehouseServices) async throws {
         let existing = Set(try await services.storage.listScopes().map(\.name))
         for s in scopes where !existing.contains(s.name) { try? await services.storage.insertScope(s) }
@@ -72,64 +69,48 @@ struct LegoProfile {
         return try await HTTP.parameters(&request)
     }
 
-    /// `POST /api/token-auth/` with `username` and `password` → `{"token": <JWT>, "user": {…}}`. The same
-    /// password check, lockout and hashing as the login page; the token is our access token for
-    /// `compat_client_id` with that client's default scope.
+    /// `POST /api/token-auth/` with `username` and `password` → `{"token": <JWT>, "user": {…}}`: the core's
+    /// `PasswordSessionGrant` for `compat_client_id` (which must be registered for the password grant), with
+    /// the login page's password check, lockout and hashing; the token carries the client's default scope.
     func tokenAuth(_ request: Request, _ context: GatehouseRequestContext) async -> Response {
         await HTTP.endpoint("lego token-auth", logger: c.logger) {
             let p = try await body(request)
-            let client = try await c.compatClient("lego")
-            // Token-auth is a password grant in another shape: only for a client registered for it.
-            guard client.allows(grantType: GrantType.password) else {
-                throw OAuthError.unauthorizedClient.with(
-                    description: "The compat client (compat_client_id) is not allowed the password grant.")
-            }
-            let user: UserRecord
+            let issued: IssuedTokens
             do {
-                user = try await c.services.signIn.authenticate(
-                    username: try p.single("username") ?? "", password: try p.single("password") ?? "",
-                    address: c.services.clientAddress(request, context))
+                issued = try await c.services.token.issue(
+                    grantType: GrantType.passwordSession, p, client: try await c.compatClient("lego"),
+                    clientAddress: c.services.clientAddress(request, context))
             } catch let failure as SignIn.Failure {
                 let message = failure != .invalidCredentials
                     ? "Too many failed attempts; try again later." : "Unable to log in with provided credentials."
                 return CompatContext.json(["non_field_errors": [message]], status: .badRequest)
             }
-            let context = c.services.token.context
-            try await context.checkScopeRoles(client.defaultScope, userID: user.id)
-            // A grant of its own (no refresh token), so the token chain can be revoked (account page, logout
-            // of the app) and its refreshes end `refreshLimit` after this sign-in; until then the account page
-            // lists it (`liveUntil`).
-            let now = c.services.clock.nowSeconds
-            let grant = GrantRecord(
-                id: Secrets.identifier(), clientID: client.id, userID: user.id, scope: client.defaultScope,
-                createdAt: now, revokedAt: nil, authTime: now, liveUntil: now + Self.refreshLimit)
-            try await c.services.storage.insertGrant(grant, refreshToken: nil)
-            let minted = try await context.mintAccessToken(
-                client: client, subject: user.id, scope: client.defaultScope, resources: [], grantID: grant.id)
-            try? await c.services.events.emit(Events.userLogin, ["user_id": user.id, "method": "lego-jwt"])
-            return CompatContext.json(["token": minted.token, "user": try await userData(user)])
+            return try await answer(issued)
         }
     }
 
-    /// `POST /api/token-auth/refresh/` with `{"token"}` → a fresh token while the old one is unexpired.
+    /// `POST /api/token-auth/refresh/` with `{"token"}` → a fresh token while the old one is unexpired and
+    /// its sign-in is within the refresh limit (the core's `SessionTokenRefreshGrant`).
     func refresh(_ request: Request) async -> Response {
         await HTTP.endpoint("lego token refresh", logger: c.logger) {
             let p = try await body(request)
-            let refused = CompatContext.json(["non_field_errors": ["Signature has expired."]], status: .badRequest)
-            // Only token-auth's own tokens (the first-party client's, not exchanged or delegated ones), and only
-            // within `refreshLimit` of the sign-in (like drf-jwt's JWT_REFRESH_EXPIRATION_DELTA).
-            guard let claims = try await c.verify(try p.single("token")), claims.act == nil,
-                claims.client_id == c.clientID, let grantID = claims.grant_id,
-                let grant = try await c.services.storage.grant(id: grantID),
-                c.services.clock.nowSeconds - grant.createdAt < Self.refreshLimit,
-                let user = try await c.user(claims), let client = try await c.services.storage.client(id: claims.client_id)
-            else { return refused }
-            let scope = Scope(parsing: claims.scope) ?? .empty
-            try await c.services.token.context.checkScopeRoles(scope, userID: user.id)
-            let minted = try await c.services.token.context.mintAccessToken(
-                client: client, subject: user.id, scope: scope, resources: [], grantID: grantID)
-            return CompatContext.json(["token": minted.token, "user": try await userData(user)])
+            let issued: IssuedTokens
+            do {
+                issued = try await c.services.token.issue(
+                    grantType: GrantType.sessionTokenRefresh, p, client: try await c.compatClient("lego"))
+            } catch let e as OAuthError where e.code == OAuthError.invalidGrant.code {
+                return CompatContext.json(["non_field_errors": [e.description]], status: .badRequest)
+            }
+            return try await answer(issued)
         }
+    }
+
+    /// `{"token", "user"}`.
+    func answer(_ issued: IssuedTokens) async throws -> Response {
+        guard let userID = issued.userID, let user = try await c.services.storage.user(id: userID) else {
+            throw OAuthError.serverError  // the grant always names its user
+        }
+        return CompatContext.json(["token": issued.accessToken, "user": try await userData(user)])
     }
 
     /// `{id, username, firstName, lastName, fullName, email, profilePicture, memberships}`.

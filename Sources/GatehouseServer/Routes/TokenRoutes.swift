@@ -9,20 +9,20 @@ struct CoreHandlers: Sendable {
     let logger: Logger
 
     func token(_ request: Request, _ context: GatehouseRequestContext) async -> Response {
-        await token(request, context) { try HTTP.json($0) }
+        await token(request, context) { try HTTP.json($0.response) }
     }
 
     /// The token endpoint with a custom encoding of the successful response (compatibility shapes).
     func token(
-        _ request: Request, _ context: GatehouseRequestContext, encode: @Sendable (TokenResponse) async throws -> Response
+        _ request: Request, _ context: GatehouseRequestContext, encode: @Sendable (IssuedTokens) async throws -> Response
     ) async -> Response {
         var request = request
         return await HTTP.endpoint("token", logger: logger) {
             let parameters = try await HTTP.parameters(&request)
-            let response = try await services.token.handle(
+            let issued = try await services.token.handle(
                 parameters, authorization: request.headers[.authorization],
                 clientAddress: services.clientAddress(request, context))
-            var encoded = try await encode(response)
+            var encoded = try await encode(issued)
             encoded.headers[.accessControlAllowOrigin] = "*"
             return encoded
         }

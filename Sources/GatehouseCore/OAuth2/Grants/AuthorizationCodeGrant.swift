@@ -10,7 +10,7 @@ public struct AuthorizationCodeGrant: TokenGrant {
     public init() {}
 
     public func handle(_ parameters: RequestParameters, client: ClientRecord, context: TokenContext) async throws
-        -> TokenResponse
+        -> IssuedTokens
     {
         let raw = try parameters.required("code")
         let redirectURI = try parameters.single("redirect_uri")
@@ -51,14 +51,6 @@ public struct AuthorizationCodeGrant: TokenGrant {
         let refresh = code.issueRefreshToken
             ? context.makeRefreshToken(
                 grantID: grant.id, client: client, userID: user.id, scope: code.scope, resources: code.resources) : nil
-        let access = try await context.mintAccessToken(
-            client: client, subject: user.id, scope: code.scope, resources: code.resources, grantID: grant.id)
-        var idToken: String?
-        if code.scope.contains("openid") {
-            idToken = try await context.mintIDToken(
-                client: client, userID: user.id, authTime: code.authTime, nonce: code.nonce, sessionID: code.sessionID,
-                accessToken: access.token)
-        }
         if client.singleGrantPerUser {
             try await context.storage.revokeGrants(userID: user.id, clientID: client.id, at: now)
         }
@@ -68,9 +60,14 @@ public struct AuthorizationCodeGrant: TokenGrant {
             // Lost a race with a concurrent redemption of the same code: that is a replay too.
             throw try await replayed(code, now: now, context: context)
         }
-        return TokenResponse(
-            access_token: access.token, expires_in: access.expiresIn, scope: code.scope.description,
-            refresh_token: refresh?.raw, id_token: idToken)
+        // Signed only now that the code is spent: a replay or a lost race never gets a signed token.
+        let claims = context.accessTokenClaims(
+            client: client, subject: user.id, scope: code.scope, resources: code.resources, grantID: grant.id)
+        let idToken = code.scope.contains("openid")
+            ? context.idTokenInput(
+                client: client, userID: user.id, authTime: code.authTime, nonce: code.nonce, sessionID: code.sessionID)
+            : nil
+        return try await context.sign(claims, idToken: idToken, userID: user.id, refreshToken: refresh?.raw)
     }
 
     /// A used code came back: revoke what the first redemption issued (RFC 6749 §4.1.2).

@@ -7,7 +7,7 @@ public struct ClientCredentialsGrant: TokenGrant {
     public init() {}
 
     public func handle(_ parameters: RequestParameters, client: ClientRecord, context: TokenContext) async throws
-        -> TokenResponse
+        -> IssuedTokens
     {
         let scope = try context.resolveScope(try parameters.single("scope"), client: client)
         let resources = try context.resolveResources(parameters.all("resource"), allowed: client.resources)

@@ -8,7 +8,7 @@ public struct PasswordGrant: TokenGrant {
     public init() {}
 
     public func handle(_ parameters: RequestParameters, client: ClientRecord, context: TokenContext) async throws
-        -> TokenResponse
+        -> IssuedTokens
     {
         let username = try parameters.required("username")
         let password = try parameters.required("password")

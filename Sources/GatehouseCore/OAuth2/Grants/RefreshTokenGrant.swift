@@ -13,7 +13,7 @@ public struct RefreshTokenGrant: TokenGrant {
     public init() {}
 
     public func handle(_ parameters: RequestParameters, client: ClientRecord, context: TokenContext) async throws
-        -> TokenResponse
+        -> IssuedTokens
     {
         let raw = try parameters.required("refresh_token")
         let invalid = OAuthError.invalidGrant.with(description: "The refresh token is invalid, expired or revoked.")
@@ -59,27 +59,25 @@ public struct RefreshTokenGrant: TokenGrant {
         let next = context.makeRefreshToken(
             grantID: record.grantID, client: client, userID: record.userID, scope: record.scope,
             resources: record.resources)
-        let access = try await context.mintAccessToken(
+        let claims = context.accessTokenClaims(
             client: client, subject: record.userID ?? client.id, scope: scope, resources: resources,
             grantID: record.grantID)
         // OIDC Core §12.2: refreshing an openid grant returns a fresh ID token (no nonce).
-        var idToken: String?
+        var idToken: IDTokenIssuer.Input?
         if scope.contains("openid"), let userID = record.userID {
-            idToken = try await context.mintIDToken(
-                client: client, userID: userID, authTime: grant.authTime, nonce: nil, sessionID: grant.sessionID,
-                accessToken: access.token)
+            idToken = context.idTokenInput(
+                client: client, userID: userID, authTime: grant.authTime, nonce: nil, sessionID: grant.sessionID)
         }
-        let response = TokenResponse(
-            access_token: access.token, expires_in: access.expiresIn, scope: scope.description,
-            refresh_token: next.raw, id_token: idToken)
+        let plan = SuccessorSeal.Plan(access: claims, idToken: idToken, userID: record.userID, refreshToken: next.raw)
         // Only with a grace period is the successor kept (sealed) for a retry; otherwise nothing but
-        // hashes is stored.
-        let sealed = context.settings.refreshGracePeriod > 0
-            ? try SuccessorSeal.seal(response, expiresAt: now + access.expiresIn, with: raw) : nil
+        // hashes is stored. What is sealed is the plan of the pair, not signed tokens.
+        let sealed = context.settings.refreshGracePeriod > 0 ? try SuccessorSeal.seal(plan, with: raw) : nil
         switch try await context.storage.rotateRefreshToken(
             hash: record.hash, usedAt: now, sealedSuccessor: sealed, next: next.record)
         {
-        case .rotated: return response
+        case .rotated:
+            // Signed only now that the presented token is consumed.
+            return try await plan.sign(context, now: now)
         case .alreadyUsed(let current):
             // Lost a race with a concurrent use of the same token: that is reuse too.
             return try await handleReuse(current, raw: raw, now: now, context: context)
@@ -89,15 +87,14 @@ public struct RefreshTokenGrant: TokenGrant {
     /// A consumed token came back: inside the grace period the holder gets the same pair again, otherwise
     /// the family is revoked (RFC 9700 §4.14.2).
     private func handleReuse(_ record: RefreshTokenRecord, raw: String, now: Int64, context: TokenContext) async throws
-        -> TokenResponse
+        -> IssuedTokens
     {
         let grace = context.settings.refreshGracePeriod
         if grace > 0, let usedAt = record.usedAt, now - usedAt <= grace, let sealed = record.sealedSuccessor,
-            let (response, expiresAt) = SuccessorSeal.open(sealed, with: raw), expiresAt > now
+            let plan = SuccessorSeal.open(sealed, with: raw), plan.access.exp > now
         {
-            var again = response
-            again.expires_in = expiresAt - now
-            return again
+            // The same pair: the same refresh token, and an access token with the same claims (same `jti`).
+            return try await plan.sign(context, now: now)
         }
         try await context.storage.revokeGrant(id: record.grantID, at: now)
         try? await context.events.emit(
@@ -112,32 +109,39 @@ public struct RefreshTokenGrant: TokenGrant {
 }
 
 /// Seals the successor pair of a refresh token with AES-GCM under a key derived (HKDF-SHA256) from the
-/// old token's value: the database alone cannot open it.
+/// old token's value: the database alone cannot open it. The pair is sealed as a plan (the access token's
+/// claims, the ID token's inputs and the new refresh token) and signed when it is handed out, so nothing is
+/// signed before the rotation commits, and a retry within the grace period gets tokens with the same claims.
 enum SuccessorSeal {
-    private struct Payload: Codable {
-        var response: TokenResponse
-        var expiresAt: Int64
+    struct Plan: Codable, Sendable, Equatable {
+        var access: AccessTokenClaims
+        var idToken: IDTokenIssuer.Input?
+        var userID: String?
+        var refreshToken: String
+
+        func sign(_ context: TokenContext, now: Int64) async throws -> IssuedTokens {
+            try await context.sign(access, idToken: idToken, userID: userID, refreshToken: refreshToken, now: now)
+        }
     }
 
     static func key(for raw: String) -> SymmetricKey {
         HKDF<SHA256>.deriveKey(
-            inputKeyMaterial: SymmetricKey(data: Data(raw.utf8)), info: Data("gatehouse refresh successor v1".utf8),
+            inputKeyMaterial: SymmetricKey(data: Data(raw.utf8)), info: Data("gatehouse refresh successor v2".utf8),
             outputByteCount: 32)
     }
 
-    static func seal(_ response: TokenResponse, expiresAt: Int64, with raw: String) throws -> String {
-        let data = try JSONEncoder().encode(Payload(response: response, expiresAt: expiresAt))
+    static func seal(_ plan: Plan, with raw: String) throws -> String {
+        let data = try JSONEncoder().encode(plan)
         guard let combined = try AES.GCM.seal(data, using: key(for: raw)).combined else {
             throw OAuthError.serverError.with(description: OAuthError.serverError.description, debug: "seal failed")
         }
         return combined.base64EncodedString()
     }
 
-    static func open(_ sealed: String, with raw: String) -> (TokenResponse, Int64)? {
+    static func open(_ sealed: String, with raw: String) -> Plan? {
         guard let data = Data(base64Encoded: sealed), let box = try? AES.GCM.SealedBox(combined: data),
-            let plain = try? AES.GCM.open(box, using: key(for: raw)),
-            let payload = try? JSONDecoder().decode(Payload.self, from: plain)
+            let plain = try? AES.GCM.open(box, using: key(for: raw))
         else { return nil }
-        return (payload.response, payload.expiresAt)
+        return try? JSONDecoder().decode(Plan.self, from: plain)
     }
 }

@@ -32,7 +32,7 @@ public struct TokenExchangeGrant: TokenGrant {
     }
 
     public func handle(_ parameters: RequestParameters, client: ClientRecord, context: TokenContext) async throws
-        -> TokenResponse
+        -> IssuedTokens
     {
         let subjectToken = try parameters.required("subject_token")
         let subjectTokenType = try parameters.required("subject_token_type")
@@ -59,18 +59,18 @@ public struct TokenExchangeGrant: TokenGrant {
     func exchangeUpstream(
         _ token: String, type: String, issuer: String, parameters: RequestParameters, client: ClientRecord,
         context: TokenContext
-    ) async throws -> TokenResponse {
+    ) async throws -> IssuedTokens {
         guard let provider = try await providers().first(where: { $0.id == issuer }) else {
             throw OAuthError.invalidRequest.with(description: "The subject_issuer \(issuer) is not a configured provider.")
         }
         let scope = try context.resolveScope(try parameters.single("scope"), client: client)
         let resources = try context.resolveResources(parameters.all("resource") + parameters.all("audience"), allowed: client.resources)
-        var response = try await issue(
+        var issued = try await issue(
             forUpstreamToken: token, idToken: type == Self.idTokenType, provider: provider,
             templateParameters: Self.templateParameters(parameters), client: client, scope: scope, resources: resources,
             context: context)
-        response.issued_token_type = Self.accessTokenType
-        return response
+        issued.issuedTokenType = Self.accessTokenType
+        return issued
     }
 
     /// Request parameters that may fill a provider's templated user-details URL: single-valued ones, never
@@ -86,13 +86,28 @@ public struct TokenExchangeGrant: TokenGrant {
         return extra
     }
 
-    /// The upstream half of the exchange, shared with dot's register-by-token: the provider establishes whose
+    /// The parameters of an exchange of `provider`'s access token (dot's register-by-token): the client's
+    /// default scope and no resource; `templateParameters` are the request's other parameters, which may
+    /// fill a templated user-details URL (`templateParameters(_:)` picks them).
+    public static func upstreamExchange(accessToken: String, provider: String, templateParameters: RequestParameters)
+        -> RequestParameters
+    {
+        var values: [String: [String]] = [:]
+        for (name, value) in Self.templateParameters(templateParameters) { values[name] = [value] }
+        values["grant_type"] = [grantType]
+        values["subject_token"] = [accessToken]
+        values["subject_token_type"] = [accessTokenType]
+        values["subject_issuer"] = [provider]
+        return RequestParameters(values)
+    }
+
+    /// The upstream half of the exchange: the provider establishes whose
     /// token it is (`UpstreamClient.identity`), the person is found or created, and tokens are issued to
     /// `client` — a refresh token only when the client is registered for `refresh_token`.
     public func issue(
         forUpstreamToken token: String, idToken: Bool, provider: ProviderRecord, templateParameters: [String: String],
         client: ClientRecord, scope: Scope, resources: [String], context: TokenContext
-    ) async throws -> TokenResponse {
+    ) async throws -> IssuedTokens {
         guard let upstream, let broker else {
             throw OAuthError.invalidRequest.with(description: "Token exchange with providers is not available.")
         }
@@ -122,7 +137,7 @@ public struct TokenExchangeGrant: TokenGrant {
     }
 
     func exchangeOwn(_ token: String, parameters: RequestParameters, client: ClientRecord, context: TokenContext)
-        async throws -> TokenResponse
+        async throws -> IssuedTokens
     {
         guard let verifier, let claims = try await verifier.activeClaims(token, revocations: context.storage) else {
             throw OAuthError.invalidGrant.with(description: "The subject_token is invalid, expired or revoked.")
@@ -161,9 +176,8 @@ public struct TokenExchangeGrant: TokenGrant {
             aud: resources.isEmpty ? claims.aud : Audience(resources), client_id: client.id, scope: scope.description,
             jti: Secrets.identifier(), iat: now, exp: min(claims.exp, now + context.settings.accessTokenLifetime),
             grant_id: claims.grant_id, act: actor)
-        let signed = try await context.issuer.sign(exchanged)
-        var response = TokenResponse(access_token: signed, expires_in: exchanged.exp - now, scope: scope.description, refresh_token: nil)
-        response.issued_token_type = Self.accessTokenType
-        return response
+        var issued = try await context.sign(exchanged, idToken: nil, userID: claims.userID, refreshToken: nil, now: now)
+        issued.issuedTokenType = Self.accessTokenType
+        return issued
     }
 }
