@@ -12,19 +12,7 @@ extension AccessTokenVerifying {
     /// Reads `Authorization: Bearer <token>` (RFC 6750 §2.1) and verifies the token. Tokens in query
     /// strings or bodies are never looked at.
     public func verify(authorizationHeader header: String?) async throws -> AccessToken {
-        guard let header, !header.trimmingCharacters(in: .whitespaces).isEmpty else {
-            throw ResourceServerError.authorizationHeaderMissing()
-        }
-        let parts = header.split(separator: " ", maxSplits: 1, omittingEmptySubsequences: true)
-        guard parts.count == 2 else { throw ResourceServerError.tokenInvalidFormat("expected '<scheme> <token>'") }
-        guard parts[0].lowercased() == "bearer" else { throw ResourceServerError.tokenTypeNotSupported(String(parts[0])) }
-        let token = parts[1].trimmingCharacters(in: .whitespaces)
-        // RFC 6750 §2.1 b64token
-        let allowed = Set("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~+/=".utf8)
-        guard !token.isEmpty, token.utf8.count <= 16_384, token.utf8.allSatisfy(allowed.contains) else {
-            throw ResourceServerError.tokenInvalidFormat("not a bearer token")
-        }
-        return try await verify(token)
+        try await verify(try BearerToken.fromAuthorizationHeader(header))
     }
 }
 

@@ -1,5 +1,6 @@
 import Foundation
 import GatehouseCore
+import GatehouseResourceServer
 import HTTPTypes
 import Hummingbird
 import Logging
@@ -31,14 +32,11 @@ enum HTTP {
             body.map { Data($0.readableBytesView) }, contentType: request.headers[.contentType])
     }
 
-    /// The token of `Authorization: Bearer <token>` (RFC 6750 §2.1), or of another scheme in `schemes`
-    /// (Lego's `JWT`); nil when absent or of another scheme.
-    static func bearerToken(_ request: Request, schemes: [String] = ["bearer"]) -> String? {
-        guard let header = request.headers[.authorization] else { return nil }
-        let parts = header.split(separator: " ", maxSplits: 1)
-        guard parts.count == 2, schemes.contains(parts[0].lowercased()) else { return nil }
-        let token = parts[1].trimmingCharacters(in: .whitespaces)
-        return token.isEmpty ? nil : token
+    /// The token of `Authorization: Bearer <token>` (RFC 6750 §2.1, the resource-server library's
+    /// `BearerToken`), or of another scheme in `schemes` (Lego's `JWT`); nil when absent, malformed or of
+    /// another scheme.
+    static func bearerToken(_ request: Request, schemes: Set<String> = ["bearer"]) -> String? {
+        try? BearerToken.fromAuthorizationHeader(request.headers[.authorization], schemes: schemes)
     }
 
     /// HEAD must be safe (RFC 9110 §9.2.1), but Hummingbird answers HEAD by running the GET route's handler.
@@ -80,7 +78,7 @@ enum HTTP {
 
     /// RFC 6749 §5.2: `error_description` is limited to %x20-21 / %x23-5B / %x5D-7E. Descriptions may
     /// quote request values, so anything else becomes `?`, and the text is cut at 200 characters.
-    static func describe(_ text: String) -> String { OAuthError(code: "", description: text).safeDescription }
+    static func describe(_ text: String) -> String { OAuthError.safeDescription(text) }
 
     /// Runs an endpoint body; OAuth errors become §5.2 responses, anything else `server_error` (logged).
     static func endpoint(_ name: String, logger: Logger, _ body: () async throws -> Response) async -> Response {

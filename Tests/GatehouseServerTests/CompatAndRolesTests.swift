@@ -96,7 +96,7 @@ struct CompatAndRolesTests {
         ("https://app.example.com/app/x#frag", false),
     ])
     func dgpNextStaysUnderItsPaths(next: String, allowed: Bool) {
-        let got = DGPProfile.allowedNext(next, hosts: ["app.example.com"], paths: ["/app/"])
+        let got = DGPTokens.allowedNext(next, hosts: ["app.example.com"], paths: ["/app/"])
         #expect((got != nil) == allowed, "\(next)")
     }
 }

@@ -129,7 +129,7 @@ public struct UpstreamSignIn: Sendable {
             throw fail(Self.unknownProvider.description, code: "invalid_request", log: "provider removed")
         }
         if let error = try query.single("error") {
-            let what = OAuthError(code: "", description: error).safeDescription
+            let what = OAuthError.safeDescription(error)
             throw fail("\(provider.name) did not sign you in (\(what)).", log: "provider answered error=\(what)")
         }
         guard let code = try query.single("code"), code.utf8.count <= 2048 else {

@@ -24,7 +24,10 @@ public struct OAuthError: Error, Sendable, Equatable, CustomStringConvertible {
 
     /// RFC 6749 §4.1.2.1 / §5.2: `error_description` is limited to %x20-21 / %x23-5B / %x5D-7E. Descriptions
     /// may quote request values, so anything else becomes `?`, and the text is cut at 200 characters.
-    public var safeDescription: String {
+    public var safeDescription: String { Self.safeDescription(description) }
+
+    /// `text` made safe for `error_description` (the rule of `safeDescription`).
+    public static func safeDescription(_ description: String) -> String {
         var out = String(String.UnicodeScalarView(description.unicodeScalars.prefix(200).map { s in
             let v = s.value
             return (v == 0x20 || v == 0x21 || (0x23...0x5B).contains(v) || (0x5D...0x7E).contains(v)) ? s : "?"

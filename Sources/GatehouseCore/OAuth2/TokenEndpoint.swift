@@ -62,8 +62,7 @@ public struct TokenEndpoint: Sendable {
         context.clientAddress = clientAddress
         let issued = try await grant.handle(parameters, client: client, context: context)
         // The one place `token.issued` is emitted.
-        try? await context.events.emit(
-            Events.tokenIssued, ["client_id": client.id, "grant_type": grantType, "scope": issued.scope.description])
+        await context.events.tokenIssued(clientID: client.id, grantType: grantType, scope: issued.scope.description)
         return issued
     }
 }

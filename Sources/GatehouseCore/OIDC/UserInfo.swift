@@ -69,6 +69,9 @@ public struct BearerError: Error, Sendable, Equatable {
     }
     /// No credentials at all: §3.1 says the response should carry no error code.
     public static let missing = BearerError(code: "", description: "", status: 401)
+
+    /// The same error as an RFC 6749 §5.2-style body (`error`, `error_description`).
+    public var oauthError: OAuthError { OAuthError(code: code, description: description, status: status) }
 }
 
 /// UserInfo (Core §5.3): verifies the access token like introspection does (signature, expiry, revocation)

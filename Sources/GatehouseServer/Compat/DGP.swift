@@ -1,9 +1,7 @@
-import Crypto
 import Foundation
 import GatehouseCore
 import HTTPTypes
 import Hummingbird
-import JWTKit
 import Logging
 
 /// dgp-oauth2 / OpenSpending auth (../shared/seeds/001): `/auth/check`, `/auth/authorize`, `/auth/update`,
@@ -12,29 +10,13 @@ import Logging
 struct DGPProfile {
     let c: CompatContext
 
-    /// The user token (`jwt`).
-    struct UserToken: JWTPayload {
-        var userid: String
-        var name: String
-        var email: String
-        var avatar_url: String
-        var idhash: String
-        var username: String
-        var iat: Int64
-        var exp: Int64
-        /// The browser session it came from: signing out ends the token too.
-        var sid: String?
-        func verify(using algorithm: some JWTAlgorithm) throws {}
-    }
-
-    /// The permission token `/auth/authorize` returns for a service.
-    struct PermissionToken: JWTPayload {
-        var userid: String
-        var service: String
-        var permissions: [String: Bool]
-        var iat: Int64
-        var exp: Int64
-        func verify(using algorithm: some JWTAlgorithm) throws {}
+    /// The profile's token issuer (nil until the application has made the signer).
+    var tokens: DGPTokens? {
+        c.options.dgpSigner.map {
+            DGPTokens(
+                signer: $0, storage: c.services.storage, permissions: c.services.permissions, events: c.services.events,
+                clock: c.services.clock, settings: c.services.settings, userTokenLifetime: c.options.dgpTokenLifetime)
+        }
     }
 
     func mount(on router: Router<GatehouseRequestContext>) {
@@ -46,8 +28,8 @@ struct DGPProfile {
         router.get("/auth/authorize") { request, _ in await authorize(request) }
         router.post("/auth/update") { request, _ in await update(request) }
         router.get("/auth/public-key") { _, _ in
-            guard let signer = c.options.dgpSigner else { return HTTP.error(.serverError) }
-            return HTTP.raw(Array(signer.publicPEM.utf8), noStore: false, contentType: "application/x-pem-file")
+            guard let tokens else { return HTTP.error(.serverError) }
+            return HTTP.raw(Array(tokens.publicPEM.utf8), noStore: false, contentType: "application/x-pem-file")
         }
     }
 
@@ -110,57 +92,13 @@ struct DGPProfile {
     }
 
     /// The user of a valid, unexpired user token whose session is still signed in.
-    func user(_ jwt: String?) async throws -> UserRecord? {
-        let now = c.services.clock.nowSeconds
-        guard let jwt, let signer = c.options.dgpSigner, let claims = await signer.verify(jwt, as: UserToken.self),
-            claims.exp > now, let sid = claims.sid,
-            let session = try await c.services.storage.session(id: sid, at: now), session.userID == claims.userid
-        else { return nil }
-        return try await c.services.storage.user(id: claims.userid)
-    }
+    func user(_ jwt: String?) async throws -> UserRecord? { try await tokens?.user(jwt) }
 
-    /// A stable public hash of the user (dgp's `idhash`).
-    func idhash(_ user: UserRecord) -> String {
-        String(SHA256.hash(data: Data((c.services.settings.issuer + "|" + user.id).utf8)).hexString.prefix(40))
-    }
+    func profile(_ user: UserRecord) -> [String: String] { tokens?.profile(user) ?? [:] }
 
-    func profile(_ user: UserRecord) -> [String: Any] {
-        [
-            "id": user.id, "name": user.name ?? user.username, "email": user.email ?? "",
-            "avatar_url": user.profile.picture ?? "", "idhash": idhash(user), "username": user.username,
-        ]
-    }
-
-    /// `next` must be an http(s) URL on a configured host (`compat_next_hosts`) and, when
-    /// `compat_next_paths` is set, under one of those paths: no open redirect, and the token goes only where
-    /// the operator said.
-    func allowedNext(_ next: String?) -> String? { Self.allowedNext(next, hosts: c.options.nextHosts, paths: c.options.nextPaths) }
-
-    static func allowedNext(_ next: String?, hosts: [String], paths: [String]) -> String? {
-        // No control characters or spaces anywhere: browsers drop tabs and newlines from URLs, so what they
-        // follow would not be what was checked.
-        guard let next, next.utf8.count <= 2000, next.utf8.allSatisfy({ $0 > 0x20 && $0 != 0x7f }),
-            let u = URLComponents(string: next), let host = u.host?.lowercased(),
-            hosts.contains(host), u.user == nil, u.fragment == nil,
-            paths.isEmpty || Self.pathAllowed(u.percentEncodedPath, prefixes: paths),
-            // The token travels in the URL: https only (http on loopback, for development).
-            u.scheme?.lowercased() == "https" || (u.scheme?.lowercased() == "http" && RedirectURI.isLoopback(host))
-        else { return nil }
-        return next
-    }
-
-    /// The path starts with one of `prefixes` and has no dot segments (plain or percent-encoded).
-    static func pathAllowed(_ path: String, prefixes: [String]) -> Bool {
-        let lower = path.lowercased()
-        // Dot segments (plain, encoded, or with `;params` as some servers read them), encoded slashes or
-        // backslashes: anything a server or browser could resolve to another path than the prefix says.
-        let segments = lower.split(separator: "/", omittingEmptySubsequences: false)
-            .map { $0.split(separator: ";", maxSplits: 1, omittingEmptySubsequences: false).first.map(String.init) ?? "" }
-            .map { $0.replacingOccurrences(of: "%2e", with: ".") }
-        guard !segments.contains(where: { $0 == "." || $0 == ".." }), !lower.contains("%2f"), !lower.contains("%5c"),
-            !path.contains("\\"), !path.contains("//")
-        else { return false }
-        return prefixes.contains { path.hasPrefix($0) }
+    /// `next` as `DGPTokens.allowedNext` accepts it (`compat_next_hosts`, `compat_next_paths`).
+    func allowedNext(_ next: String?) -> String? {
+        DGPTokens.allowedNext(next, hosts: c.options.nextHosts, paths: c.options.nextPaths)
     }
 
     /// `GET /auth/check?jwt=&next=`.
@@ -186,7 +124,7 @@ struct DGPProfile {
         return await c.browser.page("dgp login") {
             let q = try HTTP.query(request)
             guard let next = allowedNext(try q.single("next")) else {
-                return c.browser.pages.error(OAuthError.invalidRequest.with(description: "The next URL is missing or not on an allowed host."))
+                return c.browser.pages.error(DGPTokens.nextNotAllowed)
             }
             let returnTo = Self.finishPath + FormEncoding.encode([("next", next)])
             if id == "gatehouse" {
@@ -208,19 +146,13 @@ struct DGPProfile {
         return await c.browser.page("dgp finish") {
             let q = try HTTP.query(request)
             guard let next = allowedNext(try q.single("next")) else {
-                return c.browser.pages.error(OAuthError.invalidRequest.with(description: "The next URL is missing or not on an allowed host."))
+                return c.browser.pages.error(DGPTokens.nextNotAllowed)
             }
-            guard let (session, user) = try await c.browser.currentSession(request), let signer = c.options.dgpSigner else {
+            guard let (session, user) = try await c.browser.currentSession(request), let tokens else {
                 let returnTo = Self.finishPath + FormEncoding.encode([("next", next)])
                 return c.browser.toLogin(returnTo: returnTo)
             }
-            let now = c.services.clock.nowSeconds
-            let p = profile(user)
-            let token = try await signer.sign(
-                UserToken(
-                    userid: user.id, name: p["name"] as? String ?? "", email: p["email"] as? String ?? "",
-                    avatar_url: p["avatar_url"] as? String ?? "", idhash: idhash(user), username: user.username, iat: now,
-                    exp: min(now + c.options.dgpTokenLifetime, session.expiresAt), sid: session.id))
+            let token = try await tokens.userToken(for: user, session: session)
             return Response(status: .found, headers: [.location: RedirectURI.appending([("jwt", token)], to: next), .cacheControl: "no-store"])
         }
     }
@@ -230,26 +162,15 @@ struct DGPProfile {
         if let refused = HTTP.refuseHead(request) { return refused }
         return await HTTP.endpoint("dgp authorize", logger: c.logger) {
             let q = try HTTP.query(request)
-            guard let user = try await user(try q.single("jwt")), let signer = c.options.dgpSigner else {
+            guard let user = try await user(try q.single("jwt")), let tokens else {
                 return CompatContext.json(["error": "not authenticated", "permissions": [:] as [String: Bool]], status: .unauthorized)
             }
-            guard let service = try q.single("service") else {
-                throw OAuthError.invalidRequest.with(description: "The parameter service is required.")
+            let issued = try await tokens.permissionToken(for: user, service: try q.single("service"))
+            if let problem = issued.problem {
+                c.logger.warning("permissions unavailable", metadata: ["service": .string(issued.service), "detail": .string(problem)])
             }
-            let permissions: [String: Bool]
-            do {
-                let result = try await c.services.permissions.permissions(service: service, userID: user.id)
-                if let problem = result.problem {
-                    c.logger.warning("permissions unavailable", metadata: ["service": .string(service), "detail": .string(problem)])
-                }
-                permissions = result.permissions
-            } catch PermissionResolver.Failure.unknownService {
-                permissions = [:]
-            }
-            let now = c.services.clock.nowSeconds
-            let token = try await signer.sign(
-                PermissionToken(userid: user.id, service: service, permissions: permissions, iat: now, exp: now + c.services.settings.accessTokenLifetime))
-            return CompatContext.json(["token": token, "userid": user.id, "permissions": permissions, "service": service])
+            return CompatContext.json(
+                ["token": issued.token, "userid": user.id, "permissions": issued.permissions, "service": issued.service])
         }
     }
 

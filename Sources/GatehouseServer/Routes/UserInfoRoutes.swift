@@ -1,5 +1,6 @@
 import Foundation
 import GatehouseCore
+import GatehouseResourceServer
 import HTTPTypes
 import Hummingbird
 import Logging
@@ -12,27 +13,20 @@ extension BrowserRoutes {
     func userinfo(_ request: Request) async -> Response {
         var request = request
         do {
-            var token: String?
-            if request.headers[.authorization] != nil {
-                // RFC 6750 §3.1: a request without a Bearer token gets no error code.
-                guard let bearer = HTTP.bearerToken(request) else { throw BearerError.missing }
-                token = bearer
-            }
-            if let query = request.uri.query, query.contains("access_token") {
-                throw BearerError.invalidRequest("Send the access token in the Authorization header, not the URL.")
-            }
+            var formValues: [String]?
             if request.method == .post, (request.headers[.contentType] ?? "").lowercased().hasPrefix("application/x-www-form-urlencoded") {
-                let form: RequestParameters
-                do { form = try await formBody(&request) } catch { throw BearerError.invalidRequest("The request body is malformed.") }
-                let values = form.values["access_token"] ?? []
-                if !values.isEmpty {
-                    guard token == nil, values.count == 1 else {
-                        throw BearerError.invalidRequest("Send the access token once, in one place.")
-                    }
-                    token = values[0]
+                do { formValues = try await formBody(&request).values["access_token"] } catch {
+                    throw BearerError.invalidRequest("The request body is malformed.")
                 }
             }
-            guard let token, !token.isEmpty else { throw BearerError.missing }
+            let token: String
+            do {
+                token = try BearerToken.extract(
+                    authorizationHeader: request.headers[.authorization], query: request.uri.query, formValues: formValues)
+            } catch let e as ResourceServerError {
+                // RFC 6750 §3.1: no credentials (or another scheme) get no error code.
+                throw e.bearerError == "invalid_request" ? BearerError.invalidRequest(e.detail) : BearerError.missing
+            }
             let claims = try await services.userinfo.handle(token: token)
             var response = try HTTP.json(claims)
             response.headers[.accessControlAllowOrigin] = "*"
@@ -53,7 +47,7 @@ extension BrowserRoutes {
         } else {
             challenge += ", error=\"\(e.code)\", error_description=\"\(HTTP.describe(e.description))\""
             if e.code == "insufficient_scope" { challenge += ", scope=\"openid\"" }
-            response = HTTP.error(OAuthError(code: e.code, description: e.description, status: e.status))
+            response = HTTP.error(e.oauthError)
         }
         response.headers[.wwwAuthenticate] = challenge
         response.headers[.accessControlAllowOrigin] = "*"
