@@ -55,7 +55,7 @@ extension SQLStore {
                     resources, code_challenge, nonce, auth_time, session_id, grant_id, issue_refresh, created_at,
                     expires_at, used_at)
                 VALUES (\(bind: c.hash), \(bind: c.clientID), \(bind: c.userID), \(bind: c.redirectURI),
-                    \(bind: c.redirectURIWasSent ? 1 : 0), \(bind: c.scope.description), \(bind: JSONList.encode(c.resources)),
+                    1 /* redirect_uri_sent: always (OAuth 2.1 §4.1.1) */, \(bind: c.scope.description), \(bind: JSONList.encode(c.resources)),
                     \(bind: c.codeChallenge), \(bind: c.nonce), \(bind: c.authTime), \(bind: c.sessionID), \(bind: c.grantID),
                     \(bind: c.issueRefreshToken ? 1 : 0), \(bind: c.createdAt), \(bind: c.expiresAt), \(bind: c.usedAt))
                 """
@@ -71,7 +71,6 @@ extension SQLStore {
                     clientID: try row.decode(column: "client_id", as: String.self),
                     userID: try row.decode(column: "user_id", as: String.self),
                     redirectURI: try row.decode(column: "redirect_uri", as: String.self),
-                    redirectURIWasSent: try row.decode(column: "redirect_uri_sent", as: Int.self) != 0,
                     scope: Scope(parsing: try row.decode(column: "scope", as: String.self)) ?? .empty,
                     resources: JSONList.decode(try row.decode(column: "resources", as: String.self)),
                     codeChallenge: try row.decode(column: "code_challenge", as: String?.self),

@@ -13,7 +13,7 @@ struct BrowserStoreTests {
     static func code(client: String, grant: String = Secrets.identifier(), expiresAt: Int64 = 160) -> AuthorizationCodeRecord {
         AuthorizationCodeRecord(
             hash: Secrets.hash(Secrets.generate()), clientID: client, userID: "u1", redirectURI: "https://app.example/cb",
-            redirectURIWasSent: true, scope: Scope(["openid", "profile"]), resources: ["https://api.example"],
+            scope: Scope(["openid", "profile"]), resources: ["https://api.example"],
             codeChallenge: "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM", nonce: "n-0S6_WzA2Mj", authTime: 90,
             sessionID: "sid1", grantID: grant, issueRefreshToken: true, createdAt: 100, expiresAt: expiresAt)
     }

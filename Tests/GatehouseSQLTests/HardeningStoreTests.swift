@@ -116,7 +116,7 @@ struct HardeningStoreTests {
                 try await store.insertAuthorizationCode(
                     AuthorizationCodeRecord(
                         hash: Secrets.hash("code-\(second)"), clientID: "c", userID: "u", redirectURI: "https://a/cb",
-                        redirectURIWasSent: true, scope: Scope(["openid"]), resources: [], codeChallenge: nil, nonce: nil,
+                        scope: Scope(["openid"]), resources: [], codeChallenge: nil, nonce: nil,
                         authTime: start, sessionID: nil, grantID: "g\(second)", issueRefreshToken: false,
                         createdAt: start + Int64(second), expiresAt: start + Int64(second) + 60))
                 clock.advance(seconds: 1)

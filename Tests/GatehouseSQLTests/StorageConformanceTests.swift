@@ -7,7 +7,8 @@ import Testing
 
 @testable import GatehouseSQL
 
-/// The storage conformance suite: every test runs against SQLite and (when configured) PostgreSQL.
+/// The storage conformance suite: every protocol-level test runs against SQLite and (when configured)
+/// PostgreSQL, each directly and through `CachingStorage`.
 @Suite("Storage conformance")
 struct StorageConformanceTests {
     static func client(_ id: String = Secrets.identifier(), secret: String? = "s") -> ClientRecord {
@@ -25,7 +26,7 @@ struct StorageConformanceTests {
     }
 
     /// A client with grant "g" and its first refresh token.
-    static func family(in store: SQLStore) async throws -> (ClientRecord, RefreshTokenRecord) {
+    static func family(in store: any GatehouseStorage) async throws -> (ClientRecord, RefreshTokenRecord) {
         let c = client()
         try await store.insertClient(c)
         let r = refresh(grant: "g", client: c.id)
@@ -44,9 +45,9 @@ struct StorageConformanceTests {
         }
     }
 
-    @Test(arguments: TestDatabase.available)
-    func clientsRoundTripAndDelete(db: TestDatabase) async throws {
-        try await db.withStore { store in
+    @Test(arguments: StorageUnderTest.all)
+    func clientsRoundTripAndDelete(storage: StorageUnderTest) async throws {
+        try await storage.withStorage { store in
             let c = Self.client()
             try await store.insertClient(c)
             #expect(try await store.client(id: c.id) == c)
@@ -73,9 +74,9 @@ struct StorageConformanceTests {
         }
     }
 
-    @Test(arguments: TestDatabase.available)
-    func usernamesAreUniqueCaseInsensitively(db: TestDatabase) async throws {
-        try await db.withStore { store in
+    @Test(arguments: StorageUnderTest.all)
+    func usernamesAreUniqueCaseInsensitively(storage: StorageUnderTest) async throws {
+        try await storage.withStorage { store in
             let u = UserRecord(id: "u1", username: "Alice", email: "a@example.com", name: "Alice A", passwordHash: "h", createdAt: 1, updatedAt: 2)
             try await store.insertUser(u)
             #expect(try await store.user(id: "u1") == u)
@@ -87,9 +88,9 @@ struct StorageConformanceTests {
         }
     }
 
-    @Test(arguments: TestDatabase.available)
-    func scopesRejectDuplicates(db: TestDatabase) async throws {
-        try await db.withStore { store in
+    @Test(arguments: StorageUnderTest.all)
+    func scopesRejectDuplicates(storage: StorageUnderTest) async throws {
+        try await storage.withStorage { store in
             try await store.insertScope(ScopeRecord(name: "read", description: "Read", isDefault: true))
             await #expect(throws: StorageError.duplicate("scope read")) {
                 try await store.insertScope(ScopeRecord(name: "read", description: "Again", isDefault: false))
@@ -99,9 +100,9 @@ struct StorageConformanceTests {
         }
     }
 
-    @Test(arguments: TestDatabase.available)
-    func keysActivateAndRetire(db: TestDatabase) async throws {
-        try await db.withStore { store in
+    @Test(arguments: StorageUnderTest.all)
+    func keysActivateAndRetire(storage: StorageUnderTest) async throws {
+        try await storage.withStorage { store in
             let k1 = SigningKeyRecord(kid: "k1", algorithm: .es256, privatePEM: "pem1", createdAt: 10, deactivatedAt: nil, retiredAt: nil)
             let k2 = SigningKeyRecord(kid: "k2", algorithm: .rs256, privatePEM: "pem2", createdAt: 20, deactivatedAt: nil, retiredAt: nil)
             #expect(try await store.insertFirstKey(k1).kid == "k1")
@@ -124,9 +125,9 @@ struct StorageConformanceTests {
         }
     }
 
-    @Test(arguments: TestDatabase.available)
-    func grantsRefreshTokensAndRevocation(db: TestDatabase) async throws {
-        try await db.withStore { store in
+    @Test(arguments: StorageUnderTest.all)
+    func grantsRefreshTokensAndRevocation(storage: StorageUnderTest) async throws {
+        try await storage.withStorage { store in
             let c = Self.client()
             try await store.insertClient(c)
             let g = GrantRecord(id: "g1", clientID: c.id, userID: "u1", scope: Scope(["read"]), createdAt: 5, revokedAt: nil)
@@ -158,9 +159,9 @@ struct StorageConformanceTests {
         }
     }
 
-    @Test(arguments: TestDatabase.available)
-    func rotationConsumesOnce(db: TestDatabase) async throws {
-        try await db.withStore { store in
+    @Test(arguments: StorageUnderTest.all)
+    func rotationConsumesOnce(storage: StorageUnderTest) async throws {
+        try await storage.withStorage { store in
             let (c, r) = try await Self.family(in: store)
             let next = Self.refresh(grant: "g", client: c.id)
             #expect(try await store.rotateRefreshToken(hash: r.hash, usedAt: 200, sealedSuccessor: "sealed", next: next) == .rotated)
@@ -177,9 +178,9 @@ struct StorageConformanceTests {
     }
 
     /// 50 concurrent rotations of one refresh token: exactly one consumes it and stores a successor.
-    @Test(arguments: TestDatabase.available)
-    func concurrentRotationHasExactlyOneWinner(db: TestDatabase) async throws {
-        try await db.withStore { store in
+    @Test(arguments: StorageUnderTest.all)
+    func concurrentRotationHasExactlyOneWinner(storage: StorageUnderTest) async throws {
+        try await storage.withStorage { store in
             let (c, r) = try await Self.family(in: store)
             let outcomes = try await withThrowingTaskGroup(of: (RotationOutcome, String).self) { group in
                 for i in 0..<50 {

@@ -74,3 +74,23 @@ public enum TestDatabase: String, Sendable, CaseIterable, CustomStringConvertibl
         }
     }
 }
+
+/// A storage implementation under test: a database, used directly or through `CachingStorage` (the
+/// storage conformance suite runs on every one, through the `GatehouseStorage` protocol).
+public struct StorageUnderTest: Sendable, CustomStringConvertible {
+    public let database: TestDatabase
+    public let cached: Bool
+
+    public var description: String { cached ? "\(database)+cache" : "\(database)" }
+
+    public static var all: [StorageUnderTest] {
+        TestDatabase.available.flatMap { [StorageUnderTest(database: $0, cached: false), StorageUnderTest(database: $0, cached: true)] }
+    }
+
+    /// A fresh, migrated store (as `TestDatabase.withStore`), wrapped in a 1 s `CachingStorage` when `cached`.
+    public func withStorage<T>(_ body: (any GatehouseStorage) async throws -> T) async throws -> T {
+        try await database.withStore { store in
+            try await body(cached ? CachingStorage(store, ttl: 1, clock: .system) : store)
+        }
+    }
+}

@@ -59,10 +59,12 @@ public protocol AccountStore: Sendable {
 /// or — when the service has a permissions URL — from that URL, called with the service and user id, whose JSON
 /// object of booleans is used as is. Timeouts and errors give no permissions (and are logged by the caller).
 public struct PermissionResolver: Sendable {
-    let storage: any GatehouseStorage
+    /// Only what permission lookups use: services and grants of permissions.
+    public typealias Storage = AccountStore
+    let storage: any Storage
     let http: any UpstreamHTTP
 
-    public init(storage: any GatehouseStorage, http: any UpstreamHTTP) {
+    public init(storage: any Storage, http: any UpstreamHTTP) {
         self.storage = storage
         self.http = http
     }

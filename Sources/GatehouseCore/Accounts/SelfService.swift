@@ -5,7 +5,9 @@ import Foundation
 /// OAuth2 application") and revoke the apps they authorized. The pages only render its answers; every
 /// refusal is a `Refusal` with the page's message.
 public struct SelfService: Sendable {
-    let storage: any GatehouseStorage
+    /// App registration (through `Administration`) and revoking grants.
+    public typealias Storage = Administration.Storage & BrowserStore
+    let storage: any Storage
     let permissions: PermissionResolver
     let events: Events
     let clock: Clock
@@ -13,7 +15,7 @@ public struct SelfService: Sendable {
     public static let appsPermission = "apps:create"
     public static let appsService = "gatehouse"
 
-    public init(storage: any GatehouseStorage, permissions: PermissionResolver, events: Events, clock: Clock) {
+    public init(storage: any Storage, permissions: PermissionResolver, events: Events, clock: Clock) {
         self.storage = storage
         self.permissions = permissions
         self.events = events

@@ -4,11 +4,13 @@ import Foundation
 /// or (when the provider vouches for the email and the provider allows it) to the account with that email,
 /// or creates a user. Emits `user.created`.
 public struct Broker: Sendable {
-    let storage: any GatehouseStorage
+    /// Only what resolving identities uses: users and linked identities.
+    public typealias Storage = UserStore & FederationStore
+    let storage: any Storage
     let events: Events
     let clock: Clock
 
-    public init(storage: any GatehouseStorage, events: Events, clock: Clock) {
+    public init(storage: any Storage, events: Events, clock: Clock) {
         self.storage = storage
         self.events = events
         self.clock = clock

@@ -7,13 +7,15 @@ import Synchronization
 /// currently valid token of ours: garbage, expired, revoked, signed by another issuer, from a deleted
 /// client, or a refresh token belonging to another client (§2.2).
 public struct IntrospectionEndpoint: Sendable {
-    let storage: any GatehouseStorage
+    /// Only what introspection uses: clients (authentication) and tokens.
+    public typealias Storage = ClientStore & TokenStore
+    let storage: any Storage
     let authenticator: ClientAuthenticator
     let verifier: AccessTokenVerifier
     let clock: Clock
     let cache: VerifiedTokenCache
 
-    public init(storage: any GatehouseStorage, verifier: AccessTokenVerifier, clock: Clock, cacheSize: Int = 10_000) {
+    public init(storage: any Storage, verifier: AccessTokenVerifier, clock: Clock, cacheSize: Int = 10_000) {
         self.storage = storage
         self.authenticator = ClientAuthenticator(clients: storage)
         self.verifier = verifier

@@ -3,7 +3,9 @@ import Foundation
 /// What every grant needs: storage, settings, the clock and the token signer; plus the shared steps of
 /// deciding scope and audience and of minting tokens.
 public struct TokenContext: Sendable {
-    public let storage: any GatehouseStorage
+    /// Only what the grants use: clients, users, scopes, tokens, codes, roles and the lockout counters.
+    public typealias Storage = ClientStore & UserStore & ScopeStore & TokenStore & BrowserStore & AccountStore & FailureCounterStore
+    public let storage: any Storage
     public let settings: ServerSettings
     public let clock: Clock
     public let issuer: AccessTokenIssuer
@@ -17,7 +19,7 @@ public struct TokenContext: Sendable {
     public let events: Events
 
     public init(
-        storage: any GatehouseStorage, settings: ServerSettings, clock: Clock, keys: KeyRing,
+        storage: any Storage, settings: ServerSettings, clock: Clock, keys: KeyRing,
         passwords: PasswordHasher = PasswordHasher(), events: Events = .none
     ) {
         self.events = events

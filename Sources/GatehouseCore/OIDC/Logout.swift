@@ -1,9 +1,11 @@
 /// OpenID Connect RP-Initiated Logout 1.0 (§2, §3): who asks, and where the browser may go afterwards.
 public struct LogoutEndpoint: Sendable {
-    let storage: any GatehouseStorage
+    /// Only what logout uses: sessions and clients.
+    public typealias Storage = BrowserStore & ClientStore
+    let storage: any Storage
     let hints: IDTokenHintVerifier
 
-    public init(storage: any GatehouseStorage, hints: IDTokenHintVerifier) {
+    public init(storage: any Storage, hints: IDTokenHintVerifier) {
         self.storage = storage
         self.hints = hints
     }

@@ -77,13 +77,15 @@ public struct BearerError: Error, Sendable, Equatable {
 /// UserInfo (Core §5.3): verifies the access token like introspection does (signature, expiry, revocation)
 /// and returns the user's claims by the token's scope. Needs scope `openid`.
 public struct UserInfoEndpoint: Sendable {
-    let storage: any GatehouseStorage
+    /// Only what UserInfo uses: revocations and users.
+    public typealias Storage = TokenStore & UserStore
+    let storage: any Storage
     let verifier: AccessTokenVerifier
     /// The audience a token must carry to be used here (RFC 9700 §4.10: a token meant for another resource
     /// server cannot be replayed to read the profile).
     let audience: String
 
-    public init(storage: any GatehouseStorage, verifier: AccessTokenVerifier, audience: String) {
+    public init(storage: any Storage, verifier: AccessTokenVerifier, audience: String) {
         self.storage = storage
         self.verifier = verifier
         self.audience = audience

@@ -5,13 +5,15 @@
 /// error, never a false success. Revoking a refresh token revokes its whole grant, so the access tokens
 /// issued from it turn inactive too; revoking an access token records its `jti` until it expires.
 public struct RevocationEndpoint: Sendable {
-    let storage: any GatehouseStorage
+    /// Only what revocation uses: clients (authentication) and tokens.
+    public typealias Storage = ClientStore & TokenStore
+    let storage: any Storage
     let authenticator: ClientAuthenticator
     let verifier: AccessTokenVerifier
     let clock: Clock
     let events: Events
 
-    public init(storage: any GatehouseStorage, verifier: AccessTokenVerifier, clock: Clock, events: Events = .none) {
+    public init(storage: any Storage, verifier: AccessTokenVerifier, clock: Clock, events: Events = .none) {
         self.events = events
         self.storage = storage
         self.authenticator = ClientAuthenticator(clients: storage)

@@ -222,8 +222,6 @@ public struct AuthorizationCodeRecord: Sendable, Equatable {
     public var userID: String
     /// The redirect URI the authorization request used (exactly as sent).
     public var redirectURI: String
-    /// Whether the authorization request carried `redirect_uri` (then the token request must repeat it).
-    public var redirectURIWasSent: Bool
     public var scope: Scope
     public var resources: [String]
     /// PKCE S256 challenge (RFC 7636 §4.2); `nil` when the request had none.
@@ -240,7 +238,7 @@ public struct AuthorizationCodeRecord: Sendable, Equatable {
     public var usedAt: Int64?
 
     public init(
-        hash: String, clientID: String, userID: String, redirectURI: String, redirectURIWasSent: Bool, scope: Scope,
+        hash: String, clientID: String, userID: String, redirectURI: String, scope: Scope,
         resources: [String], codeChallenge: String?, nonce: String?, authTime: Int64, sessionID: String?,
         grantID: String, issueRefreshToken: Bool, createdAt: Int64, expiresAt: Int64, usedAt: Int64? = nil
     ) {
@@ -248,7 +246,6 @@ public struct AuthorizationCodeRecord: Sendable, Equatable {
         self.clientID = clientID
         self.userID = userID
         self.redirectURI = redirectURI
-        self.redirectURIWasSent = redirectURIWasSent
         self.scope = scope
         self.resources = resources
         self.codeChallenge = codeChallenge

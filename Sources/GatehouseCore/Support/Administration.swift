@@ -3,11 +3,13 @@ import Foundation
 /// Administrative operations shared by the CLI and tests: registering clients, users and scopes with
 /// validation, so bad input is refused with one clear message before anything is stored.
 public struct Administration: Sendable {
-    let storage: any GatehouseStorage
+    /// Only what administration uses: clients, users, scopes, groups and grants.
+    public typealias Storage = ClientStore & UserStore & ScopeStore & AccountStore & TokenStore
+    let storage: any Storage
     let clock: Clock
     let passwords: PasswordHasher
 
-    public init(storage: any GatehouseStorage, clock: Clock = .system, passwords: PasswordHasher = PasswordHasher()) {
+    public init(storage: any Storage, clock: Clock = .system, passwords: PasswordHasher = PasswordHasher()) {
         self.storage = storage
         self.clock = clock
         self.passwords = passwords

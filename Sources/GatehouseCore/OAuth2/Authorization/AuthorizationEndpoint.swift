@@ -3,9 +3,8 @@ import Foundation
 /// A validated authorization request (RFC 6749 §4.1.1, OpenID Connect Core §3.1.2.1).
 public struct AuthorizationRequest: Sendable {
     public let client: ClientRecord
-    /// The redirect URI the response goes to: as sent, or the client's only registered one.
+    /// The redirect URI the response goes to, exactly as sent (OAuth 2.1 §4.1.1 requires it).
     public let redirectURI: String
-    public let redirectURIWasSent: Bool
     public let state: String?
     public let scope: Scope
     public let resources: [String]
@@ -146,7 +145,7 @@ public struct AuthorizationEndpoint: Sendable {
             && (request.scope.contains("offline_access") || !client.scope.contains("offline_access"))
         let record = AuthorizationCodeRecord(
             hash: Secrets.hash(raw), clientID: client.id, userID: user.id, redirectURI: request.redirectURI,
-            redirectURIWasSent: request.redirectURIWasSent, scope: request.scope, resources: request.resources,
+            scope: request.scope, resources: request.resources,
             codeChallenge: request.codeChallenge, nonce: request.nonce, authTime: session.authTime,
             sessionID: session.id, grantID: Secrets.identifier(), issueRefreshToken: refresh, createdAt: now,
             expiresAt: now + context.settings.authorizationCodeLifetime)
@@ -291,7 +290,7 @@ public struct AuthorizationEndpoint: Sendable {
         for r in p.all("resource") { kept.append(("resource", r)) }
         return .success(
             AuthorizationRequest(
-                client: client, redirectURI: redirectURI, redirectURIWasSent: true, state: target.state,
+                client: client, redirectURI: redirectURI, state: target.state,
                 scope: scope, resources: resources, codeChallenge: challenge, nonce: nonce, prompt: prompt,
                 maxAge: maxAge, idTokenHint: hint, loginHint: loginHint, parameters: kept))
     }

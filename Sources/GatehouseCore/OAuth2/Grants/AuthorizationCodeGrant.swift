@@ -24,11 +24,10 @@ public struct AuthorizationCodeGrant: TokenGrant {
         }
         if code.usedAt != nil { throw try await replayed(code, now: now, context: context) }
         guard code.expiresAt > now else { throw invalid.with(description: invalid.description, debug: "code expired") }
-        // §4.1.3: redirect_uri is required when the authorization request had it, and must be identical.
-        if code.redirectURIWasSent || redirectURI != nil {
-            guard let redirectURI, redirectURI == code.redirectURI else {
-                throw OAuthError.invalidGrant.with(description: "The redirect_uri does not match the authorization request.")
-            }
+        // RFC 6749 §4.1.3: every authorization request carried redirect_uri (OAuth 2.1 §4.1.1 requires it), so
+        // the token request must repeat it, identically.
+        guard let redirectURI, redirectURI == code.redirectURI else {
+            throw OAuthError.invalidGrant.with(description: "The redirect_uri does not match the authorization request.")
         }
         if let challenge = code.codeChallenge {
             guard let verifier else {
