@@ -7,6 +7,7 @@ import Synchronization
 /// The API authenticates as a confidential client. Positive answers are cached for `cacheTTL` seconds,
 /// never past the token's `exp`; negative answers are not cached.
 public struct IntrospectionVerifier: AccessTokenVerifying {
+    /// How to reach the introspection endpoint: the issuer, this API's client credentials and audiences.
     public struct Configuration: Sendable, CustomStringConvertible {
         public var issuer: String
         public var audiences: [String]

@@ -24,6 +24,7 @@ extension AccessTokenVerifying {
 /// future beyond the leeway; bad signatures. The `jwk`, `jku` and `x5u` headers are ignored: only the
 /// configured JWKS is trusted.
 public struct TokenVerifier: AccessTokenVerifying {
+    /// What a token must match: issuer, audiences, algorithms, leeway, and how the key set is fetched.
     public struct Configuration: Sendable {
         /// The issuer identifier, compared exactly with `iss`.
         public var issuer: String

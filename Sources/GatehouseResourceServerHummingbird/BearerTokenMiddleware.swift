@@ -44,6 +44,7 @@ public struct BearerTokenMiddleware<Context: AccessTokenRequestContext>: RouterM
 /// Answers 403 with `error="insufficient_scope", scope="…"` (RFC 6750 §3.1) when it does not, and 401
 /// when no token was verified before it.
 public struct RequireScopes<Context: AccessTokenRequestContext>: RouterMiddleware {
+    /// Whether every listed scope is needed, or any one of them.
     public enum Mode: Sendable { case all, any }
     let scopes: [String]
     let mode: Mode

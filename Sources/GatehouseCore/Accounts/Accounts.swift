@@ -10,6 +10,7 @@ public struct GroupRecord: Sendable, Equatable {
     }
 }
 
+/// A user's membership of a group, with its role.
 public struct MembershipRecord: Sendable, Equatable {
     public var group: String
     public var userID: String
@@ -69,6 +70,7 @@ public struct PermissionResolver: Sendable {
         self.http = http
     }
 
+    /// A permission lookup for a service that does not exist.
     public enum Failure: Error, Sendable { case unknownService }
 
     /// Permissions by name (`true` for each granted one), plus a note when a permissions URL failed.

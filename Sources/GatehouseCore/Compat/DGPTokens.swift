@@ -32,6 +32,7 @@ public struct DGPTokens: Sendable {
         public func verify(using algorithm: some JWTAlgorithm) throws {}
     }
 
+    /// Only what the profile uses: users and sessions.
     public typealias Storage = UserStore & BrowserStore
     let signer: RSATokenSigner
     let storage: any Storage
@@ -148,13 +149,5 @@ public struct DGPTokens: Sendable {
             !path.contains("\\"), !path.contains("//")
         else { return false }
         return prefixes.contains { path.hasPrefix($0) }
-    }
-}
-
-extension Events {
-    /// `token.issued`: the one shape of the event, emitted by `TokenEndpoint` for every grant and by the
-    /// profiles' own token issuers (`DGPTokens`).
-    public func tokenIssued(clientID: String, grantType: String, scope: String) async {
-        try? await emit(Events.tokenIssued, ["client_id": clientID, "grant_type": grantType, "scope": scope])
     }
 }

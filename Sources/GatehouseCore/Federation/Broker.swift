@@ -16,6 +16,7 @@ public struct Broker: Sendable {
         self.clock = clock
     }
 
+    /// Why an upstream identity could not become one of our users.
     public enum Failure: Error, Sendable, Equatable, CustomStringConvertible {
         /// The provider account is linked to a different user than the one signed in.
         case linkedToAnotherUser
@@ -28,6 +29,7 @@ public struct Broker: Sendable {
         }
     }
 
+    /// The user an identity resolved to, and whether it was created or newly linked.
     public struct Resolution: Sendable {
         public var user: UserRecord
         public var created: Bool

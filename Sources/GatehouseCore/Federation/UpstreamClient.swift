@@ -9,6 +9,7 @@ public protocol UpstreamHTTP: Sendable {
     func postJSON(_ url: String, body: String, headers: [(String, String)]) async throws -> UpstreamResponse
 }
 
+/// An upstream provider's HTTP answer: status, body, and cache lifetime.
 public struct UpstreamResponse: Sendable {
     public var status: Int
     public var body: [UInt8]
@@ -49,6 +50,7 @@ public final class UpstreamClient: Sendable {
         self.clock = clock
     }
 
+    /// A provider's endpoints: configured, or read from its discovery document.
     public struct Endpoints: Sendable {
         public var authorize: String
         public var token: String

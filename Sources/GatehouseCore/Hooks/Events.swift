@@ -117,3 +117,11 @@ public struct WebhookDelivery: Sendable {
         return r
     }
 }
+
+extension Events {
+    /// `token.issued`: the one shape of the event, emitted by `TokenEndpoint` for every grant and by the
+    /// profiles' own token issuers (`DGPTokens`).
+    public func tokenIssued(clientID: String, grantType: String, scope: String) async {
+        try? await emit(Events.tokenIssued, ["client_id": clientID, "grant_type": grantType, "scope": scope])
+    }
+}

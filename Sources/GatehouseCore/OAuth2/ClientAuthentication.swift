@@ -5,6 +5,7 @@ import Foundation
 /// Methods: `client_secret_basic` (§2.3.1, HTTP Basic with form-urlencoded id and secret),
 /// `client_secret_post` (§2.3.1, in the body) and `none` for public clients (§2.1, client_id only).
 public struct ClientAuthenticator: Sendable {
+    /// RFC 6749 §2.3 / RFC 7591 `token_endpoint_auth_method` values Gatehouse accepts.
     public enum Method: String, Sendable, CaseIterable {
         case clientSecretBasic = "client_secret_basic"
         case clientSecretPost = "client_secret_post"

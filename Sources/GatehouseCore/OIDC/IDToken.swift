@@ -59,6 +59,7 @@ public struct IDTokenIssuer: Sendable {
     public let keys: KeyRing
     public init(keys: KeyRing) { self.keys = keys }
 
+    /// What an ID token says (OIDC Core §2), before it is signed.
     public struct Input: Sendable, Codable, Equatable {
         public var issuer: String
         public var clientID: String

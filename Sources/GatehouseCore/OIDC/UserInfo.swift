@@ -16,6 +16,7 @@ public struct UserInfoClaims: Sendable, Codable, Equatable {
     public var phone_number: String?
     public var phone_number_verified: Bool?
 
+    /// OIDC Core §5.1.1 `address` claim.
     public struct Address: Sendable, Codable, Equatable {
         public var formatted: String
     }

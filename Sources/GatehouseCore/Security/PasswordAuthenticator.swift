@@ -15,6 +15,7 @@ public struct PasswordAuthenticator: Sendable {
         self.throttle = throttle
     }
 
+    /// Why a password sign-in failed: wrong credentials, or throttled for some seconds.
     public enum Failure: Error, Sendable, Equatable {
         /// Wrong username or password (or no such user): one message for all.
         case invalidCredentials

@@ -9,6 +9,7 @@ import Foundation
 /// seals, any of them opens. The associated data names the row's table, column and id, so a sealed value
 /// copied into another row does not open there.
 public struct SecretBox: Sendable {
+    /// One 256-bit key with its id (the id is stored with every sealed value).
     public struct Key: Sendable {
         public let id: String
         let key: SymmetricKey
@@ -18,6 +19,7 @@ public struct SecretBox: Sendable {
     /// The configured keys; the first one seals.
     public let keys: [Key]
 
+    /// Why a value could not be sealed or opened (a wrong or missing key, a damaged value).
     public enum Failure: Error, Sendable, CustomStringConvertible, Equatable {
         /// A configured key is not 32 bytes of standard base64 (the index is 1-based, never the key itself).
         case malformedKey(index: Int)

@@ -35,6 +35,7 @@ public struct SignIn: Sendable {
         return started
     }
 
+    /// Why a password sign-in failed (the password grant's failures).
     public typealias Failure = PasswordAuthenticator.Failure
 
     /// Checks a username and password. `address` is the client's IP address (nil when unknown).

@@ -7,8 +7,10 @@ public enum DatabaseURL: Sendable, Equatable, CustomStringConvertible {
     case sqliteMemory
     case postgres(host: String, port: Int, user: String, password: String?, database: String, sslMode: SSLMode)
 
+    /// PostgreSQL TLS (`sslmode`): off, when offered, or required.
     public enum SSLMode: String, Sendable { case disable, prefer, require }
 
+    /// A database URL that could not be read, with the reason.
     public struct ParseError: Error, CustomStringConvertible {
         public let description: String
     }

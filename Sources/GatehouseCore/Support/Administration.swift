@@ -15,11 +15,13 @@ public struct Administration: Sendable {
         self.passwords = passwords
     }
 
+    /// An operator's input that cannot be applied, with a message naming the option.
     public struct ValidationError: Error, CustomStringConvertible, Equatable {
         public let description: String
         public init(_ description: String) { self.description = description }
     }
 
+    /// The fields of a client to register (`gatehouse clients create`, self-service apps).
     public struct NewClient: Sendable {
         public var name: String
         public var redirectURIs: [String] = []

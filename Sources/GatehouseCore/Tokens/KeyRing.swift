@@ -8,6 +8,7 @@ import Synchronization
 /// a `gatehouse keys rotate` run against the shared database takes effect on every instance at its next
 /// reload. Keys leave the set (and lose their private half) once every token they signed has expired.
 public final class KeyRing: Sendable {
+    /// The keys at one moment: the one that signs, and every key published in the JWKS.
     public struct Snapshot: Sendable {
         public let signingKey: SigningKey
         /// Keys accepted for verification and published in the JWKS, newest first.
@@ -166,6 +167,7 @@ public final class KeyRing: Sendable {
     }
 }
 
+/// Why the key ring could not load or use its keys.
 public enum KeyRingError: Error, CustomStringConvertible {
     case notLoaded
     case noSigningKey

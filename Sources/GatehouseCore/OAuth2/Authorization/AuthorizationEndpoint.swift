@@ -48,6 +48,7 @@ public struct AuthorizationEndpoint: Sendable {
         self.hints = hints
     }
 
+    /// What the authorization endpoint decided: sign in, consent, redirect with a code or an error, or an error page.
     public enum Outcome: Sendable {
         /// Must not redirect (unknown client, bad redirect URI, or an error for the out-of-band URI).
         case errorPage(OAuthError)

@@ -22,6 +22,7 @@ extension TokenGrant {
     public static var atTokenEndpoint: Bool { true }
 }
 
+/// The `grant_type` values Gatehouse knows (RFC 6749 §4, RFC 8693) and its first-party ones.
 public enum GrantType {
     public static let authorizationCode = "authorization_code"
     public static let clientCredentials = "client_credentials"
