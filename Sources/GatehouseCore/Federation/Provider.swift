@@ -178,9 +178,13 @@ public struct ProviderRecord: Sendable, Equatable, Codable {
 
     /// https, or http on a loopback address (development and tests).
     public static func checkURL(_ url: String, option: String) throws {
-        guard let c = URLComponents(string: url), let scheme = c.scheme?.lowercased(), let host = c.host, !host.isEmpty,
-            c.fragment == nil, c.user == nil
-        else { throw Administration.ValidationError("\(option) is not an absolute URL without fragment: \(url)") }
+        guard let c = URLComponents(string: url), let scheme = c.scheme?.lowercased(), let host = c.host, !host.isEmpty
+        else { throw Administration.ValidationError("\(option) is not an absolute URL") }
+        // Never echo credentials: the URL is quoted only without its userinfo.
+        guard c.user == nil, c.password == nil else {
+            throw Administration.ValidationError("\(option) must not contain credentials (user:password@); use a secret setting")
+        }
+        guard c.fragment == nil else { throw Administration.ValidationError("\(option) must not have a fragment: \(url)") }
         guard scheme == "https" || (scheme == "http" && RedirectURI.isLoopback(host)) else {
             throw Administration.ValidationError("\(option) must use https (http only on loopback): \(url)")
         }

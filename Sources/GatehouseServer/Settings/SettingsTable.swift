@@ -74,7 +74,8 @@ extension GatehouseConfiguration {
             help: "How long failures are counted and a lockout lasts"),
         .text(
             "webhook_url", \.webhookURL, accepts: "https URL (http on loopback); needs `webhook_secret`",
-            help: "A URL that receives lifecycle events as signed JSON ([docs/federation.md](docs/federation.md#lifecycle-webhooks)); more hooks: `webhooks` in the config file"),
+            help: "A URL that receives lifecycle events as signed JSON ([docs/federation.md](docs/federation.md#lifecycle-webhooks)); more hooks: `webhooks` in the config file. Masked in `config show` (such URLs often carry a token)",
+            secret: true),
         .text(
             "webhook_secret", \.webhookSecret, accepts: "at least 16 characters",
             help: "HMAC-SHA256 key for `webhook_url`'s `Gatehouse-Signature` (at least 16 characters; prefer the environment)",
