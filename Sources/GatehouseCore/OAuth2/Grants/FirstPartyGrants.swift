@@ -49,7 +49,8 @@ public struct PasswordSessionGrant: TokenGrant {
 
 /// A fresh access token for a current one issued by `PasswordSessionGrant` (the `token` parameter), while
 /// its grant is within `refreshLimit` of the sign-in (drf-jwt's `JWT_REFRESH_EXPIRATION_DELTA`). Only the
-/// client's own, undelegated tokens for this server's APIs qualify; anything else is `invalid_grant`.
+/// client's own, undelegated tokens of a password-session grant for this server's APIs qualify (not the
+/// client's password-grant, code or exchanged tokens); anything else is `invalid_grant`.
 public struct SessionTokenRefreshGrant: TokenGrant {
     public static let grantType = GrantType.sessionTokenRefresh
     public static let registeredAs = GrantType.password
@@ -72,6 +73,9 @@ public struct SessionTokenRefreshGrant: TokenGrant {
             let claims = try await verifier.activeClaims(token, revocations: context.storage),
             claims.aud.values.contains(context.settings.audience), claims.act == nil, claims.client_id == client.id,
             let grantID = claims.grant_id, let grant = try await context.storage.grant(id: grantID),
+            // Only a password-session grant (the only grants with `liveUntil`): not a password-grant,
+            // code or exchanged token of the same client.
+            grant.liveUntil != nil, grant.revokedAt == nil,
             context.clock.nowSeconds - grant.createdAt < refreshLimit,
             let userID = claims.userID, try await context.storage.user(id: userID) != nil
         else { throw invalid }
