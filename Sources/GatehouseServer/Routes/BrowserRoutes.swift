@@ -66,7 +66,7 @@ struct BrowserRoutes: Sendable {
     ) async -> Response {
         await page(name) {
             var request = request
-            let form = try await formBody(&request)
+            let form = try await HTTP.formBody(&request)
             guard CSRF.isValid(request, form: form, cookies: cookies) else { return pages.error(Refusal.formExpired) }
             return try await body(form, request)
         }
@@ -76,13 +76,9 @@ struct BrowserRoutes: Sendable {
     func parameters(_ request: Request) async throws -> RequestParameters {
         if request.method == .post {
             var request = request
-            return try await formBody(&request)
+            return try await HTTP.formBody(&request)
         }
         return try HTTP.query(request)
-    }
-
-    func formBody(_ request: inout Request) async throws -> RequestParameters {
-        try await HTTP.formBody(&request)
     }
 
     func currentSession(_ request: Request) async throws -> (session: SessionRecord, user: UserRecord)? {

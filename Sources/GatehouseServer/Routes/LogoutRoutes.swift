@@ -13,7 +13,7 @@ extension BrowserRoutes {
             var request = request
             let isPost = request.method == .post
             var parameters = isPost
-                ? try await formBody(&request) : try HTTP.query(request)
+                ? try await HTTP.formBody(&request) : try HTTP.query(request)
             // Our own confirmation form: a POST with a valid CSRF token and confirm=yes.
             var confirmed = false
             if isPost, try parameters.single("confirm") == "yes" {

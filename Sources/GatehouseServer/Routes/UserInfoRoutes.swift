@@ -15,7 +15,7 @@ extension BrowserRoutes {
         do {
             var formValues: [String]?
             if request.method == .post, (request.headers[.contentType] ?? "").lowercased().hasPrefix("application/x-www-form-urlencoded") {
-                do { formValues = try await formBody(&request).values["access_token"] } catch {
+                do { formValues = try await HTTP.formBody(&request).values["access_token"] } catch {
                     throw BearerError.invalidRequest("The request body is malformed.")
                 }
             }
