@@ -144,6 +144,13 @@ let package = Package(
             path: "Tests/GatehouseTestSupport",
             swiftSettings: swiftSettings
         ),
+        // Helpers shared by the resource-server test targets (an in-memory issuer, a settable clock, token minting).
+        .target(
+            name: "GatehouseResourceServerTestSupport",
+            dependencies: ["GatehouseCore", "GatehouseResourceServer", .product(name: "JWTKit", package: "jwt-kit")],
+            path: "Tests/GatehouseResourceServerTestSupport",
+            swiftSettings: swiftSettings
+        ),
         .testTarget(
             name: "GatehouseCoreTests",
             dependencies: ["GatehouseCore", .product(name: "JWTKit", package: "jwt-kit")],
@@ -159,9 +166,17 @@ let package = Package(
         .testTarget(
             name: "GatehouseResourceServerTests",
             dependencies: [
-                "GatehouseResourceServer", "GatehouseResourceServerHummingbird", "GatehouseCore",
+                "GatehouseResourceServer", "GatehouseCore", "GatehouseResourceServerTestSupport",
                 .product(name: "JWTKit", package: "jwt-kit"),
                 .product(name: "Crypto", package: "swift-crypto"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "GatehouseResourceServerHummingbirdTests",
+            dependencies: [
+                "GatehouseResourceServerHummingbird", "GatehouseResourceServer", "GatehouseCore",
+                "GatehouseResourceServerTestSupport",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
                 .product(name: "HTTPTypes", package: "swift-http-types"),

@@ -374,6 +374,87 @@ def test_lego_token_refresh_with_and_without_slash(compat):
     assert r.status_code == 400 and "token" not in assert_json(r, 400), r.text
 
 
+def test_lego_refresh_accepts_only_token_auth_tokens(compat):
+    """F1: token-auth refresh turns only token-auth's own tokens into fresh ones. The compat client's access
+    tokens from anywhere else (the password grant at any of the token endpoints, RFC 8693 exchange of its own
+    tokens, DOT's register-by-token) are live, valid tokens of the same client, and refresh still refuses
+    them in drf-jwt's shape: none of them becomes a 7-day refreshable session."""
+    c = compat
+    cid, secret = c.compat_client["client_id"], c.compat_client["client_secret"]
+    user, password, group = lego_person(c)
+    refresh_url = c.gh.url("/api/token-auth/refresh/")
+
+    def live_compat_token(token: str, how: str, sub: str | None = user["id"]) -> dict:
+        """`token` is a valid, unexpired access token of the compat client that the API accepts, so a
+        refusal below is about where it came from, not about its validity."""
+        claims = c.gh.decode(token)
+        assert claims["client_id"] == cid, (how, claims)
+        if sub is not None:
+            assert claims["sub"] == sub, (how, claims)
+        me = requests.get(c.gh.url("/api/v1/users/me/"), headers={"Authorization": "JWT " + token}, timeout=30)
+        assert me.status_code == 200, (how, me.status_code, me.text)
+        return claims
+
+    def refused(token: str, how: str):
+        for path, kind in (("/api/token-auth/refresh", "json"), ("/api/token-auth/refresh/", "data")):
+            r = requests.post(c.gh.url(path), timeout=30, **{kind: {"token": token}})
+            body = assert_json(r, 400)
+            assert "token" not in body and set(body) == {"non_field_errors"}, (how, path, body)
+            assert isinstance(body["non_field_errors"], list) and body["non_field_errors"], (how, path, body)
+            assert token not in r.text, (how, path, "the refusal echoes the token")
+
+    # (1) Positive control: token-auth's own token refreshes, and so does the fresh one.
+    session = assert_json(requests.post(c.gh.url("/api/token-auth/"), timeout=30,
+                                        json={"username": user["username"], "password": password}))["token"]
+    live_compat_token(session, "token-auth")
+    refreshed = assert_json(requests.post(refresh_url, json={"token": session}, timeout=30))
+    assert refreshed["token"] != session, refreshed
+    check_lego_user(refreshed["user"], user, group, "member")
+    session = refreshed["token"]
+    live_compat_token(session, "token-auth, refreshed")
+
+    # (2) The password grant for the same client and user, at the standard token endpoint (from discovery)
+    # and at every profile's token endpoint (they all run the core's token endpoint).
+    discovery = assert_json(requests.get(c.gh.url("/.well-known/openid-configuration"), timeout=30))
+    password_tokens = {}
+    for endpoint in (discovery["token_endpoint"], c.gh.url("/o/token/"), c.gh.url("/authorization/oauth2/token/"),
+                     c.gh.url("/api/oauth/token")):
+        r = requests.post(endpoint, timeout=30, data={
+            "grant_type": "password", "username": user["username"], "password": password,
+            "client_id": cid, "client_secret": secret})
+        token = assert_json(r)["access_token"]
+        live_compat_token(token, f"password grant at {endpoint}")
+        refused(token, f"password grant at {endpoint}")
+        password_tokens[endpoint] = token
+
+    # (3) RFC 8693 exchange by the compat client of its own tokens: of the token-auth token and of a
+    # password-grant token.
+    for how, subject in (("exchange of the token-auth token", session),
+                         ("exchange of a password-grant token", password_tokens[discovery["token_endpoint"]])):
+        r = requests.post(discovery["token_endpoint"], timeout=30, data={
+            "grant_type": TOKEN_EXCHANGE, "subject_token": subject,
+            "subject_token_type": "urn:ietf:params:oauth:token-type:access_token"},
+            headers={"Authorization": basic_auth(cid, secret)})
+        exchanged = assert_json(r)["access_token"]
+        assert exchanged != subject, how
+        live_compat_token(exchanged, how)
+        refused(exchanged, how)
+
+    # (4) DOT's register-by-token: a token of the compat client for the fake site's person (the provider whose
+    # tokens are bound by the site's RFC 7662 introspection, and the one accepted with --allow-foreign-tokens).
+    upstream, person = c.site.person()
+    for provider, params in (("fake_social_site_with_params", {"username": person["username"]}),
+                             ("fake_social_site", {})):
+        token = assert_json(register_by_token(c, provider, access_token=upstream, **params))["access_token"]
+        live_compat_token(token, f"register-by-token/{provider}", sub=None)
+        refused(token, f"register-by-token/{provider}")
+
+    # The refusals changed nothing for the real session: it still refreshes.
+    again = assert_json(requests.post(c.gh.url("/api/token-auth/refresh"), json={"token": session}, timeout=30))
+    assert again["token"] != session, again
+    live_compat_token(again["token"], "token-auth, refreshed after the refusals")
+
+
 def lego_client(c: Compat, redirect_uri: str, legacy_redirect_state: bool = False, **kw) -> dict:
     if legacy_redirect_state:  # python-social-auth's redirect_state: a per-client setting since issue 10
         return c.gh.cli("clients", "create", "--name", unique("e2e-client-"), "--scope", "user all",

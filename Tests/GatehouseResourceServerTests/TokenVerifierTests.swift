@@ -1,5 +1,6 @@
 import Crypto
 import Foundation
+import GatehouseResourceServerTestSupport
 import JWTKit
 import Synchronization
 import Testing
@@ -11,12 +12,10 @@ import Testing
 /// rate-limited JWKS refresh.
 @Suite("Token verifier")
 struct TokenVerifierTests {
-    static let audience = "https://api.example.test"
+    static let audience = FakeIssuer.audience
 
     static func verifier(_ issuer: FakeIssuer, now: Now, interval: TimeInterval = 10) -> TokenVerifier {
-        var config = TokenVerifier.Configuration(issuer: FakeIssuer.issuer, audiences: [audience])
-        config.minimumRefreshInterval = interval
-        return TokenVerifier(config, fetcher: issuer, now: now.closure)
+        issuer.verifier(now: now, interval: interval)
     }
 
     @Test func acceptsAValidTokenAndExposesItsClaims() async throws {

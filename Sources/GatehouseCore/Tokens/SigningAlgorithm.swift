@@ -75,8 +75,9 @@ public struct SigningKey: Sendable {
         }
     }
 
-    /// Adds the key to `collection` under its `kid`, writing NumericDates as whole seconds.
-    func add(to collection: JWTKeyCollection) async {
+    /// Adds the key to `collection` under its `kid`, writing NumericDates as whole seconds (how Gatehouse
+    /// signs; test issuers use it to sign as Gatehouse would).
+    public func add(to collection: JWTKeyCollection) async {
         let id = JWKIdentifier(string: kid)
         let serializer = JWTCoding.serializer
         let parser = JWTCoding.parser

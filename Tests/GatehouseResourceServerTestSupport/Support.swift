@@ -1,26 +1,37 @@
 import Foundation
-@testable import GatehouseCore
+import GatehouseCore
+import GatehouseResourceServer
 import JWTKit
 import Synchronization
 
-@testable import GatehouseResourceServer
+// Helpers shared by GatehouseResourceServerTests and GatehouseResourceServerHummingbirdTests. A regular
+// target (built by `swift build -c release` too), so public API only: no `@testable import`.
 
 /// An issuer without a network: discovery and JWKS served from memory, requests counted.
-final class FakeIssuer: HTTPFetching {
-    static let issuer = "https://issuer.example.test"
+public final class FakeIssuer: HTTPFetching {
+    public static let issuer = "https://issuer.example.test"
+    /// The audience the verifiers from `verifier(now:interval:)` accept (and `Mint.claims` puts in `aud`).
+    public static let audience = "https://api.example.test"
     private let state = Mutex<(keys: [SigningKey], jwksFetches: Int, introspection: [String: String], introspections: Int)>(([], 0, [:], 0))
     /// When set, the JWKS endpoint fails (the issuer is down).
-    let down = Mutex(false)
+    public let down = Mutex(false)
     /// Extra raw JWK objects published next to the keys (e.g. kinds the verifier must skip).
-    let extraJWKs = Mutex<[String]>([])
-    var jwksFetches: Int { state.withLock { $0.jwksFetches } }
-    var introspections: Int { state.withLock { $0.introspections } }
+    public let extraJWKs = Mutex<[String]>([])
+    public var jwksFetches: Int { state.withLock { $0.jwksFetches } }
+    public var introspections: Int { state.withLock { $0.introspections } }
 
-    init(keys: [SigningKey]) { state.withLock { $0.keys = keys } }
-    func publish(_ keys: [SigningKey]) { state.withLock { $0.keys = keys } }
-    func setIntrospection(token: String, answer: String) { state.withLock { $0.introspection[token] = answer } }
+    public init(keys: [SigningKey]) { state.withLock { $0.keys = keys } }
+    public func publish(_ keys: [SigningKey]) { state.withLock { $0.keys = keys } }
+    public func setIntrospection(token: String, answer: String) { state.withLock { $0.introspection[token] = answer } }
 
-    func get(_ url: String) async throws -> FetchedResponse {
+    /// A verifier for `FakeIssuer.issuer` and `FakeIssuer.audience` that fetches from this issuer.
+    public func verifier(now: Now, interval: TimeInterval = 10) -> TokenVerifier {
+        var config = TokenVerifier.Configuration(issuer: Self.issuer, audiences: [Self.audience])
+        config.minimumRefreshInterval = interval
+        return TokenVerifier(config, fetcher: self, now: now.closure)
+    }
+
+    public func get(_ url: String) async throws -> FetchedResponse {
         switch url {
         case Self.issuer + "/.well-known/openid-configuration":
             let doc = #"{"issuer":"\#(Self.issuer)","jwks_uri":"\#(Self.issuer)/jwks","introspection_endpoint":"\#(Self.issuer)/introspect"}"#
@@ -36,7 +47,7 @@ final class FakeIssuer: HTTPFetching {
         }
     }
 
-    func postForm(_ url: String, form: [(String, String)], basicAuth: (String, String)?) async throws -> FetchedResponse {
+    public func postForm(_ url: String, form: [(String, String)], basicAuth: (String, String)?) async throws -> FetchedResponse {
         guard url == Self.issuer + "/introspect", basicAuth?.0 == "rs", basicAuth?.1 == "rs-secret" else {
             return FetchedResponse(status: 401, body: [])
         }
@@ -47,16 +58,17 @@ final class FakeIssuer: HTTPFetching {
 }
 
 /// A settable clock.
-final class Now: Sendable {
+public final class Now: Sendable {
     private let t = Mutex<Date>(Date(timeIntervalSince1970: 1_800_000_000))
-    var date: Date { t.withLock { $0 } }
-    func advance(_ s: TimeInterval) { t.withLock { $0 += s } }
-    var closure: @Sendable () -> Date { { [self] in date } }
+    public init() {}
+    public var date: Date { t.withLock { $0 } }
+    public func advance(_ s: TimeInterval) { t.withLock { $0 += s } }
+    public var closure: @Sendable () -> Date { { [self] in date } }
 }
 
 /// Mints tokens the way an issuer would (or a forger would).
-enum Mint {
-    static func claims(
+public enum Mint {
+    public static func claims(
         iss: String? = FakeIssuer.issuer, aud: JSONValue? = .string("https://api.example.test"), sub: String = "user-1",
         scope: String = "notes:read", exp: Double = 1_800_000_600, iat: Double? = 1_800_000_000, nbf: Double? = nil,
         extra: [String: JSONValue] = [:]
@@ -71,16 +83,16 @@ enum Mint {
         return c
     }
 
-    struct Payload: JWTPayload {
-        var claims: [String: JSONValue]
-        init(_ c: [String: JSONValue]) { claims = c }
-        init(from decoder: any Decoder) throws { claims = try [String: JSONValue](from: decoder) }
-        func encode(to encoder: any Encoder) throws { try claims.encode(to: encoder) }
-        func verify(using algorithm: some JWTAlgorithm) throws {}
+    public struct Payload: JWTPayload {
+        public var claims: [String: JSONValue]
+        public init(_ c: [String: JSONValue]) { claims = c }
+        public init(from decoder: any Decoder) throws { claims = try [String: JSONValue](from: decoder) }
+        public func encode(to encoder: any Encoder) throws { try claims.encode(to: encoder) }
+        public func verify(using algorithm: some JWTAlgorithm) throws {}
     }
 
     /// Signs with `key` (its kid unless `kid` overrides), header `typ` and extra header fields.
-    static func token(
+    public static func token(
         _ key: SigningKey, claims: [String: JSONValue] = Mint.claims(), typ: String? = "at+jwt", kid: String? = nil,
         headerExtra: [String: String] = [:]
     ) async throws -> String {
@@ -94,7 +106,7 @@ enum Mint {
     }
 
     /// A token with arbitrary header and payload JSON and a given signature segment.
-    static func raw(header: String, claims: [String: JSONValue], signature: String = "") throws -> String {
+    public static func raw(header: String, claims: [String: JSONValue], signature: String = "") throws -> String {
         let h = Base64URL.encode(Data(header.utf8))
         let p = Base64URL.encode(try JSONEncoder().encode(claims))
         return "\(h).\(p).\(signature)"

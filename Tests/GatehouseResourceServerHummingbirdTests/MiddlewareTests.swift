@@ -1,5 +1,6 @@
 import Foundation
 import GatehouseResourceServerHummingbird
+import GatehouseResourceServerTestSupport
 import HTTPTypes
 import Hummingbird
 import HummingbirdTesting
@@ -24,7 +25,7 @@ struct MiddlewareTests {
 
     @Test func answersPerRFC6750() async throws {
         let key = try SigningKey.generate(.es256)
-        let v = TokenVerifierTests.verifier(FakeIssuer(keys: [key]), now: Now())
+        let v = FakeIssuer(keys: [key]).verifier(now: Now())
         let good = try await Mint.token(key)
         try await Self.app(v).test(.router) { client in
             try await client.execute(uri: "/notes", method: .get, headers: [.authorization: "Bearer \(good)"]) { r in
