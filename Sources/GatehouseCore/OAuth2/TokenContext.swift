@@ -1,7 +1,8 @@
 import Foundation
 
-/// What every grant needs: storage, settings, the clock and the token signer; plus the shared steps of
-/// deciding scope and audience and of minting tokens.
+/// The services every grant shares, built once per process: storage, settings, the clock, the token
+/// signers, the password check and the event outbox; plus the shared steps of deciding scope and audience
+/// and of minting tokens. Nothing per request lives here (that is `TokenRequest`).
 public struct TokenContext: Sendable {
     /// Only what the grants use: clients, users, scopes, tokens, codes, roles and the lockout counters.
     public typealias Storage = ClientStore & UserStore & ScopeStore & TokenStore & BrowserStore & AccountStore & FailureCounterStore
@@ -10,11 +11,8 @@ public struct TokenContext: Sendable {
     public let clock: Clock
     public let issuer: AccessTokenIssuer
     public let idTokens: IDTokenIssuer
-    public let passwords: PasswordHasher
     /// Password checks with lockout and throttling, shared with the login page.
     public let passwordAuthenticator: PasswordAuthenticator
-    /// The client's address for this request (set by the token endpoint; throttling counts per address).
-    public var clientAddress: String? = nil
     /// Lifecycle events (`token.issued`, `grant.revoked`).
     public let events: Events
 
@@ -28,7 +26,6 @@ public struct TokenContext: Sendable {
         self.clock = clock
         self.issuer = AccessTokenIssuer(keys: keys)
         self.idTokens = IDTokenIssuer(keys: keys)
-        self.passwords = passwords
         self.passwordAuthenticator = PasswordAuthenticator(
             users: storage, passwords: passwords,
             throttle: LoginThrottle(

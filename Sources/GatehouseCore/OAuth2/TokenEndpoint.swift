@@ -31,7 +31,7 @@ public struct TokenEndpoint: Sendable {
         guard let grant = grants[grantType], type(of: grant).atTokenEndpoint else {
             throw OAuthError.unsupportedGrantType.with(description: "The grant type \(grantType) is not supported.")
         }
-        return try await run(grant, parameters, client: client, clientAddress: clientAddress)
+        return try await run(grant, TokenRequest(parameters: parameters, client: client, clientAddress: clientAddress))
     }
 
     /// Runs a grant for a first-party endpoint of a compatibility profile, for `client` (the configured
@@ -43,26 +43,25 @@ public struct TokenEndpoint: Sendable {
         guard let grant = grants[grantType] else {
             throw OAuthError.unsupportedGrantType.with(description: "The grant type \(grantType) is not supported.")
         }
-        return try await run(grant, parameters, client: client, clientAddress: clientAddress)
+        return try await run(grant, TokenRequest(parameters: parameters, client: client, clientAddress: clientAddress))
     }
 
-    private func run(_ grant: any TokenGrant, _ parameters: RequestParameters, client: ClientRecord, clientAddress: String?)
-        async throws -> IssuedTokens
-    {
-        let grantType = type(of: grant).grantType
+    /// The registration checks, then the grant's two steps: `validate` (the parameters, into the grant's
+    /// typed request) and `issue`.
+    private func run<Grant: TokenGrant>(_ grant: Grant, _ request: TokenRequest) async throws -> IssuedTokens {
+        let client = request.client
         // §5.2 unauthorized_client: the client is not registered for this grant type.
-        guard client.allows(grantType: type(of: grant).registeredAs) else {
+        guard client.allows(grantType: Grant.registeredAs) else {
             throw OAuthError.unauthorizedClient.with(
-                description: "The client is not allowed to use the \(type(of: grant).registeredAs) grant.")
+                description: "The client is not allowed to use the \(Grant.registeredAs) grant.")
         }
-        guard !client.isPublic || type(of: grant).allowsPublicClients else {
-            throw OAuthError.unauthorizedClient.with(description: "Public clients cannot use the \(grantType) grant.")
+        guard !client.isPublic || Grant.allowsPublicClients else {
+            throw OAuthError.unauthorizedClient.with(description: "Public clients cannot use the \(Grant.grantType) grant.")
         }
-        var context = self.context
-        context.clientAddress = clientAddress
-        let issued = try await grant.handle(parameters, client: client, context: context)
+        let validated = try grant.validate(request, context: context)
+        let issued = try await grant.issue(validated, context: context)
         // The one place `token.issued` is emitted.
-        await context.events.tokenIssued(clientID: client.id, grantType: grantType, scope: issued.scope.description)
+        await context.events.tokenIssued(clientID: client.id, grantType: Grant.grantType, scope: issued.scope.description)
         return issued
     }
 }

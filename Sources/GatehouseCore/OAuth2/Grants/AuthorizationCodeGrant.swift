@@ -9,12 +9,22 @@ public struct AuthorizationCodeGrant: TokenGrant {
     public static let allowsPublicClients = true
     public init() {}
 
-    public func handle(_ parameters: RequestParameters, client: ClientRecord, context: TokenContext) async throws
-        -> IssuedTokens
-    {
-        let raw = try parameters.required("code")
-        let redirectURI = try parameters.single("redirect_uri")
-        let verifier = try parameters.single("code_verifier")
+    public struct Request: Sendable {
+        public let client: ClientRecord
+        public let code: String
+        public let redirectURI: String?
+        public let codeVerifier: String?
+    }
+
+    public func validate(_ request: TokenRequest, context: TokenContext) throws -> Request {
+        let p = request.parameters
+        return Request(
+            client: request.client, code: try p.required("code"), redirectURI: try p.single("redirect_uri"),
+            codeVerifier: try p.single("code_verifier"))
+    }
+
+    public func issue(_ request: Request, context: TokenContext) async throws -> IssuedTokens {
+        let (client, raw, redirectURI, verifier) = (request.client, request.code, request.redirectURI, request.codeVerifier)
         let invalid = OAuthError.invalidGrant.with(description: "The authorization code is invalid, expired or used.")
         let now = context.clock.nowSeconds
         guard raw.utf8.count <= 256, let code = try await context.storage.authorizationCode(hash: Secrets.hash(raw))

@@ -6,12 +6,23 @@ public struct ClientCredentialsGrant: TokenGrant {
     public static let allowsPublicClients = false
     public init() {}
 
-    public func handle(_ parameters: RequestParameters, client: ClientRecord, context: TokenContext) async throws
-        -> IssuedTokens
-    {
-        let scope = try context.resolveScope(try parameters.single("scope"), client: client)
-        let resources = try context.resolveResources(parameters.all("resource"), allowed: client.resources)
-        return try await context.issueNewGrant(
-            client: client, userID: nil, scope: scope, resources: resources, withRefreshToken: false)
+    public struct Request: Sendable {
+        public let client: ClientRecord
+        public let scope: Scope
+        public let resources: [String]
+    }
+
+    public func validate(_ request: TokenRequest, context: TokenContext) throws -> Request {
+        let client = request.client
+        return Request(
+            client: client,
+            scope: try context.resolveScope(try request.parameters.single("scope"), client: client),
+            resources: try context.resolveResources(request.parameters.all("resource"), allowed: client.resources))
+    }
+
+    public func issue(_ request: Request, context: TokenContext) async throws -> IssuedTokens {
+        try await context.issueNewGrant(
+            client: request.client, userID: nil, scope: request.scope, resources: request.resources,
+            withRefreshToken: false)
     }
 }

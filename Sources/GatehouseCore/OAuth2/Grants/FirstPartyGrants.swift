@@ -25,12 +25,25 @@ public struct PasswordSessionGrant: TokenGrant {
         self.method = method
     }
 
-    public func handle(_ parameters: RequestParameters, client: ClientRecord, context: TokenContext) async throws
-        -> IssuedTokens
-    {
+    /// A missing username or password is an empty one: it fails like a wrong one (drf-jwt's shape).
+    public struct Request: Sendable {
+        public let client: ClientRecord
+        public let username: String
+        public let password: String
+        public let clientAddress: String?
+    }
+
+    public func validate(_ request: TokenRequest, context: TokenContext) throws -> Request {
+        let p = request.parameters
+        return Request(
+            client: request.client, username: try p.single("username") ?? "", password: try p.single("password") ?? "",
+            clientAddress: request.clientAddress)
+    }
+
+    public func issue(_ request: Request, context: TokenContext) async throws -> IssuedTokens {
+        let client = request.client
         let user = try await context.passwordAuthenticator.authenticate(
-            username: try parameters.single("username") ?? "", password: try parameters.single("password") ?? "",
-            address: context.clientAddress)
+            username: request.username, password: request.password, address: request.clientAddress)
         let scope = client.defaultScope
         try await context.checkScopeRoles(scope, userID: user.id)
         // A grant of its own (no refresh token), so the token chain can be revoked (account page, logout of the
@@ -65,11 +78,20 @@ public struct SessionTokenRefreshGrant: TokenGrant {
         self.verifier = verifier
     }
 
-    public func handle(_ parameters: RequestParameters, client: ClientRecord, context: TokenContext) async throws
-        -> IssuedTokens
-    {
+    public struct Request: Sendable {
+        public let client: ClientRecord
+        /// The current access token (nil: not sent, which fails like an expired one).
+        public let token: String?
+    }
+
+    public func validate(_ request: TokenRequest, context: TokenContext) throws -> Request {
+        Request(client: request.client, token: try request.parameters.single("token"))
+    }
+
+    public func issue(_ request: Request, context: TokenContext) async throws -> IssuedTokens {
+        let client = request.client
         let invalid = OAuthError.invalidGrant.with(description: "Signature has expired.")
-        guard let token = try parameters.single("token"),
+        guard let token = request.token,
             let claims = try await verifier.activeClaims(token, revocations: context.storage),
             claims.aud.values.contains(context.settings.audience), claims.act == nil, claims.client_id == client.id,
             let grantID = claims.grant_id, let grant = try await context.storage.grant(id: grantID),

@@ -7,26 +7,40 @@ public struct PasswordGrant: TokenGrant {
     public static let allowsPublicClients = true
     public init() {}
 
-    public func handle(_ parameters: RequestParameters, client: ClientRecord, context: TokenContext) async throws
-        -> IssuedTokens
-    {
-        let username = try parameters.required("username")
-        let password = try parameters.required("password")
-        let scope = try context.resolveScope(try parameters.single("scope"), client: client)
-        let resources = try context.resolveResources(parameters.all("resource"), allowed: client.resources)
+    public struct Request: Sendable {
+        public let client: ClientRecord
+        public let username: String
+        public let password: String
+        public let scope: Scope
+        public let resources: [String]
+        /// Throttling counts failures per address too.
+        public let clientAddress: String?
+    }
+
+    public func validate(_ request: TokenRequest, context: TokenContext) throws -> Request {
+        let p = request.parameters
+        return Request(
+            client: request.client, username: try p.required("username"), password: try p.required("password"),
+            scope: try context.resolveScope(try p.single("scope"), client: request.client),
+            resources: try context.resolveResources(p.all("resource"), allowed: request.client.resources),
+            clientAddress: request.clientAddress)
+    }
+
+    public func issue(_ request: Request, context: TokenContext) async throws -> IssuedTokens {
         let user: UserRecord
         do {
             user = try await context.passwordAuthenticator.authenticate(
-                username: username, password: password, address: context.clientAddress)
+                username: request.username, password: request.password, address: request.clientAddress)
         } catch PasswordAuthenticator.Failure.invalidCredentials {
             throw OAuthError.invalidGrant.with(description: "Invalid username or password.")
         } catch PasswordAuthenticator.Failure.throttled(let retryAfter) {
             throw OAuthError.invalidGrant.with(
-                description: "Too many failed attempts; try again later.", debug: "throttled \(retryAfter)s: \(username)")
+                description: "Too many failed attempts; try again later.",
+                debug: "throttled \(retryAfter)s: \(request.username)")
         }
-        try await context.checkScopeRoles(scope, userID: user.id)
+        try await context.checkScopeRoles(request.scope, userID: user.id)
         return try await context.issueNewGrant(
-            client: client, userID: user.id, scope: scope, resources: resources,
-            withRefreshToken: client.allows(grantType: GrantType.refreshToken))
+            client: request.client, userID: user.id, scope: request.scope, resources: request.resources,
+            withRefreshToken: request.client.allows(grantType: GrantType.refreshToken))
     }
 }

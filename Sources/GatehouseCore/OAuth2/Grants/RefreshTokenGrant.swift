@@ -12,10 +12,24 @@ public struct RefreshTokenGrant: TokenGrant {
     public static let allowsPublicClients = true
     public init() {}
 
-    public func handle(_ parameters: RequestParameters, client: ClientRecord, context: TokenContext) async throws
-        -> IssuedTokens
-    {
-        let raw = try parameters.required("refresh_token")
+    /// The requested scope and resources stay as sent: they are checked against the stored token, after
+    /// reuse detection (a replay must not dodge it by also asking for something invalid).
+    public struct Request: Sendable {
+        public let client: ClientRecord
+        public let refreshToken: String
+        public let scope: String?
+        public let resources: [String]
+    }
+
+    public func validate(_ request: TokenRequest, context: TokenContext) throws -> Request {
+        let p = request.parameters
+        return Request(
+            client: request.client, refreshToken: try p.required("refresh_token"), scope: try p.single("scope"),
+            resources: p.all("resource"))
+    }
+
+    public func issue(_ request: Request, context: TokenContext) async throws -> IssuedTokens {
+        let (client, raw) = (request.client, request.refreshToken)
         let invalid = OAuthError.invalidGrant.with(description: "The refresh token is invalid, expired or revoked.")
         let now = context.clock.nowSeconds
         guard let record = try await context.storage.refreshToken(hash: Secrets.hash(raw)) else {
@@ -42,7 +56,7 @@ public struct RefreshTokenGrant: TokenGrant {
         }
         // §6: the new scope must not include any scope not originally granted.
         var scope = record.scope
-        if let requested = try parameters.single("scope") {
+        if let requested = request.scope {
             guard let narrowed = Scope(parsing: requested), narrowed.isSubset(of: record.scope) else {
                 throw OAuthError.invalidScope.with(description: "A refresh may only narrow the granted scope.")
             }
@@ -51,9 +65,8 @@ public struct RefreshTokenGrant: TokenGrant {
         // Roles may have been taken away since the grant: restricted scopes need them still.
         if let userID = record.userID { try await context.checkScopeRoles(scope, userID: userID) }
         var resources = record.resources
-        let requestedResources = parameters.all("resource")
-        if !requestedResources.isEmpty {
-            resources = try context.resolveResources(requestedResources, allowed: record.resources)
+        if !request.resources.isEmpty {
+            resources = try context.resolveResources(request.resources, allowed: record.resources)
         }
 
         let next = context.makeRefreshToken(
@@ -91,7 +104,12 @@ public struct RefreshTokenGrant: TokenGrant {
     {
         let grace = context.settings.refreshGracePeriod
         if grace > 0, let usedAt = record.usedAt, now - usedAt <= grace, let sealed = record.sealedSuccessor,
-            let plan = SuccessorSeal.open(sealed, with: raw), plan.access.exp > now
+            let plan = SuccessorSeal.open(sealed, with: raw), plan.access.exp > now,
+            // Only while the successor is unused: once it has been refreshed, the holder of the successor has
+            // moved on, and the old token coming back is reuse (a retry would otherwise hand out a spent token
+            // and a live access token to whoever still holds the old one).
+            let successor = try await context.storage.refreshToken(hash: Secrets.hash(plan.refreshToken)),
+            successor.usedAt == nil
         {
             // The same pair: the same refresh token, and an access token with the same claims (same `jti`).
             return try await plan.sign(context, now: now)

@@ -31,9 +31,36 @@ public struct TokenExchangeGrant: TokenGrant {
         self.verifier = verifier
     }
 
-    public func handle(_ parameters: RequestParameters, client: ClientRecord, context: TokenContext) async throws
-        -> IssuedTokens
-    {
+    /// What the exchange is of: a provider's token, or one of ours.
+    public enum Request: Sendable {
+        case upstream(Upstream)
+        case own(Own)
+    }
+
+    /// A provider's access token (or, for OIDC providers, ID token), `subject_issuer` naming the provider.
+    public struct Upstream: Sendable {
+        public let client: ClientRecord
+        public let token: String
+        public let isIDToken: Bool
+        /// The provider's id (`subject_issuer`).
+        public let provider: String
+        /// Parameters that may fill a templated user-details URL (`templateParameters(_:)`).
+        public let templateParameters: [String: String]
+        public let scope: Scope
+        public let resources: [String]
+    }
+
+    /// One of our access tokens, exchanged for a narrower scope or another audience.
+    public struct Own: Sendable {
+        public let client: ClientRecord
+        public let token: String
+        /// The narrower scope asked for (nil: the subject token's, within the client's registration).
+        public let scope: Scope?
+        public let resources: [String]
+    }
+
+    public func validate(_ request: TokenRequest, context: TokenContext) throws -> Request {
+        let (parameters, client) = (request.parameters, request.client)
         let subjectToken = try parameters.required("subject_token")
         let subjectTokenType = try parameters.required("subject_token_type")
         if let requested = try parameters.single("requested_token_type"), requested != Self.accessTokenType {
@@ -49,26 +76,36 @@ public struct TokenExchangeGrant: TokenGrant {
             throw OAuthError.invalidRequest.with(
                 description: "subject_token_type must be \(Self.accessTokenType) (or, for an OIDC provider, \(Self.idTokenType)).")
         }
+        // RFC 8693 §2.1: `resource` and `audience` name where the new token is used; both must be resources
+        // the requesting client registered.
+        let resources = try context.resolveResources(
+            parameters.all("resource") + parameters.all("audience"), allowed: client.resources)
+        let requestedScope = try parameters.single("scope")
         if let issuer, upstream {
-            return try await exchangeUpstream(
-                subjectToken, type: subjectTokenType, issuer: issuer, parameters: parameters, client: client, context: context)
+            return .upstream(
+                Upstream(
+                    client: client, token: subjectToken, isIDToken: subjectTokenType == Self.idTokenType, provider: issuer,
+                    templateParameters: Self.templateParameters(parameters),
+                    scope: try context.resolveScope(requestedScope, client: client), resources: resources))
         }
-        return try await exchangeOwn(subjectToken, parameters: parameters, client: client, context: context)
+        var scope: Scope?
+        if let requestedScope {
+            guard let parsed = Scope(parsing: requestedScope) else {
+                throw OAuthError.invalidScope.with(description: "The scope parameter is malformed.")
+            }
+            if !parsed.isEmpty { scope = parsed }
+        }
+        return .own(Own(client: client, token: subjectToken, scope: scope, resources: resources))
     }
 
-    func exchangeUpstream(
-        _ token: String, type: String, issuer: String, parameters: RequestParameters, client: ClientRecord,
-        context: TokenContext
-    ) async throws -> IssuedTokens {
-        guard let provider = try await providers().first(where: { $0.id == issuer }) else {
-            throw OAuthError.invalidRequest.with(description: "The subject_issuer \(issuer) is not a configured provider.")
+    public func issue(_ request: Request, context: TokenContext) async throws -> IssuedTokens {
+        var issued: IssuedTokens
+        switch request {
+        case .upstream(let r):
+            issued = try await exchangeUpstream(r, context: context)
+        case .own(let r):
+            issued = try await exchangeOwn(r, context: context)
         }
-        let scope = try context.resolveScope(try parameters.single("scope"), client: client)
-        let resources = try context.resolveResources(parameters.all("resource") + parameters.all("audience"), allowed: client.resources)
-        var issued = try await issue(
-            forUpstreamToken: token, idToken: type == Self.idTokenType, provider: provider,
-            templateParameters: Self.templateParameters(parameters), client: client, scope: scope, resources: resources,
-            context: context)
         issued.issuedTokenType = Self.accessTokenType
         return issued
     }
@@ -101,13 +138,15 @@ public struct TokenExchangeGrant: TokenGrant {
         return RequestParameters(values)
     }
 
-    /// The upstream half of the exchange: the provider establishes whose
-    /// token it is (`UpstreamClient.identity`), the person is found or created, and tokens are issued to
-    /// `client` — a refresh token only when the client is registered for `refresh_token`.
-    public func issue(
-        forUpstreamToken token: String, idToken: Bool, provider: ProviderRecord, templateParameters: [String: String],
-        client: ClientRecord, scope: Scope, resources: [String], context: TokenContext
-    ) async throws -> IssuedTokens {
+    /// The upstream half of the exchange: the provider establishes whose token it is
+    /// (`UpstreamClient.identity`), the person is found or created, and tokens are issued to the client — a
+    /// refresh token only when the client is registered for `refresh_token`.
+    func exchangeUpstream(_ request: Upstream, context: TokenContext) async throws -> IssuedTokens {
+        let (token, idToken, client, scope) = (request.token, request.isIDToken, request.client, request.scope)
+        guard let provider = try await providers().first(where: { $0.id == request.provider }) else {
+            throw OAuthError.invalidRequest.with(
+                description: "The subject_issuer \(request.provider) is not a configured provider.")
+        }
         guard let upstream, let broker else {
             throw OAuthError.invalidRequest.with(description: "Token exchange with providers is not available.")
         }
@@ -118,7 +157,7 @@ public struct TokenExchangeGrant: TokenGrant {
         do {
             external = idToken
                 ? try await upstream.identity(forIDToken: token, provider: provider)
-                : try await upstream.identity(forAccessToken: token, provider: provider, parameters: templateParameters)
+                : try await upstream.identity(forAccessToken: token, provider: provider, parameters: request.templateParameters)
         } catch let e as UpstreamError {
             switch e.kind {
             case .rejected, .invalidResponse:
@@ -132,14 +171,13 @@ public struct TokenExchangeGrant: TokenGrant {
         let resolution = try await broker.resolve(external, provider: provider)
         try await context.checkScopeRoles(scope, userID: resolution.user.id)
         return try await context.issueNewGrant(
-            client: client, userID: resolution.user.id, scope: scope, resources: resources,
+            client: client, userID: resolution.user.id, scope: scope, resources: request.resources,
             withRefreshToken: client.allows(grantType: GrantType.refreshToken))
     }
 
-    func exchangeOwn(_ token: String, parameters: RequestParameters, client: ClientRecord, context: TokenContext)
-        async throws -> IssuedTokens
-    {
-        guard let verifier, let claims = try await verifier.activeClaims(token, revocations: context.storage) else {
+    func exchangeOwn(_ request: Own, context: TokenContext) async throws -> IssuedTokens {
+        let client = request.client
+        guard let verifier, let claims = try await verifier.activeClaims(request.token, revocations: context.storage) else {
             throw OAuthError.invalidGrant.with(description: "The subject_token is invalid, expired or revoked.")
         }
         // Whose tokens this client may exchange: its own, those addressed to it (`aud`), and those of the
@@ -155,20 +193,18 @@ public struct TokenExchangeGrant: TokenGrant {
         // The new token may carry only what the subject token had AND what the requesting client registered.
         let original = (Scope(parsing: claims.scope) ?? .empty).intersection(client.scope)
         var scope = original
-        if let requested = try parameters.single("scope") {
-            guard let narrowed = Scope(parsing: requested), narrowed.isSubset(of: original) else {
+        if let narrowed = request.scope {
+            guard narrowed.isSubset(of: original) else {
                 throw OAuthError.invalidScope.with(
                     description: "The scope may only narrow the subject token's scope, within the client's registration.")
             }
-            if !narrowed.isEmpty { scope = narrowed }
+            scope = narrowed
         }
         guard !scope.isEmpty else {
             throw OAuthError.invalidScope.with(description: "The subject token has no scope this client may hold.")
         }
         if let userID = claims.userID { try await context.checkScopeRoles(scope, userID: userID) }
-        // RFC 8693 §2.1: `resource` and `audience` name where the new token is used; both must be resources
-        // the requesting client registered.
-        let resources = try context.resolveResources(parameters.all("resource") + parameters.all("audience"), allowed: client.resources)
+        let resources = request.resources
         let now = context.clock.nowSeconds
         let actor = ActorClaim(sub: client.id, act: claims.act)
         let exchanged = AccessTokenClaims(
@@ -176,8 +212,6 @@ public struct TokenExchangeGrant: TokenGrant {
             aud: resources.isEmpty ? claims.aud : Audience(resources), client_id: client.id, scope: scope.description,
             jti: Secrets.identifier(), iat: now, exp: min(claims.exp, now + context.settings.accessTokenLifetime),
             grant_id: claims.grant_id, act: actor)
-        var issued = try await context.sign(exchanged, idToken: nil, userID: claims.userID, refreshToken: nil, now: now)
-        issued.issuedTokenType = Self.accessTokenType
-        return issued
+        return try await context.sign(exchanged, idToken: nil, userID: claims.userID, refreshToken: nil, now: now)
     }
 }
