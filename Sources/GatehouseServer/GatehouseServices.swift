@@ -82,3 +82,9 @@ public struct GatehouseServices: Sendable {
     }
 }
 
+extension GatehouseServices: CustomStringConvertible, CustomDebugStringConvertible {
+    /// A name only: the services hold settings, hooks and keys that must never reach a log line through a
+    /// default reflected description.
+    public var description: String { "GatehouseServices" }
+    public var debugDescription: String { description }
+}

@@ -14,10 +14,17 @@ enum HTTP {
 
     /// Reads the parameters of a POST to an OAuth endpoint (the rules are `RequestParameters.decodeBody`).
     static func parameters(_ request: inout Request) async throws -> RequestParameters {
-        let body = try? await request.collectBody(upTo: maxBodySize)
+        let body = await body(&request)
         return try RequestParameters.decodeBody(
             body.map { Data($0.readableBytesView) }, contentType: request.headers[.contentType],
             query: request.uri.query)
+    }
+
+    /// The body, at most `maxBodySize` bytes; nil (413) when larger. A declared `Content-Length` over the
+    /// limit is refused before anything is read.
+    private static func body(_ request: inout Request) async -> ByteBuffer? {
+        if let declared = request.headers[.contentLength], let length = Int(declared), length > maxBodySize { return nil }
+        return try? await request.collectBody(upTo: maxBodySize)
     }
 
     /// The query string's parameters (GET requests of the browser pages and legacy APIs).
@@ -27,7 +34,7 @@ enum HTTP {
 
     /// A browser form's body (`RequestParameters.decodeFormBody`).
     static func formBody(_ request: inout Request) async throws -> RequestParameters {
-        let body = try? await request.collectBody(upTo: maxBodySize)
+        let body = await body(&request)
         return try RequestParameters.decodeFormBody(
             body.map { Data($0.readableBytesView) }, contentType: request.headers[.contentType])
     }

@@ -603,6 +603,22 @@ def test_head_answers_like_get_without_body(gh, path, status):
     assert after.startswith(b"HTTP/1.1 200"), f"bytes after HEAD's headers: {after[:300]!r}"
 
 
+def test_declared_oversized_body_is_refused_before_it_is_sent(gh):
+    """A Content-Length over the 64 KiB body limit is answered at once with RFC 6749 §5.2 invalid_request,
+    without waiting for (or reading) a body that never comes."""
+    host, port = "127.0.0.1", urlsplit(gh.issuer).port
+    for path in ["/oauth2/token", "/oauth2/revoke", "/oauth2/introspect"]:
+        with socket.create_connection((host, port), timeout=10) as sock:
+            sock.sendall(
+                f"POST {path} HTTP/1.1\r\nHost: {host}:{port}\r\n"
+                "Content-Type: application/x-www-form-urlencoded\r\nContent-Length: 1000000000000\r\n\r\n"
+                "grant_type=client_credentials".encode())
+            data = read_until(sock, b"}")
+        head, _, body = data.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 400"), (path, data[:300])
+        assert b'"invalid_request"' in body and b"too large" in body, (path, body[:300])
+
+
 # --- D: keys revoke ------------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def keyserver(tmp_path_factory):

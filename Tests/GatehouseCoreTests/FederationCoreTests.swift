@@ -62,6 +62,16 @@ struct FederationCoreTests {
         #expect(signature == "t=1700000000,v1=" + Data(mac).hexString)
     }
 
+    /// A hook printed into a log line (the service group logs what it starts) shows neither its secret nor
+    /// the URL's credentials or query, which often carry a token.
+    @Test func webhookDescriptionRedactsSecretAndURLToken() {
+        let hook = WebhookConfig(url: "https://ops:hunter2@hook.example/in?token=s3cr3t#x", secret: "0123456789abcdef")
+        for shown in ["\(hook)", String(reflecting: hook), "\([hook])"] {
+            #expect(!shown.contains("0123456789abcdef") && !shown.contains("s3cr3t") && !shown.contains("hunter2"))
+            #expect(shown.contains("https://hook.example/in?…"))
+        }
+    }
+
     @Test func deliveryBacksOffThenGivesUp() {
         let hook = WebhookConfig(url: "https://hook.example", secret: "0123456789abcdef")
         let delivery = WebhookDelivery(hooks: [hook], retryBase: 5)

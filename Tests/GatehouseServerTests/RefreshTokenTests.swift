@@ -128,6 +128,27 @@ struct RefreshTokenTests {
         }
     }
 
+    /// Within the grace period, but after the successor has itself been refreshed: the old token coming back
+    /// is reuse (the family is revoked), never a second copy of a spent successor and a live access token.
+    @Test(arguments: TestDatabase.available)
+    func graceEndsOnceTheSuccessorIsUsed(db: TestDatabase) async throws {
+        try await Harness.run(db, configure: { $0.refreshGracePeriod = 30 }) { h in
+            let (c, first) = try await Self.start(h)
+            let rt1 = try #require(first.string("refresh_token"))
+            let a = try await Self.refresh(h, c, rt1)
+            let rt2 = try #require(a.string("refresh_token"))
+            let b = try await Self.refresh(h, c, rt2)
+            #expect(b.status == .ok)
+            let rt3 = try #require(b.string("refresh_token"))
+            h.testClock.advance(seconds: 5)
+            let late = try await Self.refresh(h, c, rt1)
+            #expect(late.error == "invalid_grant")
+            #expect(late.string("access_token") == nil)
+            // The family is revoked: the newest token no longer works either.
+            #expect(try await Self.refresh(h, c, rt3).error == "invalid_grant")
+        }
+    }
+
     /// 50 concurrent uses of one refresh token. Without a grace period exactly one succeeds, the others
     /// are reuse and revoke the family: no second family is ever forked. With a grace period all of them
     /// receive the same pair and exactly one live family remains.

@@ -59,6 +59,17 @@ struct TokenEndpointTests {
                 rawBody: #"{"grant_type":"client_credentials","client_id":"\#(c.id)","client_secret":"\#(c.secret)","scope":"read"}"#)
             #expect(json.status == .ok)
             #expect(json.string("scope") == "read")
+            // Media-type parameters and case do not matter (RFC 9110 §8.3.1).
+            for type in ["Application/JSON; charset=utf-8", "application/json ;charset=UTF-8"] {
+                let typed = try await h.post(
+                    "/oauth2/token", contentType: type,
+                    rawBody: #"{"grant_type":"client_credentials","client_id":"\#(c.id)","client_secret":"\#(c.secret)"}"#)
+                #expect(typed.status == .ok, "\(type)")
+            }
+            let form = try await h.post(
+                "/oauth2/token", contentType: "application/x-www-form-urlencoded; charset=UTF-8",
+                rawBody: "grant_type=client_credentials&client_id=\(c.id)&client_secret=\(c.secret)")
+            #expect(form.status == .ok)
             // Basic with client_id repeated in the body is fine when it matches.
             let both = try await h.post("/oauth2/token", [("grant_type", "client_credentials"), ("client_id", c.id)], auth: c)
             #expect(both.status == .ok)
@@ -113,6 +124,9 @@ struct TokenEndpointTests {
         .init(name: "resource with fragment", params: [("grant_type", "client_credentials"), ("resource", "https://api.example.test/#x")], auth: .good, status: 400, error: "invalid_target"),
         .init(name: "credentials in the query string", params: [("grant_type", "client_credentials")], auth: .good, query: "?client_secret=leak", status: 400, error: "invalid_request"),
         .init(name: "unsupported content type", params: [], auth: .good, contentType: "text/plain", rawBody: "grant_type=client_credentials", status: 400, error: "invalid_request"),
+        .init(name: "body over 64 KiB", params: [], auth: .good, rawBody: "grant_type=client_credentials&pad=" + String(repeating: "a", count: 70_000), status: 400, error: "invalid_request"),
+        .init(name: "content type that only starts like a form", params: [], auth: .good, contentType: "application/x-www-form-urlencodedX", rawBody: "grant_type=client_credentials", status: 400, error: "invalid_request"),
+        .init(name: "content type that only starts like JSON", params: [], auth: .good, contentType: "application/jsonp", rawBody: #"{"grant_type":"client_credentials"}"#, status: 400, error: "invalid_request"),
         .init(name: "malformed JSON", params: [], auth: .good, contentType: "application/json", rawBody: "{grant_type:", status: 400, error: "invalid_request"),
         .init(name: "JSON with an object value", params: [], auth: .good, contentType: "application/json", rawBody: #"{"grant_type":{"a":1}}"#, status: 400, error: "invalid_request"),
         .init(name: "bad percent-encoding", params: [], auth: .good, rawBody: "grant_type=%zz", status: 400, error: "invalid_request"),

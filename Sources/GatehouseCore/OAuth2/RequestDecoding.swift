@@ -11,11 +11,11 @@ extension RequestParameters {
             throw OAuthError.invalidRequest.with(description: "Send parameters in the request body, not the URL.")
         }
         guard let body else { throw tooLarge }
-        let contentType = (contentType ?? "").lowercased()
-        if contentType.hasPrefix("application/json") {
+        let contentType = mediaType(contentType)
+        if contentType == "application/json" {
             return try decodeJSON(body)
         }
-        if contentType.hasPrefix("application/x-www-form-urlencoded") || (contentType.isEmpty && body.isEmpty) {
+        if contentType == "application/x-www-form-urlencoded" || (contentType.isEmpty && body.isEmpty) {
             return try decodeForm(body)
         }
         throw OAuthError.invalidRequest.with(
@@ -25,10 +25,18 @@ extension RequestParameters {
     /// A form POSTed by a browser page: only `application/x-www-form-urlencoded` (or an empty body).
     public static func decodeFormBody(_ body: Data?, contentType: String?) throws -> RequestParameters {
         guard let body else { throw tooLarge }
-        guard (contentType ?? "").lowercased().hasPrefix("application/x-www-form-urlencoded") || body.isEmpty else {
+        guard mediaType(contentType) == "application/x-www-form-urlencoded" || body.isEmpty else {
             throw OAuthError.invalidRequest.with(description: "Send the form as application/x-www-form-urlencoded.")
         }
         return try decodeForm(body)
+    }
+
+    /// The media type of a Content-Type header (RFC 9110 §8.3.1): before any `;` parameters, without
+    /// surrounding whitespace, lowercased. Compared whole, so `application/jsonp` is not JSON.
+    static func mediaType(_ header: String?) -> String {
+        guard let header else { return "" }
+        let type = header.split(separator: ";", maxSplits: 1, omittingEmptySubsequences: false).first ?? ""
+        return type.trimmingCharacters(in: .whitespaces).lowercased()
     }
 
     /// application/x-www-form-urlencoded (WHATWG URL §5.1), keeping repeated names; also query strings.

@@ -6,7 +6,9 @@ import ServiceLifecycle
 
 /// Periodic upkeep: re-reads signing keys (so `keys rotate` reaches a running server), drops revoked keys
 /// within a second, and deletes expired rows (`purge_interval`) and old outbox events (`outbox_retention`).
-struct MaintenanceService: Service {
+struct MaintenanceService: Service, CustomStringConvertible {
+    /// What the service group logs when it starts this service: a name, never the services it holds.
+    var description: String { "MaintenanceService" }
     let services: GatehouseServices
     /// Seconds between purges of expired rows (`purge_interval`).
     let purgeInterval: Int64

@@ -6,7 +6,10 @@ import ServiceLifecycle
 
 /// Delivers the webhook outbox: claims due events, POSTs each signed, records the outcome (retry with
 /// backoff, or failed after 12 attempts). Polls every second; a restart picks up where it left off.
-struct WebhookService: Service {
+struct WebhookService: Service, CustomStringConvertible {
+    /// What the service group logs when it starts this service: a name, never the configured hooks (their
+    /// URLs and secrets) that the default description would print.
+    var description: String { "WebhookService" }
     let services: GatehouseServices
     let retryBase: Int64
     let logger: Logger

@@ -44,7 +44,7 @@ extension GatehouseConfiguration {
             help: "Refresh-token lifetime, at least 60s; each rotation starts a new period"),
         .duration(
             "refresh_grace_period", \.settings.refreshGracePeriod, range: 0...300,
-            help: "0–5m. A used refresh token sent again within this window gets the same new token pair instead of revoking its family"),
+            help: "0–5m. A used refresh token sent again within this window, while its successor is unused, gets the same new token pair instead of revoking its family"),
         Setting(
             "signing_algorithm", default: "`ES256`", accepts: "`ES256`, `ES384`, `RS256`, `PS256`, `EdDSA` (case-insensitive)",
             help: "Algorithm of the key made on first start and by `keys rotate`: `ES256`, `ES384`, `RS256`, `PS256`, `EdDSA`",
