@@ -175,6 +175,15 @@ enum Migrations {
         ),
     ]
 
+    /// The versions of `all` the database has not applied (it throws when there is no migrations table).
+    static func pending(_ backend: any SQLBackend) async throws -> [Int] {
+        let done: Set<Int> = try await backend.read { db in
+            let rows = try await db.raw("SELECT version FROM gatehouse_migrations").all()
+            return Set(try rows.map { try $0.decode(column: "version", as: Int.self) })
+        }
+        return all.map(\.version).filter { !done.contains($0) }
+    }
+
     /// Applies pending migrations. Returns the versions applied.
     static func migrate(_ backend: any SQLBackend, clock: Clock) async throws -> [Int] {
         let isPostgres = backend.isPostgres

@@ -70,6 +70,13 @@ public final class SQLStore: GatehouseStorage {
     public func migrate() async throws -> [Int] { try await Migrations.migrate(backend, clock: clock) }
 
     public func close() async { await backend.shutdown() }
+
+    /// `SELECT 1` on a pooled connection (SQLite: a reader).
+    public func ping() async throws {
+        try await backend.read { db in _ = try await db.raw("SELECT 1 AS one").all() }
+    }
+
+    public func pendingMigrations() async throws -> [Int] { try await Migrations.pending(backend) }
 }
 
 /// A Codable value stored as JSON text.

@@ -3,6 +3,7 @@ import GatehouseCore
 import Hummingbird
 import Logging
 import ServiceLifecycle
+import UnixSignals
 
 /// What the application uses besides its configuration and storage; tests replace them (a settable clock,
 /// a cheap password hash, a fake upstream).
@@ -29,6 +30,25 @@ public struct GatehouseDependencies: Sendable {
 public struct GatehouseApplication: Sendable {
     public let services: GatehouseServices
     public let application: Application<RouterResponder<GatehouseRequestContext>>
+    /// `shutdown_grace`, in seconds.
+    let shutdownGrace: Int64
+    let logger: Logger
+
+    /// Runs until SIGTERM or SIGINT, then shuts down gracefully: `/readyz` answers 503 at once, requests are
+    /// served for `shutdown_grace` more seconds (`DrainService`), then the listener closes, in-flight
+    /// requests finish and the background workers stop after their current item; then it returns.
+    public func run(gracefulShutdownSignals: [UnixSignal] = [.sigterm, .sigint]) async throws {
+        // A service group shuts its services down in reverse order, each after the previous one returned: the
+        // drain first, then the application (its server, then its workers).
+        let group = ServiceGroup(
+            configuration: .init(
+                services: [
+                    .init(service: application),
+                    .init(service: DrainService(readiness: services.readiness, grace: shutdownGrace, logger: logger)),
+                ],
+                gracefulShutdownSignals: gracefulShutdownSignals, logger: logger))
+        try await group.run()
+    }
 }
 
 /// The one way to build the server, for `gatehouse serve` and for the tests (Hummingbird's template shape).
@@ -49,7 +69,7 @@ public func buildApplication(
         }
         compat.dgpSigner = try await RSATokenSigner(privatePEM: compat.dgpPrivateKey, publicPEM: compat.dgpPublicKey)
     }
-    let router = try buildRouter(services, logger: logger, compat: compat)
+    let router = try buildRouter(services, logger: logger, compat: compat, accessLog: config.accessLog)
     let base = config.issuer.hasSuffix("/") ? String(config.issuer.dropLast()) : config.issuer
     let key = try services.keys.snapshot.signingKey
     let maintenance = MaintenanceService(
@@ -77,5 +97,5 @@ public func buildApplication(
         },
         logger: logger)
     app.logger.logLevel = config.logLevel
-    return GatehouseApplication(services: services, application: app)
+    return GatehouseApplication(services: services, application: app, shutdownGrace: config.shutdownGrace, logger: logger)
 }

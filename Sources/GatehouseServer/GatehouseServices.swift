@@ -1,5 +1,6 @@
 import Foundation
 import GatehouseCore
+import Synchronization
 
 /// Everything the endpoints share, built once per process.
 public struct GatehouseServices: Sendable {
@@ -27,6 +28,8 @@ public struct GatehouseServices: Sendable {
     public let selfService: SelfService
     /// RFC 8693 token exchange (also used by dot's register-by-token).
     public let exchange: TokenExchangeGrant
+    /// Whether the process is shutting down (`/readyz`).
+    public let readiness = Readiness()
 
     /// Every upstream provider: the config file's, then the database's (`gatehouse providers add`; an id in
     /// both: the config file wins).
@@ -87,4 +90,12 @@ extension GatehouseServices: CustomStringConvertible, CustomDebugStringConvertib
     /// default reflected description.
     public var description: String { "GatehouseServices" }
     public var debugDescription: String { description }
+}
+
+/// The process's part of readiness: set once shutdown has begun (SIGTERM), after which `/readyz` answers 503.
+public final class Readiness: Sendable {
+    private let draining = Atomic<Bool>(false)
+    public init() {}
+    public var isShuttingDown: Bool { draining.load(ordering: .relaxed) }
+    public func beginShutdown() { draining.store(true, ordering: .relaxed) }
 }

@@ -5,11 +5,13 @@ import Logging
 
 /// The HTTP routes. Handlers decode, call the core, encode. Each compatibility profile's routes mount only
 /// when it is on.
-func buildRouter(_ services: GatehouseServices, logger: Logger, compat: CompatOptions = CompatOptions())
-    throws -> Router<GatehouseRequestContext>
-{
+func buildRouter(
+    _ services: GatehouseServices, logger: Logger, compat: CompatOptions = CompatOptions(), accessLog: Bool = true
+) throws -> Router<GatehouseRequestContext> {
     // HEAD answers like GET without a body on every GET route (RFC 9110 §9.3.2).
     let router = Router(context: GatehouseRequestContext.self, options: .autoGenerateHeadEndpoints)
+    // Outermost: every response, the router's own refusals included, gets an X-Request-Id.
+    router.add(middleware: RequestLogMiddleware(accessLog: accessLog, settings: services.settings, logger: logger))
     router.add(middleware: SecurityHeadersMiddleware())
     typealias Path = ServerMetadata.Path
 
@@ -84,12 +86,7 @@ func buildRouter(_ services: GatehouseServices, logger: Logger, compat: CompatOp
         profile.mount(on: router, with: compatContext)
     }
 
-    router.get("/healthz") { _, _ in
-        await HTTP.endpoint("health", logger: logger) {
-            _ = try await services.storage.listScopes()
-            return HTTP.raw(Array(#"{"status":"ok"}"#.utf8), noStore: true)
-        }
-    }
+    HealthRoutes(services: services).add(to: router)
     return router
 }
 

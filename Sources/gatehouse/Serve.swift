@@ -51,6 +51,7 @@ struct Serve: AsyncParsableCommand {
     func run() async throws {
         let flags = try Self.parseSettingFlags(settingFlags)
         let config = try common.configuration(extra: flags)
+        config.logFormat.bootstrap()
         var logger = Logger(label: "gatehouse")
         logger.logLevel = config.logLevel
         let store: SQLStore
@@ -76,7 +77,7 @@ struct Serve: AsyncParsableCommand {
         }
         do {
             let app = try await buildApplication(config, storage: store, logger: logger)
-            try await app.application.runService()
+            try await app.run()
         } catch {
             await store.close()
             throw CLIError("cannot serve on \(config.host):\(config.port): \(error)")

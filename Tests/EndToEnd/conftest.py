@@ -27,6 +27,9 @@ os.environ.setdefault("OAUTHLIB_INSECURE_TRANSPORT", "1")
 # Authlib's metadata checks refuse plain http the same way.
 os.environ.setdefault("AUTHLIB_INSECURE_TRANSPORT", "1")
 
+# Servers the tests start and stop (SIGTERM) skip the shutdown drain (`shutdown_grace`, default 5 s) unless
+# a test asks for it: test_operations.py tests the drain itself.
+os.environ.setdefault("GATEHOUSE_SHUTDOWN_GRACE", "0")
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(os.environ.get("GATEHOUSE_BIN", ROOT / ".build" / "debug" / "gatehouse"))
 STARTUP_TIMEOUT = 60

@@ -549,6 +549,7 @@ HEAD_ROUTES = [
     ("/.well-known/jwks.json", 200),
     ("/login", 200),
     ("/healthz", 200),
+    ("/readyz", 200),
     ("/oauth2/userinfo", 401),
 ]
 

@@ -45,6 +45,15 @@ struct StorageConformanceTests {
         }
     }
 
+    /// What `/readyz` asks: a round trip, and no migration pending once migrated.
+    @Test(arguments: StorageUnderTest.all)
+    func healthAnswersOnAMigratedStore(storage: StorageUnderTest) async throws {
+        try await storage.withStorage { store in
+            try await store.ping()
+            #expect(try await store.pendingMigrations() == [])
+        }
+    }
+
     @Test(arguments: StorageUnderTest.all)
     func clientsRoundTripAndDelete(storage: StorageUnderTest) async throws {
         try await storage.withStorage { store in

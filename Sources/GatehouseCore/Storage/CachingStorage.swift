@@ -107,6 +107,9 @@ public final class CachingStorage: GatehouseStorage {
 
     // MARK: pass-through
 
+    public func ping() async throws { try await base.ping() }
+    public func pendingMigrations() async throws -> [Int] { try await base.pendingMigrations() }
+
     public func insertGroup(_ group: GroupRecord) async throws { try await base.insertGroup(group) }
     public func group(name: String) async throws -> GroupRecord? { try await base.group(name: name) }
     public func saveMembership(_ membership: MembershipRecord) async throws { try await base.saveMembership(membership) }

@@ -141,6 +141,14 @@ public protocol EventOutbox: Sendable {
     func purgeFinishedEvents(before time: Int64) async throws -> Int
 }
 
+/// What readiness (`/readyz`) asks of the database.
+public protocol StorageHealth: Sendable {
+    /// One cheap round trip to the database (`SELECT 1`); throws when it cannot be reached.
+    func ping() async throws
+    /// The schema migrations this build knows that the database has not applied (empty: current).
+    func pendingMigrations() async throws -> [Int]
+}
+
 /// Every store: what `SQLStore` implements and the server is built on.
 public typealias GatehouseStorage = ClientStore & UserStore & ScopeStore & KeyStore & TokenStore & BrowserStore
-    & FederationStore & UpstreamFlowStore & EventOutbox & AccountStore & FailureCounterStore
+    & FederationStore & UpstreamFlowStore & EventOutbox & AccountStore & FailureCounterStore & StorageHealth

@@ -22,6 +22,7 @@ struct CoreHandlers: Sendable {
             let issued = try await services.token.handle(
                 parameters, authorization: request.headers[.authorization],
                 clientAddress: services.clientAddress(request, context))
+            context.facts.clientID = issued.clientID
             var encoded = try await encode(issued)
             encoded.headers[.accessControlAllowOrigin] = "*"
             return encoded

@@ -18,43 +18,42 @@ struct MaintenanceService: Service, CustomStringConvertible {
 
     func run() async throws {
         let keyReloadInterval = services.settings.keyReloadInterval
-        await cancelWhenGracefulShutdown {
-            var sinceReload: Int64 = 0
-            var sincePurge: Int64 = 0
-            while !Task.isCancelled {
-                // Every second: has a key been revoked (`keys revoke`)? Then reload at once.
-                try? await Task.sleep(for: .seconds(1))
-                if Task.isCancelled { break }
-                sinceReload += 1
-                sincePurge += 1
-                var reload = sinceReload >= keyReloadInterval
-                // Checked on every tick, also when a periodic reload is due (it may fail).
-                if let known = try? services.keys.snapshot.revoked,
-                    let revoked = try? await services.storage.revokedKeyIDs(), revoked != known
-                {
-                    logger.warning("a signing key was revoked; reloading keys", metadata: ["kids": .string(revoked.subtracting(known).sorted().joined(separator: ","))])
-                    // Out of the key set at once, even if the reload below fails.
-                    try? await services.keys.drop(revoked.subtracting(known))
-                    reload = true
+        // A graceful shutdown ends the wait between ticks, never a tick's work (a purge finishes).
+        var sinceReload: Int64 = 0
+        var sincePurge: Int64 = 0
+        while !Task.isCancelled && !Task.isShuttingDownGracefully {
+            // Every second: has a key been revoked (`keys revoke`)? Then reload at once.
+            try? await cancelWhenGracefulShutdown { try await Task.sleep(for: .seconds(1)) }
+            if Task.isCancelled || Task.isShuttingDownGracefully { break }
+            sinceReload += 1
+            sincePurge += 1
+            var reload = sinceReload >= keyReloadInterval
+            // Checked on every tick, also when a periodic reload is due (it may fail).
+            if let known = try? services.keys.snapshot.revoked,
+                let revoked = try? await services.storage.revokedKeyIDs(), revoked != known
+            {
+                logger.warning("a signing key was revoked; reloading keys", metadata: ["kids": .string(revoked.subtracting(known).sorted().joined(separator: ","))])
+                // Out of the key set at once, even if the reload below fails.
+                try? await services.keys.drop(revoked.subtracting(known))
+                reload = true
+            }
+            if reload {
+                sinceReload = 0
+                do {
+                    let before = try services.keys.snapshot.signingKey.kid
+                    let after = try await services.keys.reload(from: services.storage).signingKey.kid
+                    if before != after { logger.notice("signing key changed", metadata: ["kid": .string(after)]) }
+                } catch {
+                    logger.error("reloading signing keys failed", metadata: ["detail": .string("\(error)")])
                 }
-                if reload {
-                    sinceReload = 0
-                    do {
-                        let before = try services.keys.snapshot.signingKey.kid
-                        let after = try await services.keys.reload(from: services.storage).signingKey.kid
-                        if before != after { logger.notice("signing key changed", metadata: ["kid": .string(after)]) }
-                    } catch {
-                        logger.error("reloading signing keys failed", metadata: ["detail": .string("\(error)")])
-                    }
-                }
-                // Short-lived rows (codes, upstream flows, failure counters) go within a minute of expiry.
-                if sincePurge >= purgeInterval {
-                    sincePurge = 0
-                    let now = services.clock.nowSeconds
-                    var removed = (try? await services.storage.purgeExpired(before: now)) ?? 0
-                    removed += (try? await services.storage.purgeFinishedEvents(before: now - outboxRetention)) ?? 0
-                    logger.debug("purged expired rows", metadata: ["rows": .stringConvertible(removed)])
-                }
+            }
+            // Short-lived rows (codes, upstream flows, failure counters) go within a minute of expiry.
+            if sincePurge >= purgeInterval {
+                sincePurge = 0
+                let now = services.clock.nowSeconds
+                var removed = (try? await services.storage.purgeExpired(before: now)) ?? 0
+                removed += (try? await services.storage.purgeFinishedEvents(before: now - outboxRetention)) ?? 0
+                logger.debug("purged expired rows", metadata: ["rows": .stringConvertible(removed)])
             }
         }
     }

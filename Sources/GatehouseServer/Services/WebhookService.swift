@@ -17,24 +17,24 @@ struct WebhookService: Service, CustomStringConvertible {
     func run() async throws {
         let delivery = WebhookDelivery(hooks: services.webhooks, retryBase: retryBase)
         let http = UpstreamHTTPClient()
-        await cancelWhenGracefulShutdown {
-            while !Task.isCancelled {
-                do {
-                    let now = services.clock.nowSeconds
-                    let due = try await services.storage.claimDueEvents(at: now, limit: 20, lease: 60)
-                    await withTaskGroup(of: Void.self) { group in
-                        for record in due {
-                            group.addTask {
-                                await deliver(record, delivery: delivery, http: http)
-                            }
+        // A graceful shutdown ends the wait between polls, never a batch: claimed events are delivered (each
+        // attempt has its own timeout) and recorded before the worker stops.
+        while !Task.isCancelled && !Task.isShuttingDownGracefully {
+            do {
+                let now = services.clock.nowSeconds
+                let due = try await services.storage.claimDueEvents(at: now, limit: 20, lease: 60)
+                await withTaskGroup(of: Void.self) { group in
+                    for record in due {
+                        group.addTask {
+                            await deliver(record, delivery: delivery, http: http)
                         }
                     }
-                    if !due.isEmpty { continue }
-                } catch {
-                    logger.error("webhook outbox unavailable", metadata: ["detail": .string("\(error)")])
                 }
-                try? await Task.sleep(for: .seconds(1))
+                if !due.isEmpty { continue }
+            } catch {
+                logger.error("webhook outbox unavailable", metadata: ["detail": .string("\(error)")])
             }
+            try? await cancelWhenGracefulShutdown { try await Task.sleep(for: .seconds(1)) }
         }
     }
 

@@ -17,6 +17,12 @@ public struct GatehouseConfiguration: Sendable {
     /// The protocol settings the core reads.
     public var settings: ServerSettings
     public var logLevel: Logger.Level = .info
+    /// How log lines are written (`log_format`).
+    public var logFormat: LogFormat = .text
+    /// One `info` line per request (`access_log`).
+    public var accessLog = true
+    /// Seconds between SIGTERM and the end of accepting requests (`shutdown_grace`).
+    public var shutdownGrace: Int64 = 5
     /// The JSON config file (`config`), when one was given.
     public var configFile: String?
     /// Upstream identity providers from the config file (`providers`), in addition to those in the database.

@@ -108,6 +108,23 @@ extension Setting {
             effective: { $0[keyPath: path].isEmpty ? nil : $0[keyPath: path].joined(separator: ",") })
     }
 
+    /// On or off: `true`/`false` (also `on`/`off`, `yes`/`no`, `1`/`0`; any case).
+    static func boolean(
+        _ key: String, _ path: any WritableKeyPath<GatehouseConfiguration, Bool> & Sendable, help: String
+    ) -> Setting {
+        Setting(
+            key, default: "`\(defaults[keyPath: path])`", accepts: "`true` or `false` (also `on`/`off`, `yes`/`no`, `1`/`0`)",
+            help: help,
+            apply: { value, config in
+                switch value.lowercased() {
+                case "true", "on", "yes", "1": config[keyPath: path] = true
+                case "false", "off", "no", "0": config[keyPath: path] = false
+                default: throw Invalid("'\(value)' is not true or false")
+                }
+            },
+            effective: { "\($0[keyPath: path])" })
+    }
+
     /// An optional string, stored as given.
     static func text(
         _ key: String, _ path: any WritableKeyPath<GatehouseConfiguration, String?> & Sendable, flag: String? = nil,

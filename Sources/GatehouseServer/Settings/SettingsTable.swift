@@ -129,6 +129,19 @@ extension GatehouseConfiguration {
                 guard let l = Logger.Level(rawValue: v.lowercased()) else { throw Setting.Invalid("'\(v)' is not a log level") }
                 c.logLevel = l
             }, effective: { $0.logLevel.rawValue }),
+        Setting(
+            "log_format", default: "`text`", accepts: "`text` or `json`",
+            help: "`text` (swift-log's lines) or `json`: one object per line with time, level, message and the request's fields ([docs/operations.md](docs/operations.md#logs))",
+            apply: { v, c in
+                guard let f = LogFormat(rawValue: v.lowercased()) else { throw Setting.Invalid("'\(v)' is not text or json") }
+                c.logFormat = f
+            }, effective: { $0.logFormat.rawValue }),
+        .boolean(
+            "access_log", \.accessLog,
+            help: "One `info` line per request: request id, method, route template, status, duration, client id (never a query string, token or cookie)"),
+        .duration(
+            "shutdown_grace", \.shutdownGrace, range: 0...300,
+            help: "0–5m. After SIGTERM, `/readyz` answers 503 at once and requests are still served this long (so a load balancer can stop sending); then new connections stop, in-flight requests finish and the process exits 0"),
     ]
 
     /// The settings table as Markdown: README.md's (`help` column) or docs/configuration.md's (`accepts`).

@@ -1,0 +1,289 @@
+"""Operations (docs/operations.md): JSON logs with an access line per request, X-Request-Id, liveness and
+readiness (database, migrations, shutting down), and a graceful shutdown under load that answers every
+request it accepted and exits 0.
+
+Each test runs its own server on its own database (a fresh SQLite file, or a fresh PostgreSQL database
+when the suite runs on PostgreSQL), since they stop it, break its database or read all of its log."""
+
+import json
+import os
+import secrets
+import shutil
+import signal
+import sqlite3
+import subprocess
+import threading
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import pytest
+import requests
+
+import conftest
+from conftest import BIN, Gatehouse, basic_auth, free_port, wait_until, wait_until_ok
+
+PG_URL = os.environ.get("E2E_DATABASE_URL", "")
+ON_PG = PG_URL.startswith("postgres")
+
+
+def psql(sql: str, database: str = "postgres") -> None:
+    """Runs `sql` on the suite's PostgreSQL server (the one E2E_DATABASE_URL names)."""
+    psql_bin = shutil.which("psql")
+    assert psql_bin, "psql not found (scripts/test installs PostgreSQL with its client)"
+    u = urlsplit(PG_URL)
+    subprocess.run(
+        [psql_bin, "-v", "ON_ERROR_STOP=1", "-q", "-h", u.hostname, "-p", str(u.port), "-U", u.username or "postgres",
+         "-d", database, "-c", sql],
+        check=True, capture_output=True, text=True, timeout=60)
+
+
+@contextmanager
+def own_database(tmp_path: Path):
+    """A database URL of this test's own: a new SQLite file, or a new PostgreSQL database (dropped after)."""
+    if not ON_PG:
+        yield f"sqlite://{tmp_path}/ops.sqlite"
+        return
+    name = "gh_ops_" + secrets.token_hex(4)
+    psql(f"CREATE DATABASE {name}")
+    u = urlsplit(PG_URL)
+    try:
+        yield urlunsplit((u.scheme, u.netloc, "/" + name, u.query, ""))
+    finally:
+        psql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+class Server:
+    """A `gatehouse serve` process whose standard error (the log) goes to its own file."""
+
+    def __init__(self, database: str, tmp_path: Path, *flags: str):
+        self.port = free_port()
+        self.gh = Gatehouse(database, f"http://127.0.0.1:{self.port}")
+        migrate = self.gh.run("migrate")
+        assert migrate.returncode == 0, migrate.stderr
+        self.log_path = tmp_path / f"server-{self.port}.log"
+        self.log = open(self.log_path, "w")
+        conftest.extra_logs.append((f"gatehouse serve on {self.port}", self.log_path))
+        self.proc = subprocess.Popen(
+            [str(BIN), "serve", "--database", database, "--port", str(self.port), *flags],
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=self.log)
+        wait_until_ok(self.gh.issuer + "/readyz", self.proc, "gatehouse serve", self.text)
+
+    def text(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def json_lines(self) -> list[dict]:
+        lines = []
+        for line in self.text().splitlines():
+            try:
+                lines.append(json.loads(line))
+            except ValueError:
+                pytest.fail(f"not a JSON log line: {line!r}")
+        return lines
+
+    def stop(self) -> int:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+        try:
+            code = self.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            code = self.proc.wait()
+        self.log.close()
+        return code
+
+
+@pytest.fixture
+def server_factory(tmp_path):
+    started: list[Server] = []
+
+    def start(database: str, *flags: str) -> Server:
+        s = Server(database, tmp_path, *flags)
+        started.append(s)
+        return s
+
+    yield start
+    for s in started:
+        s.stop()
+
+
+def test_json_access_log_and_request_ids(tmp_path, server_factory):
+    with own_database(tmp_path) as database:
+        s = server_factory(database, "--log-format", "json")
+        client = s.gh.create_client(grant_types=["client_credentials"])
+        auth = basic_auth(client["client_id"], client["client_secret"])
+
+        # A safe X-Request-Id is kept; the response repeats it.
+        r = requests.post(s.gh.token_endpoint, data={"grant_type": "client_credentials"},
+                          headers={"Authorization": auth, "X-Request-Id": "e2e-trace.42"}, timeout=10)
+        assert r.status_code == 200, r.text
+        assert r.headers["X-Request-Id"] == "e2e-trace.42"
+        access_token = r.json()["access_token"]
+
+        # Anything else is replaced by a fresh id, on refusals and unknown routes too.
+        ids = set()
+        for given, path, method in [("has space", "/oauth2/token", "post"), ("x" * 129, "/nope", "get"),
+                                    ("<script>", "/readyz", "get")]:
+            r = requests.request(method, s.gh.issuer + path, headers={"X-Request-Id": given}, timeout=10)
+            rid = r.headers.get("X-Request-Id", "")
+            assert rid and rid != given and len(rid) == 22, (path, r.headers)
+            ids.add(rid)
+        assert len(ids) == 3
+        # Without one, each response has its own.
+        assert requests.get(s.gh.issuer + "/healthz", timeout=10).headers["X-Request-Id"] != \
+            requests.get(s.gh.issuer + "/healthz", timeout=10).headers["X-Request-Id"]
+
+        # A query string with something secret in it is never logged: only the route template.
+        requests.get(s.gh.issuer + "/oauth2/authorize", params={"client_id": "nobody", "state": "SeCrEtStAtE123"},
+                     allow_redirects=False, timeout=10)
+
+        def access_line(request_id):
+            for line in s.json_lines():
+                if line.get("message") == "request" and line.get("request_id") == request_id:
+                    return line
+            return None
+
+        line = wait_until(lambda: access_line("e2e-trace.42"), "the token request's access line")
+        assert line["level"] == "info" and line["logger"] == "gatehouse"
+        assert line["method"] == "POST" and line["route"] == "/oauth2/token" and line["status"] == 200
+        assert line["client_id"] == client["client_id"]
+        assert isinstance(line["duration_ms"], (int, float)) and line["duration_ms"] >= 0
+        assert line["remote_address"] == "127.0.0.1"
+        assert line["time"].endswith("Z") and "T" in line["time"]
+        for rid in ids:
+            wait_until(lambda: access_line(rid), f"the access line of {rid}")
+        unmatched = [l for l in s.json_lines() if l.get("message") == "request" and l.get("status") == 404]
+        assert unmatched and all(l["route"] == "unmatched" for l in unmatched), unmatched
+
+        text = s.text()
+        for secret in [client["client_secret"], access_token, "SeCrEtStAtE123", auth.split()[1]]:
+            assert secret not in text, f"a secret reached the log: {secret[:8]}…"
+
+
+def test_access_log_can_be_turned_off(tmp_path, server_factory):
+    with own_database(tmp_path) as database:
+        s = server_factory(database, "--log-format", "json", "--access-log", "false")
+        r = requests.get(s.gh.issuer + "/healthz", headers={"X-Request-Id": "quiet-1"}, timeout=10)
+        assert r.headers["X-Request-Id"] == "quiet-1"
+        # The server's own start-up lines are there, and are JSON; no access line.
+        lines = s.json_lines()
+        assert any("Gatehouse is running" in l["message"] for l in lines)
+        assert not any(l.get("message") == "request" for l in lines)
+
+
+def ready(s: Server) -> tuple[int, dict]:
+    r = requests.get(s.gh.issuer + "/readyz", timeout=10)
+    assert r.headers["Cache-Control"] == "no-store"
+    return r.status_code, r.json()
+
+
+def test_readiness_checks_the_database(tmp_path, server_factory):
+    with own_database(tmp_path) as database:
+        s = server_factory(database)
+        status, body = ready(s)
+        assert status == 200 and body["status"] == "ready", body
+        assert body["checks"] == {"database": "ok", "migrations": "ok", "signing_keys": "ok", "shutdown": "ok"}
+        assert "failing" not in body
+
+        if ON_PG:
+            # The database goes away under the running server.
+            name = urlsplit(database).path.lstrip("/")
+            psql(f"DROP DATABASE {name} WITH (FORCE)")
+            started = time.monotonic()
+            status, body = wait_until(lambda: (lambda r: r if r[0] == 503 else None)(ready(s)),
+                                      "readyz to report the dropped database")
+            assert time.monotonic() - started < 5
+            assert body["status"] == "not_ready" and "database" in body["failing"], body
+            assert body["checks"]["database"] != "ok"
+            # Liveness does not touch the database.
+            live = requests.get(s.gh.issuer + "/healthz", timeout=10)
+            assert live.status_code == 200 and live.json() == {"status": "ok"}
+        else:
+            # A migration the binary knows but the database lacks (an older schema under a newer binary).
+            db = sqlite3.connect(database.removeprefix("sqlite://"), timeout=10)
+            latest, name, applied_at = db.execute(
+                "SELECT version, name, applied_at FROM gatehouse_migrations ORDER BY version DESC LIMIT 1").fetchone()
+            with db:
+                db.execute("DELETE FROM gatehouse_migrations WHERE version = ?", (latest,))
+            status, body = ready(s)
+            assert status == 503 and body["failing"] == ["migrations"], body
+            assert body["checks"]["migrations"] == f"pending: {latest}"
+            assert requests.get(s.gh.issuer + "/healthz", timeout=10).status_code == 200
+            with db:
+                db.execute("INSERT INTO gatehouse_migrations (version, name, applied_at) VALUES (?, ?, ?)",
+                           (latest, name, applied_at))
+            db.close()
+            assert ready(s)[0] == 200
+
+
+def test_sigterm_under_load_answers_every_accepted_request(tmp_path, server_factory):
+    """SIGTERM in the middle of a load: /readyz turns 503 at once, requests keep being served for
+    shutdown_grace, then the server stops accepting, finishes what it accepted and exits 0. A request is
+    accepted when the server logged it (its access line, by X-Request-Id): each of those got its response.
+    Requests the server never logged may fail (connection refused or closed before they were read)."""
+    with own_database(tmp_path) as database:
+        s = server_factory(database, "--log-format", "json", "--shutdown-grace", "2s")
+        client = s.gh.create_client(grant_types=["client_credentials"])
+        auth = basic_auth(client["client_id"], client["client_secret"])
+        outcomes: dict[str, object] = {}
+        lock = threading.Lock()
+        stop = threading.Event()
+        sent_after_term = []
+        term_at = []
+
+        def worker(n: int):
+            # Half the workers keep connections alive, half open a new one per request.
+            session = requests.Session() if n % 2 == 0 else None
+            i = 0
+            while not stop.is_set():
+                rid = f"load-{n}-{i}"
+                i += 1
+                try:
+                    r = (session or requests).post(
+                        s.gh.token_endpoint, data={"grant_type": "client_credentials"},
+                        headers={"Authorization": auth, "X-Request-Id": rid}, timeout=20)
+                    outcome = r.status_code
+                except requests.RequestException as e:
+                    outcome = type(e).__name__
+                with lock:
+                    outcomes[rid] = outcome
+                    if term_at:
+                        sent_after_term.append((rid, outcome))
+
+        threads = [threading.Thread(target=worker, args=(n,), daemon=True) for n in range(6)]
+        for t in threads:
+            t.start()
+        wait_until(lambda: sum(1 for o in list(outcomes.values()) if o == 200) >= 50, "50 answered requests")
+
+        s.proc.send_signal(signal.SIGTERM)
+        with lock:
+            term_at.append(time.monotonic())
+        # Readiness turns at once; liveness keeps answering during the grace period.
+        wait_until(lambda: ready(s)[0] == 503, "readyz to answer 503 after SIGTERM", timeout=1.5)
+        status, body = ready(s)
+        assert body["failing"] == ["shutdown"] and body["checks"]["shutdown"] == "shutting down", body
+
+        code = s.proc.wait(timeout=30)
+        stop.set()
+        for t in threads:
+            t.join(timeout=30)
+        assert code == 0, s.text()[-3000:]
+
+        lines = s.json_lines()
+        logged = {l["request_id"]: l["status"] for l in lines if l.get("message") == "request" and
+                  str(l.get("request_id", "")).startswith("load-")}
+        with lock:
+            seen = dict(outcomes)
+        failed_accepted = {rid: seen.get(rid) for rid, st in logged.items() if seen.get(rid) != st}
+        assert not failed_accepted, f"accepted requests that did not get their response: {failed_accepted}"
+        assert all(st == 200 for st in logged.values()), {k: v for k, v in logged.items() if v != 200}
+        # The grace period served requests after SIGTERM.
+        served_after = [rid for rid, o in sent_after_term if o == 200]
+        assert len(served_after) >= 10, f"only {len(served_after)} requests answered after SIGTERM"
+        # Failures only for requests the server never saw.
+        failures = {rid: o for rid, o in seen.items() if o != 200}
+        assert all(rid not in logged for rid in failures), failures
+        assert any("shutting down" in l["message"] for l in lines)
+        print(f"load: {len(seen)} sent, {len(logged)} accepted and answered, {len(served_after)} answered after "
+              f"SIGTERM, {len(failures)} not accepted ({sorted(set(map(str, failures.values())))})")

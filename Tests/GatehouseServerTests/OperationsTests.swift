@@ -1,0 +1,143 @@
+import Foundation
+import GatehouseCore
+import GatehouseSQL
+import GatehouseTestSupport
+import HTTPTypes
+import Logging
+import Synchronization
+import Testing
+
+@testable import GatehouseServer
+
+/// Readiness, request ids and the JSON log format (docs/operations.md).
+@Suite("Operations")
+struct OperationsTests {
+    @Test(arguments: TestDatabase.available)
+    func readinessNamesTheFailingCheck(db: TestDatabase) async throws {
+        try await Harness.run(db) { h in
+            let ok = try await h.get("/readyz")
+            #expect(ok.status == .ok)
+            #expect(ok.headers[.cacheControl] == "no-store")
+            #expect(ok.string("status") == "ready")
+            #expect(ok["checks"] as? [String: String]
+                == ["database": "ok", "migrations": "ok", "signing_keys": "ok", "shutdown": "ok"])
+            #expect(ok["failing"] == nil)
+
+            // A migration the binary knows but the database lacks.
+            #expect(try await h.store.pendingMigrations().isEmpty)
+            try await h.store.executeOutsideTransaction(
+                "DELETE FROM gatehouse_migrations WHERE version = (SELECT MAX(version) FROM gatehouse_migrations)")
+            let pending = try await h.store.pendingMigrations()
+            #expect(pending.count == 1)
+            let stale = try await h.get("/readyz")
+            #expect(stale.status == .serviceUnavailable)
+            #expect(stale.string("status") == "not_ready")
+            #expect(stale["failing"] as? [String] == ["migrations"])
+            #expect((stale["checks"] as? [String: String])?["migrations"] == "pending: \(pending[0])")
+            // Recorded again (re-running its statements would fail: the schema has them).
+            try await h.store.executeOutsideTransaction(
+                "INSERT INTO gatehouse_migrations (version, name, applied_at) VALUES (\(pending[0]), 'restored', 0)")
+            #expect(try await h.get("/readyz").status == .ok)
+
+            // Shutdown has begun: 503 at once; liveness is unaffected.
+            h.services.readiness.beginShutdown()
+            let draining = try await h.get("/readyz")
+            #expect(draining.status == .serviceUnavailable)
+            #expect(draining["failing"] as? [String] == ["shutdown"])
+            #expect(try await h.get("/healthz").status == .ok)
+        }
+    }
+
+    @Test func readinessDeadlineDoesNotWaitForAHungCheck() async {
+        let value = await HealthRoutes.within(.milliseconds(100)) { () async -> Int in
+            // Ignores cancellation for a while, as a hung connection would.
+            let until = ContinuousClock.now + .seconds(3)
+            while ContinuousClock.now < until { try? await Task.sleep(for: .milliseconds(20)) }
+            return 1
+        }
+        // nil: the deadline answered, not the operation (which returns 1 only after 3 s). Wall time is not
+        // asserted: a loaded test machine may delay any task.
+        #expect(value == nil)
+        #expect(await HealthRoutes.within(.seconds(5)) { 7 } == 7)
+    }
+
+    @Test(arguments: TestDatabase.available)
+    func everyResponseHasARequestID(db: TestDatabase) async throws {
+        try await Harness.run(db) { h in
+            let kept = try await h.get("/healthz", headers: [.xRequestID: "proxy-id_1.2:3"])
+            #expect(kept.headers[.xRequestID] == "proxy-id_1.2:3")
+            var seen: Set<String> = []
+            for given in ["has space", String(repeating: "a", count: 129), "é", "a\"b", ""] {
+                let r = try await h.get("/healthz", headers: [.xRequestID: given])
+                let id = try #require(r.headers[.xRequestID])
+                #expect(id != given && id.utf8.count == 22, "\(given)")
+                seen.insert(id)
+            }
+            #expect(seen.count == 5)
+            // Refusals and unknown routes too.
+            #expect(try await h.get("/no-such-route").headers[.xRequestID] != nil)
+            #expect(try await h.post("/oauth2/token", []).headers[.xRequestID] != nil)
+        }
+    }
+
+    @Test func jsonLogLinesAreOneObjectEach() throws {
+        let lines = Mutex<[String]>([])
+        var logger = Logger(label: "gatehouse") { label in
+            JSONLogHandler(label: label, metadataProvider: RequestID.metadataProvider) { line in
+                lines.withLock { $0.append(line) }
+            }
+        }
+        logger.logLevel = .debug
+        logger[metadataKey: "static"] = "s"
+        RequestID.$current.withValue("rid-1") {
+            logger.info(
+                "quote \" backslash \\ newline \n tab \t nul \u{0} sep \u{2028} é",
+                metadata: [
+                    "status": .stringConvertible(200), "duration_ms": .stringConvertible(1.5),
+                    "ok": .stringConvertible(true), "level": "shadow", "list": .array(["a", .stringConvertible(2)]),
+                    "nested": .dictionary(["k": "v"]),
+                ])
+        }
+        logger.debug("no request")
+        let written = lines.withLock { $0 }
+        #expect(written.count == 2)
+        #expect(written.allSatisfy { $0.hasSuffix("}\n") && $0.filter { $0 == "\n" }.count == 1 })
+        let first = try #require(try JSONSerialization.jsonObject(with: Data(written[0].utf8)) as? [String: Any])
+        #expect(first["message"] as? String == "quote \" backslash \\ newline \n tab \t nul \u{0} sep \u{2028} é")
+        #expect(first["level"] as? String == "info")
+        #expect(first["logger"] as? String == "gatehouse")
+        #expect(first["meta_level"] as? String == "shadow")
+        #expect(first["request_id"] as? String == "rid-1")
+        #expect(first["static"] as? String == "s")
+        #expect(first["status"] as? Int == 200)
+        #expect(first["duration_ms"] as? Double == 1.5)
+        #expect(first["ok"] as? Bool == true)
+        #expect((first["list"] as? [Any])?.count == 2)
+        #expect((first["nested"] as? [String: String]) == ["k": "v"])
+        let time = try #require(first["time"] as? String)
+        #expect(time.hasSuffix("Z") && time.contains("."))
+        #expect(try Date(time, strategy: .iso8601.year().month().day().time(includingFractionalSeconds: true)) <= Date())
+        // The raw line escapes the separator (valid JavaScript too).
+        #expect(written[0].contains("\\u2028") && written[0].contains("\\u0000"))
+        let second = try #require(try JSONSerialization.jsonObject(with: Data(written[1].utf8)) as? [String: Any])
+        #expect(second["request_id"] == nil)
+        #expect(second["level"] as? String == "debug")
+    }
+
+    @Test func booleanSettingsAndTheLogFormat() throws {
+        var c = try GatehouseConfiguration.load(
+            flags: ["access_log": "off", "log_format": "JSON", "shutdown_grace": "0"], environment: [:])
+        #expect(c.accessLog == false && c.logFormat == .json && c.shutdownGrace == 0)
+        c = try GatehouseConfiguration.load(flags: [:], environment: ["GATEHOUSE_ACCESS_LOG": "yes"])
+        #expect(c.accessLog && c.logFormat == .text && c.shutdownGrace == 5)
+        #expect(throws: GatehouseConfiguration.Error.self) {
+            try GatehouseConfiguration.load(flags: ["access_log": "maybe"], environment: [:])
+        }
+        #expect(throws: GatehouseConfiguration.Error.self) {
+            try GatehouseConfiguration.load(flags: ["log_format": "xml"], environment: [:])
+        }
+        #expect(throws: GatehouseConfiguration.Error.self) {
+            try GatehouseConfiguration.load(flags: ["shutdown_grace": "10m"], environment: [:])
+        }
+    }
+}
