@@ -79,6 +79,14 @@ extension SQLStore {
         }
     }
 
+    public func pendingEventCount() async throws -> Int {
+        try await backend.read { db in
+            try await db.raw(
+                "SELECT COUNT(*) AS n FROM webhook_outbox WHERE delivered_at IS NULL AND failed_at IS NULL"
+            ).first()?.decode(column: "n", as: Int.self) ?? 0
+        }
+    }
+
     public func outbox(id: String) async throws -> OutboxRecord? {
         try await backend.read { db in
             try await db.raw("SELECT * FROM webhook_outbox WHERE id = \(bind: id)").first().map(Self.decodeOutbox)

@@ -30,6 +30,8 @@ public struct GatehouseDependencies: Sendable {
 public struct GatehouseApplication: Sendable {
     public let services: GatehouseServices
     public let application: Application<RouterResponder<GatehouseRequestContext>>
+    /// The listener of `metrics_port` (nil: `/metrics` is on the main port).
+    let metricsServer: Application<RouterResponder<BasicRequestContext>>?
     /// `shutdown_grace`, in seconds.
     let shutdownGrace: Int64
     let logger: Logger
@@ -42,7 +44,7 @@ public struct GatehouseApplication: Sendable {
         // drain first, then the application (its server, then its workers).
         let group = ServiceGroup(
             configuration: .init(
-                services: [
+                services: (metricsServer.map { [ServiceGroupConfiguration.ServiceConfiguration(service: $0)] } ?? []) + [
                     .init(service: application),
                     .init(service: DrainService(readiness: services.readiness, grace: shutdownGrace, logger: logger)),
                 ],
@@ -58,9 +60,12 @@ public func buildApplication(
     _ config: GatehouseConfiguration, storage: any GatehouseStorage, logger: Logger,
     dependencies: GatehouseDependencies = GatehouseDependencies()
 ) async throws -> GatehouseApplication {
+    // One registry per application (tests build many in one process; none touches a global).
+    let metrics = ServerMetrics()
     let services = try await GatehouseServices.make(
         storage: storage, settings: config.settings, clock: dependencies.clock, passwords: dependencies.passwords,
-        providers: config.providers, webhooks: config.webhooks, upstreamHTTP: dependencies.upstreamHTTP)
+        providers: config.providers, webhooks: config.webhooks, upstreamHTTP: dependencies.upstreamHTTP,
+        metrics: metrics.gatehouse)
     for profile in config.compat.profiles { try await profile.prepare(services) }
     var compat = config.compat
     if compat.profiles.contains(.dgp), compat.dgpSigner == nil {
@@ -70,6 +75,21 @@ public func buildApplication(
         compat.dgpSigner = try await RSATokenSigner(privatePEM: compat.dgpPrivateKey, publicPEM: compat.dgpPublicKey)
     }
     let router = try buildRouter(services, logger: logger, compat: compat, accessLog: config.accessLog)
+    // `GET /metrics`: on the main port, or alone on `metrics_port`.
+    var metricsServer: Application<RouterResponder<BasicRequestContext>>?
+    if config.metricsPort == 0 {
+        metrics.addRoute(to: router, services: services, token: config.metricsToken)
+    } else {
+        let metricsRouter = Router()
+        metrics.addRoute(to: metricsRouter, services: services, token: config.metricsToken)
+        metricsServer = Application(
+            router: metricsRouter, server: .http1(configuration: .init(idleTimeout: .seconds(30))),
+            configuration: .init(address: .hostname(config.host, port: config.metricsPort), serverName: nil),
+            onServerRunning: { channel in
+                logger.info("metrics on http://\(config.host):\(channel.localAddress?.port ?? config.metricsPort)/metrics")
+            },
+            logger: logger)
+    }
     let base = config.issuer.hasSuffix("/") ? String(config.issuer.dropLast()) : config.issuer
     let key = try services.keys.snapshot.signingKey
     let maintenance = MaintenanceService(
@@ -97,5 +117,7 @@ public func buildApplication(
         },
         logger: logger)
     app.logger.logLevel = config.logLevel
-    return GatehouseApplication(services: services, application: app, shutdownGrace: config.shutdownGrace, logger: logger)
+    return GatehouseApplication(
+        services: services, application: app, metricsServer: metricsServer, shutdownGrace: config.shutdownGrace,
+        logger: logger)
 }

@@ -30,6 +30,8 @@ public struct GatehouseServices: Sendable {
     public let exchange: TokenExchangeGrant
     /// Whether the process is shutting down (`/readyz`).
     public let readiness = Readiness()
+    /// What is counted (`/metrics`; `.none` when not exported).
+    public let metrics: GatehouseMetrics
 
     /// Every upstream provider: the config file's, then the database's (`gatehouse providers add`; an id in
     /// both: the config file wins).
@@ -39,15 +41,17 @@ public struct GatehouseServices: Sendable {
     public static func make(
         storage database: any GatehouseStorage, settings: ServerSettings, clock: Clock = .system,
         passwords: PasswordHasher = PasswordHasher(), providers: [ProviderRecord] = [], webhooks: [WebhookConfig] = [],
-        upstreamHTTP: (any UpstreamHTTP)? = nil
+        upstreamHTTP: (any UpstreamHTTP)? = nil, metrics: GatehouseMetrics = .none
     ) async throws -> GatehouseServices {
         let storage: any GatehouseStorage =
-            settings.cacheTTL > 0 ? CachingStorage(database, ttl: settings.cacheTTL, clock: clock) : database
+            settings.cacheTTL > 0
+            ? CachingStorage(database, ttl: settings.cacheTTL, clock: clock, metrics: metrics) : database
         let keys = KeyRing(retention: settings.keyRetention, clock: clock)
         try await keys.bootstrap(store: storage, algorithm: settings.signingAlgorithm)
         let events = Events(storage: storage, hooks: webhooks, clock: clock)
         let context = TokenContext(
-            storage: storage, settings: settings, clock: clock, keys: keys, passwords: passwords, events: events)
+            storage: storage, settings: settings, clock: clock, keys: keys, passwords: passwords, events: events,
+            metrics: metrics)
         let verifier = AccessTokenVerifier(keys: keys, issuer: settings.issuer, clock: clock)
         let hints = IDTokenHintVerifier(keys: keys, issuer: settings.issuer)
         let broker = Broker(storage: storage, events: events, clock: clock)
@@ -70,18 +74,27 @@ public struct GatehouseServices: Sendable {
                     SessionTokenRefreshGrant(refreshLimit: PasswordSessionGrant.defaultRefreshLimit, verifier: verifier),
                 ]),
             revocation: RevocationEndpoint(storage: storage, verifier: verifier, clock: clock, events: events),
-            introspection: IntrospectionEndpoint(storage: storage, verifier: verifier, clock: clock),
+            introspection: {
+                var endpoint = IntrospectionEndpoint(storage: storage, verifier: verifier, clock: clock)
+                endpoint.metrics = metrics
+                return endpoint
+            }(),
             authorization: AuthorizationEndpoint(context: context, hints: hints),
             signIn: SignIn(
                 storage: storage, settings: settings, clock: clock, passwords: context.passwordAuthenticator, events: events),
             userinfo: UserInfoEndpoint(storage: storage, verifier: verifier, audience: settings.audience),
             logout: LogoutEndpoint(storage: storage, hints: hints), events: events, broker: broker, upstream: upstream,
-            upstreamSignIn: UpstreamSignIn(
-                storage: storage, upstream: upstream, broker: broker, clock: clock, settings: settings, providers: allProviders),
+            upstreamSignIn: {
+                var signIn = UpstreamSignIn(
+                    storage: storage, upstream: upstream, broker: broker, clock: clock, settings: settings,
+                    providers: allProviders)
+                signIn.metrics = metrics
+                return signIn
+            }(),
             webhooks: webhooks, verifier: verifier,
             permissions: permissions,
             selfService: SelfService(storage: storage, permissions: permissions, events: events, clock: clock),
-            exchange: exchange)
+            exchange: exchange, metrics: metrics)
     }
 }
 

@@ -71,6 +71,20 @@ enum HTTP {
         return Response(status: status, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: bytes)))
     }
 
+    /// A refusal of the router itself (no such route: 404; a method the route lacks: 405) as RFC 9457 problem
+    /// details, keeping the error's headers (`Allow`). HEAD answers have no body.
+    static func problem(_ error: any HTTPResponseError, request: Request, context: some RequestContext) throws
+        -> Response
+    {
+        var response = try error.response(from: request, context: context)
+        guard request.method != .head else { return response }
+        let status = response.status
+        response.headers[.contentType] = "application/problem+json"
+        response.body = .init(
+            byteBuffer: ByteBuffer(string: #"{"status":\#(status.code),"title":"\#(status.reasonPhrase)","type":"about:blank"}"#))
+        return response
+    }
+
     /// RFC 6749 §5.2 error response. 401 carries `WWW-Authenticate` (the client authenticates with Basic).
     static func error(_ error: OAuthError) -> Response {
         struct Body: Encodable { let error: String; let error_description: String }

@@ -11,7 +11,8 @@ func buildRouter(
     // HEAD answers like GET without a body on every GET route (RFC 9110 §9.3.2).
     let router = Router(context: GatehouseRequestContext.self, options: .autoGenerateHeadEndpoints)
     // Outermost: every response, the router's own refusals included, gets an X-Request-Id.
-    router.add(middleware: RequestLogMiddleware(accessLog: accessLog, settings: services.settings, logger: logger))
+    router.add(middleware: RequestLogMiddleware(
+        accessLog: accessLog, settings: services.settings, metrics: services.metrics, logger: logger))
     router.add(middleware: SecurityHeadersMiddleware())
     typealias Path = ServerMetadata.Path
 

@@ -287,3 +287,96 @@ def test_sigterm_under_load_answers_every_accepted_request(tmp_path, server_fact
         assert any("shutting down" in l["message"] for l in lines)
         print(f"load: {len(seen)} sent, {len(logged)} accepted and answered, {len(served_after)} answered after "
               f"SIGTERM, {len(failures)} not accepted ({sorted(set(map(str, failures.values())))})")
+
+
+# --- Metrics ------------------------------------------------------------------------------------------------
+def scrape(url: str, token: str | None = None) -> dict:
+    """GET a /metrics page and parse it with prometheus-client's text parser: {(sample name, labels): value}."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    r = requests.get(url, headers=headers, timeout=10)
+    assert r.status_code == 200, (r.status_code, r.text[:300])
+    assert r.headers["Content-Type"].startswith("text/plain; version=0.0.4")
+    samples = {}
+    for family in text_string_to_metric_families(r.text):
+        for s in family.samples:
+            samples[(s.name, tuple(sorted(s.labels.items())))] = s.value
+    return samples
+
+
+def value(samples: dict, name: str, **labels) -> float:
+    return samples.get((name, tuple(sorted(labels.items()))), 0.0)
+
+
+def test_metrics_count_a_known_sequence(tmp_path, server_factory):
+    with own_database(tmp_path) as database:
+        s = server_factory(database)
+        cc = s.gh.create_client(grant_types=["client_credentials"])
+        pw = s.gh.create_client(allow_password_grant=True)
+        person, password = s.gh.create_user()
+        for _ in range(3):
+            assert s.gh.token(cc, grant_type="client_credentials").status_code == 200
+        assert s.gh.token(cc, secret="wrong", grant_type="client_credentials").status_code == 401
+        assert s.gh.token(cc, grant_type="evil<grant>").status_code == 400
+        ok = s.gh.token(pw, grant_type="password", username=person["username"], password=password)
+        assert ok.status_code == 200, ok.text
+        for _ in range(2):
+            assert s.gh.token(pw, grant_type="password", username=person["username"], password="nope").status_code == 400
+        token = s.gh.token(cc, grant_type="client_credentials").json()["access_token"]
+        assert s.gh.introspect(token, cc)["active"] is True
+        assert s.gh.introspect("not-a-token", cc)["active"] is False
+        # Client-supplied values never become label values.
+        assert requests.get(s.gh.issuer + "/evil-path-xyz", timeout=10).status_code == 404
+        assert requests.request("PROPFIND", s.gh.issuer + "/healthz", timeout=10).status_code in (404, 405)
+
+        m = scrape(s.gh.issuer + "/metrics")
+        text = requests.get(s.gh.issuer + "/metrics", timeout=10).text
+        assert "evil" not in text.lower() and "xyz" not in text
+
+        assert value(m, "gatehouse_tokens_issued_total", grant_type="client_credentials", client_id=cc["client_id"]) == 4
+        assert value(m, "gatehouse_tokens_issued_total", grant_type="password", client_id=pw["client_id"]) == 1
+        assert value(m, "gatehouse_token_errors_total", error="invalid_client", grant_type="unknown") == 1
+        assert value(m, "gatehouse_token_errors_total", error="unsupported_grant_type", grant_type="unknown") == 1
+        assert value(m, "gatehouse_token_errors_total", error="invalid_grant", grant_type="password") == 2
+        assert value(m, "gatehouse_sign_ins_total", method="password", outcome="success") == 1
+        assert value(m, "gatehouse_sign_ins_total", method="password", outcome="failure") == 2
+        assert value(m, "gatehouse_introspections_total", outcome="active") == 1
+        assert value(m, "gatehouse_introspections_total", outcome="inactive") == 1
+        token_2xx = dict(route="/oauth2/token", method="POST", status_class="2xx")
+        assert value(m, "gatehouse_http_requests_total", **token_2xx) == 5
+        assert value(m, "gatehouse_http_requests_total", route="/oauth2/token", method="POST", status_class="4xx") == 4
+        assert value(m, "gatehouse_http_requests_total", route="unmatched", method="GET", status_class="4xx") >= 1
+        assert value(m, "gatehouse_http_requests_total", route="unmatched", method="other", status_class="4xx") \
+            + value(m, "gatehouse_http_requests_total", route="/healthz", method="other", status_class="4xx") >= 1
+        assert value(m, "gatehouse_http_request_duration_seconds_count", **token_2xx) == 5
+        assert value(m, "gatehouse_http_request_duration_seconds_bucket", le="+Inf", **token_2xx) == 5
+        assert value(m, "gatehouse_http_request_duration_seconds_sum", **token_2xx) > 0
+        assert value(m, "process_resident_memory_bytes") > 1_000_000
+        assert value(m, "process_open_fds") > 3
+        assert abs(value(m, "process_start_time_seconds") - time.time()) < 3600
+        assert 0 <= value(m, "gatehouse_signing_key_age_seconds") < 3600
+        assert value(m, "gatehouse_outbox_pending", kind="webhook") == 0
+        # Counters only grow.
+        again = scrape(s.gh.issuer + "/metrics")
+        assert value(again, "gatehouse_http_requests_total", route="/metrics", method="GET", status_class="2xx") >= 1
+
+
+def test_metrics_on_their_own_port_with_a_token(tmp_path, server_factory):
+    with own_database(tmp_path) as database:
+        port = free_port()
+        token = secrets.token_urlsafe(24)
+        s = server_factory(database, "--metrics-port", str(port), "--metrics-token", token)
+        # Not on the public port any more.
+        assert requests.get(s.gh.issuer + "/metrics", timeout=10).status_code == 404
+        url = f"http://127.0.0.1:{port}/metrics"
+        for auth in [None, "Bearer wrong-token-xxxxxxxxxxxx", f"Basic {token}", f"Bearer {token}x"]:
+            r = requests.get(url, headers={"Authorization": auth} if auth else {}, timeout=10)
+            assert r.status_code == 401, (auth, r.status_code)
+            assert "gatehouse_" not in r.text
+        m = scrape(url, token)
+        assert value(m, "process_open_fds") > 3
+        assert token not in s.text()
+        cfg = subprocess.run([str(BIN), "config", "show", "--metrics-token", token], capture_output=True, text=True,
+                             timeout=60)
+        assert token not in cfg.stdout + cfg.stderr

@@ -74,8 +74,12 @@ struct OperationsTests {
                 seen.insert(id)
             }
             #expect(seen.count == 5)
-            // Refusals and unknown routes too.
-            #expect(try await h.get("/no-such-route").headers[.xRequestID] != nil)
+            // Refusals and unknown routes too; the router's own refusals are RFC 9457 problem details.
+            let missing = try await h.get("/no-such-route")
+            #expect(missing.status == .notFound)
+            #expect(missing.headers[.xRequestID] != nil)
+            #expect(missing.headers[.contentType] == "application/problem+json")
+            #expect(missing.json["status"] as? Int == 404 && missing.json["title"] as? String == "Not Found")
             #expect(try await h.post("/oauth2/token", []).headers[.xRequestID] != nil)
         }
     }
@@ -122,6 +126,49 @@ struct OperationsTests {
         let second = try #require(try JSONSerialization.jsonObject(with: Data(written[1].utf8)) as? [String: Any])
         #expect(second["request_id"] == nil)
         #expect(second["level"] as? String == "debug")
+    }
+
+    /// Values from requests cannot forge text log lines; URLs in error details lose their secrets.
+    @Test func logValuesAreEscapedAndURLsRedacted() async throws {
+        #expect(TextLogHandler.escaped(.string("bob\n2026 critical gatehouse: FORGED\u{1b}[2J")) == .string("bob\\n2026 critical gatehouse: FORGED\\u{1b}[2J"))
+        #expect(TextLogHandler.escaped(.array([.string("a\rb")])) == .array([.string("a\\rb")]))
+        #expect(Redaction.logValue(String(repeating: "x", count: 400)).count == 301)
+        #expect(Redaction.url("https://u:p@hook.example:8443/in?token=SECRETQ#f") == "https://hook.example:8443/in?…")
+        #expect(Redaction.url("not a url") == "<unparseable URL>")
+        // The real HTTP client, against a port nobody listens on: the failure names the URL without its token.
+        do {
+            _ = try await UpstreamHTTPClient().postJSON("http://127.0.0.1:1/hook?token=SECRETQ", body: "{}", headers: [])
+            Issue.record("a POST to port 1 succeeded")
+        } catch let e as UpstreamError {
+            #expect(!e.detail.contains("SECRETQ"))
+            #expect(e.detail.hasPrefix("http://127.0.0.1:1/hook?…"))
+        }
+    }
+
+    /// `/metrics` after a known sequence: counts by route template, grant, error and outcome.
+    @Test(arguments: TestDatabase.available)
+    func metricsCountWhatHappened(db: TestDatabase) async throws {
+        try await Harness.run(db) { h in
+            let c = try await h.makeClient()
+            for _ in 0..<2 { #expect(try await h.token(c).status == .ok) }
+            #expect(try await h.post("/oauth2/token", [("grant_type", "client_credentials")], auth: (c.id, "wrong")).status == .unauthorized)
+            _ = try await h.get("/nowhere")
+            let page = try await h.get("/metrics")
+            #expect(page.status == .ok)
+            #expect(page.headers[.contentType] == "text/plain; version=0.0.4; charset=utf-8")
+            let lines = page.body.split(separator: "\n").map(String.init)
+            func sample(_ prefix: String) -> Double? {
+                lines.first { $0.hasPrefix(prefix + " ") }.flatMap { Double($0.split(separator: " ").last!) }
+            }
+            #expect(sample(#"gatehouse_tokens_issued_total{grant_type="client_credentials",client_id="\#(c.id)"}"#) == 2)
+            #expect(sample(#"gatehouse_token_errors_total{error="invalid_client",grant_type="unknown"}"#) == 1)
+            #expect(sample(#"gatehouse_http_requests_total{route="/oauth2/token",method="POST",status_class="2xx"}"#) == 2)
+            #expect(sample(#"gatehouse_http_requests_total{route="unmatched",method="GET",status_class="4xx"}"#) == 1)
+            #expect(sample(#"gatehouse_http_request_duration_seconds_count{route="/oauth2/token",method="POST",status_class="2xx"}"#) == 2)
+            #expect((sample("process_open_fds") ?? 0) > 0)
+            #expect(sample("gatehouse_outbox_pending{kind=\"webhook\"}") == 0)
+            #expect(!page.body.contains("nowhere"))
+        }
     }
 
     @Test func booleanSettingsAndTheLogFormat() throws {

@@ -149,6 +149,23 @@ struct RefreshTokenTests {
         }
     }
 
+    /// A used token that comes back after it expired is still reuse: the family is revoked (waiting out the
+    /// expiry must not dodge detection).
+    @Test(arguments: TestDatabase.available)
+    func anExpiredUsedTokenStillRevokesItsFamily(db: TestDatabase) async throws {
+        try await Harness.run(db, configure: { $0.refreshTokenLifetime = 100 }) { h in
+            let (c, first) = try await Self.start(h)
+            let rt1 = try #require(first.string("refresh_token"))
+            h.testClock.advance(seconds: 60)
+            let rt2 = try #require(try await Self.refresh(h, c, rt1).string("refresh_token"))
+            h.testClock.advance(seconds: 50)  // rt1 expired 10 s ago; rt2 is valid for 50 s more
+            let replay = try await Self.refresh(h, c, rt1)
+            #expect(replay.error == "invalid_grant")
+            #expect(replay.string("error_description")?.contains("already used") == true)
+            #expect(try await Self.refresh(h, c, rt2).error == "invalid_grant")
+        }
+    }
+
     /// 50 concurrent uses of one refresh token. Without a grace period exactly one succeeds, the others
     /// are reuse and revoke the family: no second family is ever forked. With a grace period all of them
     /// receive the same pair and exactly one live family remains.

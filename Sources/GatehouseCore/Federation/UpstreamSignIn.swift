@@ -21,6 +21,9 @@ public struct UpstreamSignIn: Sendable {
     /// Pending upstream sign-ins one client address may have at once (each is a row until it expires).
     public static let pendingFlowsPerAddress = 20
 
+    /// Counts finished sign-ins by outcome (`.none`: not recorded).
+    public var metrics: GatehouseMetrics = .none
+
     public init(
         storage: any Storage, upstream: UpstreamClient, broker: Broker, clock: Clock, settings: ServerSettings,
         providers: @escaping @Sendable () async throws -> [ProviderRecord]
@@ -108,7 +111,8 @@ public struct UpstreamSignIn: Sendable {
         redirectURI: (String) -> String
     ) async throws -> Outcome {
         func fail(_ description: String, code: String = "access_denied", status: Int = 400, log: String) -> Failure {
-            Failure(OAuthError(code: code, description: description, status: status), heading: "Sign-in did not work", log: log)
+            metrics.signIn(method: "upstream", outcome: .failure)
+            return Failure(OAuthError(code: code, description: description, status: status), heading: "Sign-in did not work", log: log)
         }
         let restart = "Start again from the login page."
         guard let state = try query.single("state"), state.utf8.count <= 512 else {
@@ -152,6 +156,7 @@ public struct UpstreamSignIn: Sendable {
             throw fail(e.description, log: "\(e)")
         }
         if flow.linkUserID != nil { return .linked(user: resolution.user, provider: provider) }
+        metrics.signIn(method: "upstream", outcome: .success)
         return .signedIn(user: resolution.user, provider: provider, returnTo: flow.returnTo)
     }
 }

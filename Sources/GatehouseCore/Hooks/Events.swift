@@ -19,16 +19,7 @@ extension WebhookConfig: CustomStringConvertible, CustomDebugStringConvertible {
     /// Never the secret, and the URL only up to its path: webhook URLs often carry a token in the query or
     /// credentials before the host. `"\(hook)"` in a log line or error is therefore safe.
     public var description: String {
-        var shown = "<unparseable>"
-        if var parts = URLComponents(string: url) {
-            parts.user = nil
-            parts.password = nil
-            let hadQuery = parts.query != nil
-            parts.query = nil
-            parts.fragment = nil
-            shown = (parts.string ?? shown) + (hadQuery ? "?…" : "")
-        }
-        return "WebhookConfig(url: \(shown), secret: <redacted>, events: \(events))"
+        "WebhookConfig(url: \(Redaction.url(url)), secret: <redacted>, events: \(events))"
     }
     public var debugDescription: String { description }
 }

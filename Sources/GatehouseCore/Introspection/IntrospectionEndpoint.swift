@@ -15,6 +15,9 @@ public struct IntrospectionEndpoint: Sendable {
     let clock: Clock
     let cache: VerifiedTokenCache
 
+    /// Counts answers by outcome (`.none`: not recorded).
+    public var metrics: GatehouseMetrics = .none
+
     public init(storage: any Storage, verifier: AccessTokenVerifier, clock: Clock, cacheSize: Int = 10_000) {
         self.storage = storage
         self.authenticator = ClientAuthenticator(clients: storage)
@@ -30,10 +33,10 @@ public struct IntrospectionEndpoint: Sendable {
         }
         let token = try parameters.required("token")
         _ = try parameters.single("token_type_hint")
-        if token.split(separator: ".", omittingEmptySubsequences: false).count == 3 {
-            return try await introspectAccessToken(token)
-        }
-        return try await introspectRefreshToken(token, caller: client)
+        let answer = token.split(separator: ".", omittingEmptySubsequences: false).count == 3
+            ? try await introspectAccessToken(token) : try await introspectRefreshToken(token, caller: client)
+        metrics.introspection(active: answer.active)
+        return answer
     }
 
     private func introspectAccessToken(_ token: String) async throws -> IntrospectionResponse {

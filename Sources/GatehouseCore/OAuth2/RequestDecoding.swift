@@ -58,27 +58,42 @@ extension RequestParameters {
     }
 
     /// A JSON object whose members are strings (arrays of strings for repeatable parameters such as
-    /// `resource`); numbers are read as their text, null as absent.
+    /// `resource`); numbers are read as their text, null as absent. Booleans, objects and NUL characters (in
+    /// keys, values or array items) are refused.
     public static func decodeJSON(_ data: Data) throws -> RequestParameters {
         guard let object = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any] else {
             throw OAuthError.invalidRequest.with(description: "The request body is not a JSON object.")
         }
-        // JSONSerialization keeps the last of repeated keys; a repeated parameter must be refused.
-        guard let keys = TopLevelJSONKeys.scan(data), keys.count == object.count else {
+        // JSONSerialization keeps the last of repeated keys; a repeated parameter must be refused. (A body
+        // the key scan cannot read, such as one starting with a byte-order mark, is not an object to it.)
+        guard let keys = TopLevelJSONKeys.scan(data) else {
+            throw OAuthError.invalidRequest.with(description: "The request body is not a JSON object.")
+        }
+        guard keys.count == object.count else {
             throw OAuthError.invalidRequest.with(description: "A parameter must not be repeated.")
         }
         var values: [String: [String]] = [:]
         for (k, v) in object {
+            guard !k.utf8.contains(0) else { throw nul }
             switch v {
-            case let s as String: values[k] = [s]
+            case let s as String:
                 guard !s.utf8.contains(0) else { throw nul }
+                values[k] = [s]
             case let list as [Any]:
                 let strings = list.compactMap { $0 as? String }
                 guard strings.count == list.count else {
                     throw OAuthError.invalidRequest.with(description: "The parameter \(k) must be a string.")
                 }
+                guard !strings.contains(where: { $0.utf8.contains(0) }) else { throw nul }
                 values[k] = strings
-            case let n as NSNumber: values[k] = [n.stringValue]
+            case let n as NSNumber:
+                // JSONSerialization reads true and false as NSNumber too (of Objective-C type `c`, or `B`; JSON
+                // numbers come as integers or doubles): a boolean is not a parameter value.
+                let type = String(cString: n.objCType)
+                guard type != "c", type != "B" else {
+                    throw OAuthError.invalidRequest.with(description: "The parameter \(k) must be a string.")
+                }
+                values[k] = [n.stringValue]
             case is NSNull: continue
             default: throw OAuthError.invalidRequest.with(description: "The parameter \(k) must be a string.")
             }

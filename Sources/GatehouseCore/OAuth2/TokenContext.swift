@@ -15,12 +15,15 @@ public struct TokenContext: Sendable {
     public let passwordAuthenticator: PasswordAuthenticator
     /// Lifecycle events (`token.issued`, `grant.revoked`).
     public let events: Events
+    /// Counters of issued tokens, errors, reuse and sign-ins (`.none`: not recorded).
+    public let metrics: GatehouseMetrics
 
     public init(
         storage: any Storage, settings: ServerSettings, clock: Clock, keys: KeyRing,
-        passwords: PasswordHasher = PasswordHasher(), events: Events = .none
+        passwords: PasswordHasher = PasswordHasher(), events: Events = .none, metrics: GatehouseMetrics = .none
     ) {
         self.events = events
+        self.metrics = metrics
         self.storage = storage
         self.settings = settings
         self.clock = clock
@@ -30,7 +33,8 @@ public struct TokenContext: Sendable {
             users: storage, passwords: passwords,
             throttle: LoginThrottle(
                 store: storage, maxFailures: settings.passwordMaxFailures, window: settings.passwordLockoutWindow,
-                clock: clock))
+                clock: clock, metrics: metrics),
+            metrics: metrics)
     }
 
     /// RFC 6749 §3.3: the requested scope must be allowed for the client; when omitted, the client's

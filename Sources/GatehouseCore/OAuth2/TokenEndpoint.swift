@@ -26,10 +26,19 @@ public struct TokenEndpoint: Sendable {
     public func handle(_ parameters: RequestParameters, authorization: String?, clientAddress: String? = nil) async throws
         -> IssuedTokens
     {
-        let grantType = try parameters.required("grant_type")
-        let (client, _) = try await authenticator.authenticate(parameters, authorization: authorization)
-        guard let grant = grants[grantType], type(of: grant).atTokenEndpoint else {
-            throw OAuthError.unsupportedGrantType.with(description: "The grant type \(grantType) is not supported.")
+        let grant: any TokenGrant
+        let client: ClientRecord
+        do {
+            let grantType = try parameters.required("grant_type")
+            (client, _) = try await authenticator.authenticate(parameters, authorization: authorization)
+            guard let known = grants[grantType], type(of: known).atTokenEndpoint else {
+                throw OAuthError.unsupportedGrantType.with(description: "The grant type \(grantType) is not supported.")
+            }
+            grant = known
+        } catch let error as OAuthError {
+            // Before a grant is chosen the grant type is not one of ours: not a label value.
+            context.metrics.tokenError(code: error.code, grantType: "unknown")
+            throw error
         }
         return try await run(grant, TokenRequest(parameters: parameters, client: client, clientAddress: clientAddress))
     }
@@ -58,10 +67,17 @@ public struct TokenEndpoint: Sendable {
         guard !client.isPublic || Grant.allowsPublicClients else {
             throw OAuthError.unauthorizedClient.with(description: "Public clients cannot use the \(Grant.grantType) grant.")
         }
-        let validated = try grant.validate(request, context: context)
-        let issued = try await grant.issue(validated, context: context)
-        // The one place `token.issued` is emitted.
+        let issued: IssuedTokens
+        do {
+            let validated = try grant.validate(request, context: context)
+            issued = try await grant.issue(validated, context: context)
+        } catch let error as OAuthError {
+            context.metrics.tokenError(code: error.code, grantType: Grant.grantType)
+            throw error
+        }
+        // The one place `token.issued` is emitted (and counted).
         await context.events.tokenIssued(clientID: client.id, grantType: Grant.grantType, scope: issued.scope.description)
+        context.metrics.tokenIssued(grantType: Grant.grantType, clientID: client.id)
         return issued
     }
 }

@@ -49,12 +49,16 @@ public final class LoginThrottle: Sendable {
     public let window: Int64
     let store: any FailureCounterStore
     let clock: Clock
+    let metrics: GatehouseMetrics
     /// Keys known to be refused until the given time.
     private let refusedUntil = Mutex<[String: Int64]>([:])
     static let cacheCapacity = 50_000
 
-    public init(store: any FailureCounterStore, maxFailures: Int, window: Int64, clock: Clock) {
+    public init(
+        store: any FailureCounterStore, maxFailures: Int, window: Int64, clock: Clock, metrics: GatehouseMetrics = .none
+    ) {
         self.store = store
+        self.metrics = metrics
         self.maxFailures = max(1, maxFailures)
         self.addressMaxFailures = max(1, maxFailures) * 5
         self.window = window
@@ -104,6 +108,8 @@ public final class LoginThrottle: Sendable {
         // Counted now, before the slow check: a parallel attempt that takes the last slot refuses this one.
         let counted = try await store.recordFailure(key: key, at: now, window: window)
         if counted.failures > maxFailures {
+            // The first refusal of the window is the lockout (later attempts are refused by it).
+            if counted.failures == maxFailures + 1 { metrics.lockout(kind: "account") }
             throw refuse(key, wait: counted.windowStart + window - now, lockedOut: true, now: now)
         }
     }
@@ -121,6 +127,7 @@ public final class LoginThrottle: Sendable {
         let now = clock.nowSeconds
         let count = try await store.recordFailure(key: addressKey, at: now, window: window)
         if count.failures >= addressMaxFailures {
+            if count.failures == addressMaxFailures { metrics.lockout(kind: "address") }
             remember(addressKey, until: count.windowStart + window)
         }
     }

@@ -8,8 +8,10 @@ public struct PasswordAuthenticator: Sendable {
     let users: any UserStore
     let passwords: PasswordHasher
     public let throttle: LoginThrottle
+    let metrics: GatehouseMetrics
 
-    public init(users: any UserStore, passwords: PasswordHasher, throttle: LoginThrottle) {
+    public init(users: any UserStore, passwords: PasswordHasher, throttle: LoginThrottle, metrics: GatehouseMetrics = .none) {
+        self.metrics = metrics
         self.users = users
         self.passwords = passwords
         self.throttle = throttle
@@ -34,19 +36,23 @@ public struct PasswordAuthenticator: Sendable {
         do {
             try await throttle.admit(username: String(username.prefix(150)), accountExists: user != nil, addressKey: addressKey)
         } catch LoginThrottle.Refusal.throttled(let retryAfter) {
+            metrics.signIn(method: "password", outcome: .throttled)
             throw Failure.throttled(retryAfter: retryAfter)
         }
         guard wellFormed else {
             // Still costs a bcrypt so timing does not tell malformed from unknown.
             _ = try await passwords.verify(String(password.prefix(1024)), hash: nil)
             try await throttle.failed(addressKey: addressKey)
+            metrics.signIn(method: "password", outcome: .failure)
             throw Failure.invalidCredentials
         }
         guard try await passwords.verify(password, hash: user?.passwordHash), let user else {
             try await throttle.failed(addressKey: addressKey)
+            metrics.signIn(method: "password", outcome: .failure)
             throw Failure.invalidCredentials
         }
         try await throttle.succeeded(username: username)
+        metrics.signIn(method: "password", outcome: .success)
         return user
     }
 

@@ -19,8 +19,11 @@ public final class CachingStorage: GatehouseStorage {
     private let clientGeneration = Atomic<Int>(0)
     private let revocationGeneration = Atomic<Int>(0)
     private static let capacity = 10_000
+    /// Counts hits and misses per cache (`clients`, `revocations`).
+    let metrics: GatehouseMetrics
 
-    public init(_ base: any GatehouseStorage, ttl: Int64, clock: Clock) {
+    public init(_ base: any GatehouseStorage, ttl: Int64, clock: Clock, metrics: GatehouseMetrics = .none) {
+        self.metrics = metrics
         self.base = base
         self.ttl = ttl
         self.clock = clock
@@ -33,7 +36,11 @@ public final class CachingStorage: GatehouseStorage {
 
     public func client(id: String) async throws -> ClientRecord? {
         let now = nowMillis
-        if ttl > 0, let hit = clients.withLock({ $0[id] }), hit.until > now { return hit.record }
+        if ttl > 0, let hit = clients.withLock({ $0[id] }), hit.until > now {
+            metrics.cacheLookup("clients", hit: true)
+            return hit.record
+        }
+        if ttl > 0 { metrics.cacheLookup("clients", hit: false) }
         let generation = clientGeneration.load(ordering: .acquiring)
         guard let record = try await base.client(id: id) else { return nil }
         if ttl > 0 {
@@ -49,7 +56,11 @@ public final class CachingStorage: GatehouseStorage {
     public func isAccessTokenRevoked(jti: String, grantID: String?, clientID: String) async throws -> Bool {
         let key = "\(jti)\u{0}\(grantID ?? "")\u{0}\(clientID)"
         let now = nowMillis
-        if ttl > 0, let until = notRevoked.withLock({ $0[key] }), until > now { return false }
+        if ttl > 0, let until = notRevoked.withLock({ $0[key] }), until > now {
+            metrics.cacheLookup("revocations", hit: true)
+            return false
+        }
+        if ttl > 0 { metrics.cacheLookup("revocations", hit: false) }
         let generation = revocationGeneration.load(ordering: .acquiring)
         let revoked = try await base.isAccessTokenRevoked(jti: jti, grantID: grantID, clientID: clientID)
         if ttl > 0, !revoked {
@@ -108,6 +119,7 @@ public final class CachingStorage: GatehouseStorage {
     // MARK: pass-through
 
     public func ping() async throws { try await base.ping() }
+    public func pendingEventCount() async throws -> Int { try await base.pendingEventCount() }
     public func pendingMigrations() async throws -> [Int] { try await base.pendingMigrations() }
 
     public func insertGroup(_ group: GroupRecord) async throws { try await base.insertGroup(group) }

@@ -137,6 +137,8 @@ public protocol EventOutbox: Sendable {
     /// Records the outcome of one attempt.
     func recordDelivery(_ record: OutboxRecord) async throws
     func outbox(id: String) async throws -> OutboxRecord?
+    /// Events neither delivered nor abandoned yet (the outbox's depth, for metrics).
+    func pendingEventCount() async throws -> Int
     /// Deletes events delivered or abandoned before `time` (`outbox_retention`); returns how many.
     func purgeFinishedEvents(before time: Int64) async throws -> Int
 }

@@ -19,6 +19,8 @@ public final class KeyRing: Sendable {
         public let jwksJSON: [UInt8]
         /// Keys revoked when this snapshot was built (a change means: reload at once).
         public let revoked: Set<String>
+        /// Since when the signing key signs (its `active_from`, or its creation), in seconds since the epoch.
+        public var signingSince: Int64? = nil
         public func key(kid: String) -> SigningKey? { publishedKeys.first { $0.kid == kid } }
     }
 
@@ -81,7 +83,8 @@ public final class KeyRing: Sendable {
             return try SigningKey(kid: r.kid, algorithm: r.algorithm, pem: pem)
         }
         let signing = try load(signingRecord) ?? SigningKey(kid: signingRecord.kid, algorithm: signingRecord.algorithm, pem: signingPEM)
-        let snapshot = try await Self.snapshot(signing: signing, published: try plan.published.compactMap(load), revoked: revoked)
+        var snapshot = try await Self.snapshot(signing: signing, published: try plan.published.compactMap(load), revoked: revoked)
+        snapshot.signingSince = max(signingRecord.activeFrom, signingRecord.createdAt)
         current.withLock { $0 = snapshot }
         return snapshot
     }
@@ -101,8 +104,9 @@ public final class KeyRing: Sendable {
     /// revoked key.
     public func drop(_ kids: Set<String>) async throws {
         guard let s = current.withLock({ $0 }), !kids.isEmpty else { return }
-        let snapshot = try await Self.snapshot(
+        var snapshot = try await Self.snapshot(
             signing: s.signingKey, published: s.publishedKeys.filter { !kids.contains($0.kid) }, revoked: s.revoked.union(kids))
+        snapshot.signingSince = s.signingSince
         current.withLock { $0 = snapshot }
     }
 

@@ -19,6 +19,8 @@ struct RequestLogMiddleware: RouterMiddleware {
     typealias Context = GatehouseRequestContext
     let accessLog: Bool
     let settings: ServerSettings
+    /// Requests by route template, method and status class, and their latency.
+    let metrics: GatehouseMetrics
     let logger: Logger
 
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws
@@ -40,20 +42,24 @@ struct RequestLogMiddleware: RouterMiddleware {
         do {
             response = try await next(request, context)
         } catch let error as any HTTPResponseError {
-            // Router refusals (404, 405, a body over Hummingbird's limit): answered here so they get an id too.
-            response = try error.response(from: request, context: context)
+            // Refusals of the router (404, 405, a body over Hummingbird's limit) that no inner middleware
+            // answered: answered here, so they get an id too.
+            response = try HTTP.problem(error, request: request, context: context)
         } catch {
             logger.error("unhandled error", metadata: ["detail": .string("\(type(of: error))")])
             response = Response(status: .internalServerError, headers: [.contentType: "application/json"],
                 body: .init(byteBuffer: ByteBuffer(string: #"{"error":"server_error"}"#)))
         }
+        let elapsed = ContinuousClock.now - start
+        // Hummingbird names no route, or `NotFound`, when none matched.
+        let route = context.endpointPath.flatMap { $0.hasPrefix("/") ? $0 : nil } ?? "unmatched"
+        metrics.httpRequest(
+            route: route, method: request.method.rawValue, status: Int(response.status.code), duration: elapsed)
         if accessLog {
-            let elapsed = ContinuousClock.now - start
             let ms = Double(elapsed.components.seconds) * 1000 + Double(elapsed.components.attoseconds) / 1e15
             var fields: Logger.Metadata = [
                 "method": .string(request.method.rawValue),
-                // Hummingbird names no route, or `NotFound`, when none matched.
-                "route": .string(context.endpointPath.flatMap { $0.hasPrefix("/") ? $0 : nil } ?? "unmatched"),
+                "route": .string(route),
                 "status": .stringConvertible(Int(response.status.code)),
                 "duration_ms": .stringConvertible((ms * 1000).rounded() / 1000),
             ]

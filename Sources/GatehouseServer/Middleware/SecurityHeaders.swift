@@ -10,7 +10,7 @@ struct SecurityHeadersMiddleware<Context: RequestContext>: RouterMiddleware {
         do {
             response = try await next(request, context)
         } catch let error as any HTTPResponseError {
-            response = try error.response(from: request, context: context)
+            response = try HTTP.problem(error, request: request, context: context)
         }
         response.headers[.xFrameOptions] = "DENY"
         // Pages set their own policy (they load our stylesheet); everything else loads nothing.

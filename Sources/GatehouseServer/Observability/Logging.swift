@@ -1,10 +1,12 @@
 import Foundation
+import GatehouseCore
 import Logging
 import Synchronization
 
 /// How log lines are written (`log_format`).
 public enum LogFormat: String, Sendable {
-    /// swift-log's `StreamLogHandler` lines on standard error.
+    /// swift-log's `StreamLogHandler` lines on standard error, control characters escaped
+    /// (`TextLogHandler`).
     case text
     /// One JSON object per line on standard error (`JSONLogHandler`).
     case json
@@ -13,9 +15,56 @@ public enum LogFormat: String, Sendable {
     public func bootstrap() {
         switch self {
         case .text:
-            LoggingSystem.bootstrap(StreamLogHandler.standardError, metadataProvider: RequestID.metadataProvider)
+            LoggingSystem.bootstrap(
+                { TextLogHandler(StreamLogHandler.standardError(label: $0, metadataProvider: $1)) },
+                metadataProvider: RequestID.metadataProvider)
         case .json:
             LoggingSystem.bootstrap({ JSONLogHandler(label: $0, metadataProvider: $1) }, metadataProvider: RequestID.metadataProvider)
+        }
+    }
+}
+
+/// swift-log's text lines, with every message and metadata value passed through `Redaction.logValue`: a
+/// value that came from a request (a client id, a username) cannot forge a log line of its own with a
+/// newline, or send terminal escapes.
+public struct TextLogHandler: LogHandler {
+    var inner: StreamLogHandler
+
+    public init(_ inner: StreamLogHandler) { self.inner = inner }
+
+    public var metadata: Logger.Metadata {
+        get { inner.metadata }
+        set { inner.metadata = newValue.mapValues(Self.escaped) }
+    }
+    public var metadataProvider: Logger.MetadataProvider? {
+        get { inner.metadataProvider }
+        set { inner.metadataProvider = newValue }
+    }
+    public var logLevel: Logger.Level {
+        get { inner.logLevel }
+        set { inner.logLevel = newValue }
+    }
+    public subscript(metadataKey key: String) -> Logger.Metadata.Value? {
+        get { inner[metadataKey: key] }
+        set { inner[metadataKey: key] = newValue.map(Self.escaped) }
+    }
+
+    public func log(
+        level: Logger.Level, message: Logger.Message, metadata: Logger.Metadata?, source: String, file: String,
+        function: String, line: UInt
+    ) {
+        // Messages may span lines on purpose (the start-up banner); only values are escaped there.
+        inner.log(
+            level: level, message: message, metadata: metadata?.mapValues(Self.escaped), source: source, file: file,
+            function: function, line: line)
+    }
+
+    static func escaped(_ value: Logger.Metadata.Value) -> Logger.Metadata.Value {
+        switch value {
+        case .string(let s): return .string(Redaction.logValue(s, limit: 2000))
+        case .stringConvertible(let v): return .string(Redaction.logValue(v.description, limit: 2000))
+        case .array(let items): return .array(items.map(escaped))
+        case .dictionary(let dict): return .dictionary(dict.mapValues(escaped))
         }
     }
 }

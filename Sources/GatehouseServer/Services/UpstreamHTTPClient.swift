@@ -47,7 +47,7 @@ struct UpstreamHTTPClient: UpstreamHTTP {
             let body = try await response.body.collect(upTo: Self.maxBody)
             return UpstreamResponse(status: Int(response.status.code), body: Array(body.readableBytesView))
         } catch {
-            throw UpstreamError(.unavailable, "The provider could not be reached.", detail: "\(request.url): \(error)")
+            throw UpstreamError(.unavailable, "The provider could not be reached.", detail: "\(Redaction.url(request.url)): \(error)")
         }
     }
 }

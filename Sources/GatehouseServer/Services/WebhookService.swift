@@ -57,6 +57,7 @@ struct WebhookService: Service, CustomStringConvertible {
         if outcome.deliveredAt != nil {
             logger.debug("webhook delivered", metadata: ["event": .string(record.event), "id": .string(record.id)])
         } else {
+            services.metrics.deliveryFailure(kind: "webhook")
             logger.warning(
                 outcome.failedAt != nil ? "webhook delivery abandoned" : "webhook delivery failed; will retry",
                 metadata: [

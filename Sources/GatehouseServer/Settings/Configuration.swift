@@ -23,6 +23,10 @@ public struct GatehouseConfiguration: Sendable {
     public var accessLog = true
     /// Seconds between SIGTERM and the end of accepting requests (`shutdown_grace`).
     public var shutdownGrace: Int64 = 5
+    /// A port of its own for `GET /metrics` (`metrics_port`; 0: the main port).
+    public var metricsPort = 0
+    /// The bearer token `GET /metrics` requires (`metrics_token`; nil: none).
+    public var metricsToken: String?
     /// The JSON config file (`config`), when one was given.
     public var configFile: String?
     /// Upstream identity providers from the config file (`providers`), in addition to those in the database.
@@ -118,6 +122,9 @@ public struct GatehouseConfiguration: Sendable {
         }
         issuer = configuredIssuer ?? Self.defaultIssuer(host: host, port: port)
         settings.issuer = issuer
+        if metricsPort != 0, metricsPort == port {
+            throw Error(description: "invalid \(source("metrics_port")): metrics_port \(metricsPort) is the main port; use 0 to serve /metrics there")
+        }
         if let url = webhookURL {
             guard let secret = webhookSecret else { throw Error(description: "invalid \(source("webhook_url")): webhook_url needs webhook_secret") }
             webhooks.insert(try Self.webhook(url: url, secret: secret, events: [], source: source("webhook_url")), at: 0)

@@ -139,6 +139,16 @@ extension GatehouseConfiguration {
         .boolean(
             "access_log", \.accessLog,
             help: "One `info` line per request: request id, method, route template, status, duration, client id (never a query string, token or cookie)"),
+        .integer(
+            "metrics_port", \.metricsPort, range: 0...65535,
+            help: "0 serves `GET /metrics` (Prometheus) on the main port; another port serves it there only, on `host` (recommended in production: keep it off the public port) ([docs/operations.md](docs/operations.md#metrics))"),
+        .text(
+            "metrics_token", \.metricsToken, accepts: "at least 16 characters",
+            help: "When set, `GET /metrics` answers only `Authorization: Bearer <token>` (401 otherwise). Masked in `config show`",
+            secret: true,
+            check: { v in
+                guard v.count >= 16, !v.contains(" ") else { throw Setting.Invalid("a metrics token needs at least 16 characters and no spaces") }
+            }),
         .duration(
             "shutdown_grace", \.shutdownGrace, range: 0...300,
             help: "0–5m. After SIGTERM, `/readyz` answers 503 at once and requests are still served this long (so a load balancer can stop sending); then new connections stop, in-flight requests finish and the process exits 0"),

@@ -42,13 +42,14 @@ public struct RefreshTokenGrant: TokenGrant {
         guard let grant = try await context.storage.grant(id: record.grantID), grant.revokedAt == nil else {
             throw invalid.with(description: invalid.description, debug: "grant revoked")
         }
-        guard record.expiresAt > now else {
-            throw invalid.with(description: invalid.description, debug: "refresh token expired")
-        }
-        // A consumed token is reuse, whatever else the request says (checked before scope and resource,
-        // so a replay cannot dodge detection by also asking for something invalid).
+        // A consumed token is reuse, whatever else the request says (checked before expiry, scope and
+        // resource, so a replay cannot dodge detection by waiting for the token to expire or by also asking
+        // for something invalid). Until the purge deletes it, an expired used token still revokes.
         if record.usedAt != nil {
             return try await handleReuse(record, raw: raw, now: now, context: context)
+        }
+        guard record.expiresAt > now else {
+            throw invalid.with(description: invalid.description, debug: "refresh token expired")
         }
         // The user must still exist.
         if let userID = record.userID, try await context.storage.user(id: userID) == nil {
@@ -115,6 +116,7 @@ public struct RefreshTokenGrant: TokenGrant {
             return try await plan.sign(context, now: now)
         }
         try await context.storage.revokeGrant(id: record.grantID, at: now)
+        context.metrics.refreshTokenReuse()
         try? await context.events.emit(
             Events.grantRevoked,
             ["grant_id": record.grantID, "client_id": record.clientID, "user_id": record.userID ?? "", "reason": "refresh_token_reuse"])

@@ -1,0 +1,99 @@
+import CoreMetrics
+import Synchronization
+
+/// Gatehouse's own metrics (docs/operations.md#metrics), recorded through swift-metrics with an explicit
+/// factory: the server passes one backed by its Prometheus registry; `.none` records nothing.
+///
+/// No label carries a client-supplied value except the registered client id (bounded by the clients
+/// table); the others are values Gatehouse chose (grant types it supports, OAuth error codes, route
+/// templates, configured provider ids).
+public final class GatehouseMetrics: Sendable {
+    let factory: any MetricsFactory
+    private struct Key: Hashable {
+        let label: String
+        let dimensions: [String]
+    }
+    private let counters = Mutex<[Key: Counter]>([:])
+    private let timers = Mutex<[Key: Timer]>([:])
+
+    public init(factory: any MetricsFactory) { self.factory = factory }
+
+    /// Records nothing.
+    public static let none = GatehouseMetrics(factory: NOOPMetricsHandler.instance)
+
+    /// A counter, made once per label set (the factory's lookup is not on every increment).
+    func counter(_ label: String, _ dimensions: [(String, String)] = []) -> Counter {
+        let key = Key(label: label, dimensions: dimensions.flatMap { [$0.0, $0.1] })
+        if let c = counters.withLock({ $0[key] }) { return c }
+        let made = Counter(label: label, dimensions: dimensions, factory: factory)
+        return counters.withLock { table in
+            if let c = table[key] { return c }
+            table[key] = made
+            return made
+        }
+    }
+
+    func timer(_ label: String, _ dimensions: [(String, String)]) -> Timer {
+        let key = Key(label: label, dimensions: dimensions.flatMap { [$0.0, $0.1] })
+        if let t = timers.withLock({ $0[key] }) { return t }
+        let made = Timer(label: label, dimensions: dimensions, factory: factory)
+        return timers.withLock { table in
+            if let t = table[key] { return t }
+            table[key] = made
+            return made
+        }
+    }
+
+    /// Methods that get their own label value; anything else is `other`.
+    static let methods: Set<String> = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
+
+    /// An answered HTTP request: `route` is the route template (or `unmatched`).
+    public func httpRequest(route: String, method: String, status: Int, duration: Duration) {
+        let dimensions = [
+            ("route", route), ("method", Self.methods.contains(method) ? method : "other"),
+            ("status_class", "\(min(max(status / 100, 1), 5))xx"),
+        ]
+        counter("gatehouse_http_requests_total", dimensions).increment()
+        let (seconds, attoseconds) = duration.components
+        timer("gatehouse_http_request_duration_seconds", dimensions)
+            .recordNanoseconds(seconds * 1_000_000_000 + attoseconds / 1_000_000_000)
+    }
+
+    public func tokenIssued(grantType: String, clientID: String) {
+        counter("gatehouse_tokens_issued_total", [("grant_type", grantType), ("client_id", clientID)]).increment()
+    }
+
+    /// An RFC 6749 §5.2 error answered by the token endpoint (`error` is the code; `grant_type` the grant
+    /// asked for, when Gatehouse has it, else `unknown`).
+    public func tokenError(code: String, grantType: String) {
+        counter("gatehouse_token_errors_total", [("error", code), ("grant_type", grantType)]).increment()
+    }
+
+    public enum SignInOutcome: String, Sendable { case success, failure, throttled }
+
+    /// A sign-in: `method` is `password` or `upstream`, `provider` the configured provider (or `none`).
+    public func signIn(method: String, outcome: SignInOutcome) {
+        counter("gatehouse_sign_ins_total", [("method", method), ("outcome", outcome.rawValue)]).increment()
+    }
+
+    /// An account (or a client address) reached its failure limit and is refused until the window ends.
+    public func lockout(kind: String) { counter("gatehouse_lockouts_total", [("kind", kind)]).increment() }
+
+    /// A consumed refresh token came back outside the grace period: its family was revoked.
+    public func refreshTokenReuse() { counter("gatehouse_refresh_token_reuse_total").increment() }
+
+    /// An introspection answered (`active` true or false).
+    public func introspection(active: Bool) {
+        counter("gatehouse_introspections_total", [("outcome", active ? "active" : "inactive")]).increment()
+    }
+
+    /// A lookup in one of `CachingStorage`'s caches (`clients`, `revocations`).
+    public func cacheLookup(_ cache: String, hit: Bool) {
+        counter("gatehouse_cache_lookups_total", [("cache", cache), ("result", hit ? "hit" : "miss")]).increment()
+    }
+
+    /// A failed delivery attempt from the outbox (`kind`: `webhook`).
+    public func deliveryFailure(kind: String) {
+        counter("gatehouse_outbox_delivery_failures_total", [("kind", kind)]).increment()
+    }
+}
