@@ -31,9 +31,11 @@ public struct GatehouseApplication: Sendable {
     public let services: GatehouseServices
     public let application: Application<RouterResponder<GatehouseRequestContext>>
     /// The listener of `metrics_port` (nil: `/metrics` is on the main port).
-    let metricsServer: Application<RouterResponder<BasicRequestContext>>?
+    let metricsServer: Application<RouterResponder<GatehouseRequestContext>>?
     /// `shutdown_grace`, in seconds.
     let shutdownGrace: Int64
+    /// How long requests still in flight after the drain may take before they are cut.
+    static let inFlightLimit: Duration = .seconds(30)
     let logger: Logger
 
     /// Runs until SIGTERM or SIGINT, then shuts down gracefully: `/readyz` answers 503 at once, requests are
@@ -42,14 +44,16 @@ public struct GatehouseApplication: Sendable {
     public func run(gracefulShutdownSignals: [UnixSignal] = [.sigterm, .sigint]) async throws {
         // A service group shuts its services down in reverse order, each after the previous one returned: the
         // drain first, then the application (its server, then its workers).
-        let group = ServiceGroup(
-            configuration: .init(
-                services: (metricsServer.map { [ServiceGroupConfiguration.ServiceConfiguration(service: $0)] } ?? []) + [
-                    .init(service: application),
-                    .init(service: DrainService(readiness: services.readiness, grace: shutdownGrace, logger: logger)),
-                ],
-                gracefulShutdownSignals: gracefulShutdownSignals, logger: logger))
-        try await group.run()
+        var configuration = ServiceGroupConfiguration(
+            services: (metricsServer.map { [ServiceGroupConfiguration.ServiceConfiguration(service: $0)] } ?? []) + [
+                .init(service: application),
+                .init(service: DrainService(readiness: services.readiness, grace: shutdownGrace, logger: logger)),
+            ],
+            gracefulShutdownSignals: gracefulShutdownSignals, logger: logger)
+        // A client that keeps a request open (a slow body) cannot hold the shutdown: after the drain and
+        // `Self.inFlightLimit` more, what is still open is cancelled.
+        configuration.maximumGracefulShutdownDuration = .seconds(shutdownGrace) + Self.inFlightLimit
+        try await ServiceGroup(configuration: configuration).run()
     }
 }
 
@@ -76,11 +80,16 @@ public func buildApplication(
     }
     let router = try buildRouter(services, logger: logger, compat: compat, accessLog: config.accessLog)
     // `GET /metrics`: on the main port, or alone on `metrics_port`.
-    var metricsServer: Application<RouterResponder<BasicRequestContext>>?
+    var metricsServer: Application<RouterResponder<GatehouseRequestContext>>?
     if config.metricsPort == 0 {
         metrics.addRoute(to: router, services: services, token: config.metricsToken)
     } else {
-        let metricsRouter = Router()
+        // The same request ids, access log, headers and problem+json refusals as the main port.
+        let metricsRouter = Router(context: GatehouseRequestContext.self)
+        metricsRouter.add(
+            middleware: RequestLogMiddleware(
+                accessLog: config.accessLog, settings: services.settings, metrics: services.metrics, logger: logger))
+        metricsRouter.add(middleware: SecurityHeadersMiddleware())
         metrics.addRoute(to: metricsRouter, services: services, token: config.metricsToken)
         metricsServer = Application(
             router: metricsRouter, server: .http1(configuration: .init(idleTimeout: .seconds(30))),

@@ -130,8 +130,11 @@ struct OperationsTests {
 
     /// Values from requests cannot forge text log lines; URLs in error details lose their secrets.
     @Test func logValuesAreEscapedAndURLsRedacted() async throws {
-        #expect(TextLogHandler.escaped(.string("bob\n2026 critical gatehouse: FORGED\u{1b}[2J")) == .string("bob\\n2026 critical gatehouse: FORGED\\u{1b}[2J"))
+        // Control characters escaped; a value with spaces, `=` or quotes quoted, so it cannot pass for fields.
+        #expect(TextLogHandler.escaped(.string("bob\n2026\u{1b}[2J")) == .string("bob\\n2026\\u{1b}[2J"))
         #expect(TextLogHandler.escaped(.array([.string("a\rb")])) == .array([.string("a\\rb")]))
+        #expect(TextLogHandler.escaped(.string(#"x route=/admin "q""#)) == .string(#""x route=/admin \"q\"""#))
+        #expect(TextLogHandler.escaped(.string(#"a\" b"#)) == .string(#""a\\\" b""#))
         #expect(Redaction.logValue(String(repeating: "x", count: 400)).count == 301)
         #expect(Redaction.url("https://u:p@hook.example:8443/in?token=SECRETQ#f") == "https://hook.example:8443/in?…")
         #expect(Redaction.url("not a url") == "<unparseable URL>")

@@ -38,6 +38,8 @@ public struct DGPTokens: Sendable {
     let storage: any Storage
     let permissions: PermissionResolver
     let events: Events
+    /// Counts the tokens issued (`.none`: not recorded).
+    public var metrics: GatehouseMetrics = .none
     let clock: Clock
     let issuer: String
     let userTokenLifetime: Int64
@@ -92,6 +94,7 @@ public struct DGPTokens: Sendable {
                 idhash: p["idhash"] ?? "", username: user.username, iat: now,
                 exp: min(now + userTokenLifetime, session.expiresAt), sid: session.id))
         await events.tokenIssued(clientID: "dgp", grantType: "dgp:user_token", scope: "")
+        metrics.tokenIssued(grantType: "dgp:user_token", clientID: "dgp")
         return token
     }
 
@@ -113,6 +116,7 @@ public struct DGPTokens: Sendable {
         let token = try await signer.sign(
             PermissionToken(userid: user.id, service: service, permissions: granted, iat: now, exp: now + permissionTokenLifetime))
         await events.tokenIssued(clientID: "dgp", grantType: "dgp:permission_token", scope: service)
+        metrics.tokenIssued(grantType: "dgp:permission_token", clientID: "dgp")
         return (token, granted, service, problem)
     }
 

@@ -110,8 +110,11 @@ public struct UpstreamSignIn: Sendable {
         providerID: String?, query: RequestParameters, browserBinding: String?,
         redirectURI: (String) -> String
     ) async throws -> Outcome {
+        // Counted as a failed sign-in only once the state named a flow this server started (a stray callback
+        // is not a sign-in).
+        var started = false
         func fail(_ description: String, code: String = "access_denied", status: Int = 400, log: String) -> Failure {
-            metrics.signIn(method: "upstream", outcome: .failure)
+            if started { metrics.signIn(method: "upstream", outcome: .failure) }
             return Failure(OAuthError(code: code, description: description, status: status), heading: "Sign-in did not work", log: log)
         }
         let restart = "Start again from the login page."
@@ -122,6 +125,7 @@ public struct UpstreamSignIn: Sendable {
         guard let flow = try await storage.takeUpstreamFlow(stateHash: Secrets.hash(state)) else {
             throw fail("This sign-in link has expired or was already used. \(restart)", code: "invalid_request", log: "unknown state")
         }
+        started = true
         guard flow.providerID == providerID, flow.expiresAt > clock.nowSeconds,
             Secrets.verify(browserBinding ?? "", hash: flow.browserHash)
         else {

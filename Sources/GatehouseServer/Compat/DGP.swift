@@ -13,9 +13,11 @@ struct DGPProfile {
     /// The profile's token issuer (nil until the application has made the signer).
     var tokens: DGPTokens? {
         c.options.dgpSigner.map {
-            DGPTokens(
+            var tokens = DGPTokens(
                 signer: $0, storage: c.services.storage, permissions: c.services.permissions, events: c.services.events,
                 clock: c.services.clock, settings: c.services.settings, userTokenLifetime: c.options.dgpTokenLifetime)
+            tokens.metrics = c.services.metrics
+            return tokens
         }
     }
 

@@ -61,11 +61,20 @@ public struct TextLogHandler: LogHandler {
 
     static func escaped(_ value: Logger.Metadata.Value) -> Logger.Metadata.Value {
         switch value {
-        case .string(let s): return .string(Redaction.logValue(s, limit: 2000))
-        case .stringConvertible(let v): return .string(Redaction.logValue(v.description, limit: 2000))
+        case .string(let s): return .string(quoted(Redaction.logValue(s, limit: 2000)))
+        case .stringConvertible(let v): return .string(quoted(Redaction.logValue(v.description, limit: 2000)))
         case .array(let items): return .array(items.map(escaped))
         case .dictionary(let dict): return .dictionary(dict.mapValues(escaped))
         }
+    }
+}
+
+extension TextLogHandler {
+    /// A value with a space, `=` or `"` in it is quoted (inner quotes and backslashes escaped), so it cannot
+    /// pass for more `key=value` fields on the line.
+    static func quoted(_ s: String) -> String {
+        guard s.contains(where: { $0 == " " || $0 == "=" || $0 == "\"" }) else { return s }
+        return "\"" + s.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"") + "\""
     }
 }
 
@@ -135,13 +144,13 @@ public struct JSONLogHandler: LogHandler {
 
     static func append(_ value: Logger.Metadata.Value, to out: inout String) {
         switch value {
-        case .string(let s): appendString(s, to: &out)
+        case .string(let s): appendString(capped(s), to: &out)
         case .stringConvertible(let v):
             switch v {
             case let b as Bool: out += b ? "true" : "false"
             case let i as any BinaryInteger: out += "\(i)"
             case let d as Double where d.isFinite: out += "\(d)"
-            default: appendString(v.description, to: &out)
+            default: appendString(capped(v.description), to: &out)
             }
         case .array(let items):
             out += "["
@@ -161,6 +170,9 @@ public struct JSONLogHandler: LogHandler {
             out += "}"
         }
     }
+
+    /// A metadata value of at most 2000 characters (`…` marks a cut), as in the text format.
+    static func capped(_ s: String) -> String { s.count <= 2000 ? s : String(s.prefix(2000)) + "…" }
 
     /// A JSON string (RFC 8259 §7): quotes, backslashes and control characters escaped; U+2028 and U+2029
     /// too, so a line is also a valid JavaScript literal.

@@ -53,7 +53,8 @@ public final class ServerMetrics: Sendable {
         router.get("/metrics") { request, _ -> Response in
             if let token {
                 let given = HTTP.bearerToken(request) ?? ""
-                guard Secrets.constantTimeEquals(given, token) else {
+                // Hashes first: equal lengths, so the comparison's time says nothing about the token's length.
+                guard Secrets.constantTimeEquals(Secrets.hash(given), Secrets.hash(token)) else {
                     return Response(
                         status: .unauthorized,
                         headers: [.wwwAuthenticate: #"Bearer realm="gatehouse-metrics""#, .cacheControl: "no-store"])

@@ -68,7 +68,10 @@ extension BrowserRoutes {
             } catch let refusal as Refusal {
                 logger.notice(
                     "upstream sign-in failed",
-                    metadata: ["provider": .string(context.parameters.get("provider") ?? "?"), "detail": .string(refusal.log)])
+                    metadata: [
+                        "provider": .string(Redaction.logValue(context.parameters.get("provider") ?? "?", limit: 64)),
+                        "detail": .string(refusal.log),
+                    ])
                 return withCookie(pages.error(refusal), clear)
             }
             switch outcome {

@@ -6,7 +6,8 @@ import ServiceLifecycle
 /// still served for `shutdown_grace` seconds, so a load balancer that polls readiness stops sending new ones
 /// before the listener closes. When this service returns, the service group shuts the HTTP server down
 /// (new connections refused, in-flight requests finished), then the background workers (each after its
-/// current item). A second signal or cancellation ends the wait early.
+/// current item). Further signals are ignored; the whole shutdown is bounded by `shutdown_grace` + 30 s
+/// (`GatehouseApplication.run`), after which what is still open is cancelled.
 struct DrainService: Service, CustomStringConvertible {
     var description: String { "DrainService" }
     let readiness: Readiness
