@@ -14,7 +14,27 @@ protocol SQLBackend: Sendable {
     func read<T: Sendable>(_ body: @Sendable (any SQLDatabase) async throws -> T) async throws -> T
     /// Runs `body` in a transaction; rolled back when it throws.
     func transaction<T: Sendable>(_ body: @Sendable (any SQLDatabase) async throws -> T) async throws -> T
+    /// Runs `body` in one read-only transaction: every query in it sees the same committed state
+    /// (`gatehouse export` of a database a server keeps writing to).
+    func snapshot<T: Sendable>(_ body: @Sendable (any SQLDatabase) async throws -> T) async throws -> T
     func shutdown() async
+}
+
+enum SQLBackends {
+    /// `begin`, `body`, then COMMIT, or ROLLBACK when `body` throws.
+    static func inTransaction<T: Sendable>(
+        _ db: any SQLDatabase, begin: SQLQueryString, _ body: @Sendable (any SQLDatabase) async throws -> T
+    ) async throws -> T {
+        try await db.raw(begin).run()
+        do {
+            let value = try await body(db)
+            try await db.raw("COMMIT").run()
+            return value
+        } catch {
+            try? await db.raw("ROLLBACK").run()
+            throw error
+        }
+    }
 }
 
 /// A FIFO async mutex: holds the SQLite writer for the length of a transaction, across suspension points.
@@ -111,19 +131,19 @@ final class SQLiteBackend: SQLBackend {
     }
 
     func transaction<T: Sendable>(_ body: @Sendable (any SQLDatabase) async throws -> T) async throws -> T {
+        try await onWriter(begin: "BEGIN IMMEDIATE", body)
+    }
+
+    /// On the writer connection (so no concurrent read of this process lands inside the transaction), as a
+    /// deferred transaction: in WAL mode its first read fixes the snapshot, and other processes' writers
+    /// go on.
+    func snapshot<T: Sendable>(_ body: @Sendable (any SQLDatabase) async throws -> T) async throws -> T {
+        try await onWriter(begin: "BEGIN DEFERRED", body)
+    }
+
+    private func onWriter<T: Sendable>(begin: SQLQueryString, _ body: @Sendable (any SQLDatabase) async throws -> T) async throws -> T {
         let writer = self.writer
-        return try await lock.withLock {
-            let db = writer.sql()
-            try await db.raw("BEGIN IMMEDIATE").run()
-            do {
-                let value = try await body(db)
-                try await db.raw("COMMIT").run()
-                return value
-            } catch {
-                try? await db.raw("ROLLBACK").run()
-                throw error
-            }
-        }
+        return try await lock.withLock { try await SQLBackends.inTransaction(writer.sql(), begin: begin, body) }
     }
 
     func shutdown() async {
@@ -210,6 +230,12 @@ final class PostgresBackend: SQLBackend {
             // `StorageError.duplicate`), as on SQLite.
             if let closureError = error.closureError, error.rollbackError == nil { throw closureError }
             throw error
+        }
+    }
+
+    func snapshot<T: Sendable>(_ body: @Sendable (any SQLDatabase) async throws -> T) async throws -> T {
+        try await client.withConnection { conn in
+            try await SQLBackends.inTransaction(conn.sql(), begin: "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", body)
         }
     }
 

@@ -184,8 +184,9 @@ enum Migrations {
         return all.map(\.version).filter { !done.contains($0) }
     }
 
-    /// Applies pending migrations. Returns the versions applied.
-    static func migrate(_ backend: any SQLBackend, clock: Clock) async throws -> [Int] {
+    /// Applies pending migrations (up to and including `upTo`, when given: `gatehouse import` fills a new
+    /// database at the export's schema version, then migrates the rest). Returns the versions applied.
+    static func migrate(_ backend: any SQLBackend, clock: Clock, upTo: Int? = nil) async throws -> [Int] {
         let isPostgres = backend.isPostgres
         return try await backend.transaction { db in
             // Instances starting together on PostgreSQL: the second waits here, then finds nothing to do.
@@ -197,7 +198,7 @@ enum Migrations {
             let rows = try await db.raw("SELECT version FROM gatehouse_migrations").all()
             let done = Set(try rows.map { try $0.decode(column: "version", as: Int.self) })
             var applied: [Int] = []
-            for m in all where !done.contains(m.version) {
+            for m in all where !done.contains(m.version) && m.version <= (upTo ?? Int.max) {
                 for statement in m.statements { try await db.raw(SQLQueryString(statement)).run() }
                 try await db.raw(
                     "INSERT INTO gatehouse_migrations (version, name, applied_at) VALUES (\(bind: m.version), \(bind: m.name), \(bind: clock.nowSeconds))"

@@ -10,13 +10,14 @@ from contextlib import contextmanager
 import json
 import os
 import secrets
+import shutil
 import socket
 import subprocess
 import time
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
 from pathlib import Path
-from urllib.parse import parse_qs, quote_plus, urljoin, urlsplit
+from urllib.parse import parse_qs, quote_plus, urljoin, urlsplit, urlunsplit
 
 import jwt
 import pytest
@@ -415,6 +416,90 @@ def oauth_error(r: requests.Response, status: int, error: str) -> dict:
     assert body.get("error") == error, body
     return body
 
+
+# --- Servers of a test's own (own database, own log) -------------------------------------------
+PG_URL = os.environ.get("E2E_DATABASE_URL", "")
+ON_PG = PG_URL.startswith("postgres")
+
+
+def psql(sql: str, database: str = "postgres") -> None:
+    """Runs `sql` on the suite's PostgreSQL server (the one E2E_DATABASE_URL names)."""
+    psql_bin = shutil.which("psql")
+    assert psql_bin, "psql not found (scripts/test installs PostgreSQL with its client)"
+    u = urlsplit(PG_URL)
+    subprocess.run(
+        [psql_bin, "-v", "ON_ERROR_STOP=1", "-q", "-h", u.hostname, "-p", str(u.port), "-U", u.username or "postgres",
+         "-d", database, "-c", sql],
+        check=True, capture_output=True, text=True, timeout=60)
+
+
+@contextmanager
+def own_database(tmp_path: Path):
+    """A database URL of this test's own: a new SQLite file, or a new PostgreSQL database (dropped after)."""
+    if not ON_PG:
+        yield f"sqlite://{tmp_path}/own-{secrets.token_hex(3)}.sqlite"
+        return
+    name = "gh_ops_" + secrets.token_hex(4)
+    psql(f"CREATE DATABASE {name}")
+    u = urlsplit(PG_URL)
+    try:
+        yield urlunsplit((u.scheme, u.netloc, "/" + name, u.query, ""))
+    finally:
+        psql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+class Server:
+    """A `gatehouse serve` process whose standard error (the log) goes to its own file."""
+
+    def __init__(self, database: str, tmp_path: Path, *flags: str, port: int | None = None):
+        self.port = port or free_port()
+        self.gh = Gatehouse(database, f"http://127.0.0.1:{self.port}")
+        migrate = self.gh.run("migrate")
+        assert migrate.returncode == 0, migrate.stderr
+        self.log_path = tmp_path / f"server-{self.port}-{secrets.token_hex(3)}.log"
+        self.log = open(self.log_path, "w")
+        extra_logs.append((f"gatehouse serve on {self.port}", self.log_path))
+        self.proc = subprocess.Popen(
+            [str(BIN), "serve", "--database", database, "--port", str(self.port), *flags],
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=self.log)
+        wait_until_ok(self.gh.issuer + "/readyz", self.proc, "gatehouse serve", self.text)
+
+    def text(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def json_lines(self) -> list[dict]:
+        lines = []
+        for line in self.text().splitlines():
+            try:
+                lines.append(json.loads(line))
+            except ValueError:
+                pytest.fail(f"not a JSON log line: {line!r}")
+        return lines
+
+    def stop(self) -> int:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+        try:
+            code = self.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            code = self.proc.wait()
+        self.log.close()
+        return code
+
+
+@pytest.fixture
+def server_factory(tmp_path):
+    started: list[Server] = []
+
+    def start(database: str, *flags: str, port: int | None = None) -> Server:
+        s = Server(database, tmp_path, *flags, port=port)
+        started.append(s)
+        return s
+
+    yield start
+    for s in started:
+        s.stop()
 
 @pytest.fixture(scope="session")
 def gh(tmp_path_factory) -> Gatehouse:
