@@ -244,3 +244,77 @@ final class PostgresBackend: SQLBackend {
         await runner.value
     }
 }
+
+/// Any backend, counted: calls holding a connection, calls waiting for one, and how long each held it
+/// (`gatehouse_db_*` in `/metrics`). What the body does is unchanged.
+final class InstrumentedBackend: SQLBackend {
+    let base: any SQLBackend
+    let capacity: Int
+    private let inUse = Atomic<Int>(0)
+    private let waiting = Atomic<Int>(0)
+    private let metrics = Mutex<GatehouseMetrics?>(nil)
+
+    init(_ base: any SQLBackend, capacity: Int) {
+        self.base = base
+        self.capacity = capacity
+    }
+
+    var isPostgres: Bool { base.isPostgres }
+
+    var use: ConnectionUse {
+        ConnectionUse(inUse: inUse.load(ordering: .relaxed), waiting: waiting.load(ordering: .relaxed), capacity: capacity)
+    }
+
+    func record(into metrics: GatehouseMetrics) { self.metrics.withLock { $0 = metrics } }
+
+    /// One call: waiting until its body starts on a connection.
+    private final class Call: Sendable {
+        let started = Atomic<Bool>(false)
+    }
+
+    private func begin() -> Call {
+        waiting.add(1, ordering: .relaxed)
+        return Call()
+    }
+
+    /// A call that failed before it got a connection stops waiting here.
+    private func end(_ call: Call) {
+        if !call.started.load(ordering: .relaxed) { waiting.subtract(1, ordering: .relaxed) }
+    }
+
+    private func held<T: Sendable>(
+        _ operation: String, _ call: Call, _ db: any SQLDatabase, _ body: @Sendable (any SQLDatabase) async throws -> T
+    ) async throws -> T {
+        call.started.store(true, ordering: .relaxed)
+        waiting.subtract(1, ordering: .relaxed)
+        inUse.add(1, ordering: .relaxed)
+        let metrics = self.metrics.withLock { $0 }
+        let clock = ContinuousClock()
+        let start = clock.now
+        defer {
+            inUse.subtract(1, ordering: .relaxed)
+            metrics?.databaseCall(operation: operation, duration: clock.now - start)
+        }
+        return try await body(db)
+    }
+
+    func read<T: Sendable>(_ body: @Sendable (any SQLDatabase) async throws -> T) async throws -> T {
+        let call = begin()
+        defer { end(call) }
+        return try await base.read { db in try await self.held("read", call, db, body) }
+    }
+
+    func transaction<T: Sendable>(_ body: @Sendable (any SQLDatabase) async throws -> T) async throws -> T {
+        let call = begin()
+        defer { end(call) }
+        return try await base.transaction { db in try await self.held("transaction", call, db, body) }
+    }
+
+    func snapshot<T: Sendable>(_ body: @Sendable (any SQLDatabase) async throws -> T) async throws -> T {
+        let call = begin()
+        defer { end(call) }
+        return try await base.snapshot { db in try await self.held("snapshot", call, db, body) }
+    }
+
+    func shutdown() async { await base.shutdown() }
+}

@@ -6,14 +6,17 @@ import SQLKit
 /// Gatehouse storage over SQLKit, on SQLite (default) or PostgreSQL: one file per storage protocol
 /// (`SQLStore+Clients.swift`, `SQLStore+Tokens.swift`, …), one set of migrations (`Migrations.swift`).
 public final class SQLStore: GatehouseStorage {
-    let backend: any SQLBackend
+    let backend: InstrumentedBackend
     public let url: DatabaseURL
     let clock: Clock
     /// Seals private signing keys and provider client secrets at rest (`secrets_key`); `nil`: stored as
     /// they are, and a sealed value read back is an error naming the setting.
     let secrets: SecretBox?
 
-    private init(backend: any SQLBackend, url: DatabaseURL, clock: Clock, secrets: SecretBox?) {
+    /// PostgreSQL connections per process (the pool's maximum).
+    static let postgresConnections = 16
+
+    private init(backend: InstrumentedBackend, url: DatabaseURL, clock: Clock, secrets: SecretBox?) {
         self.backend = backend
         self.url = url
         self.clock = clock
@@ -47,12 +50,13 @@ public final class SQLStore: GatehouseStorage {
         // token hashes, so the database layer never logs below info.
         var logger = logger
         if logger.logLevel < .info { logger.logLevel = .info }
-        let backend: any SQLBackend
+        let backend: InstrumentedBackend
         switch url {
         case .sqliteFile, .sqliteMemory:
-            backend = try await SQLiteBackend.open(url, readers: 3, logger: logger)
+            let readers = url == .sqliteMemory ? 0 : 3
+            backend = InstrumentedBackend(try await SQLiteBackend.open(url, readers: readers, logger: logger), capacity: 1 + readers)
         case .postgres(let host, let port, _, _, let database, _):
-            let pg = try PostgresBackend(url, maxConnections: 16, logger: logger)
+            let pg = try PostgresBackend(url, maxConnections: Self.postgresConnections, logger: logger)
             do {
                 try await pg.checkConnection()
             } catch {
@@ -60,7 +64,7 @@ public final class SQLStore: GatehouseStorage {
                 throw SQLStoreError(
                     description: "cannot connect to PostgreSQL database \(database) at \(host):\(port): \(PostgresBackend.explain(error))")
             }
-            backend = pg
+            backend = InstrumentedBackend(pg, capacity: Self.postgresConnections)
         }
         return SQLStore(backend: backend, url: url, clock: clock, secrets: secrets)
     }
@@ -77,6 +81,10 @@ public final class SQLStore: GatehouseStorage {
     }
 
     public func pendingMigrations() async throws -> [Int] { try await Migrations.pending(backend) }
+
+    public func connectionUse() -> ConnectionUse { backend.use }
+
+    public func record(into metrics: GatehouseMetrics) { backend.record(into: metrics) }
 }
 
 /// A Codable value stored as JSON text.

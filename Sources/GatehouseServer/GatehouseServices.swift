@@ -43,6 +43,7 @@ public struct GatehouseServices: Sendable {
         passwords: PasswordHasher = PasswordHasher(), providers: [ProviderRecord] = [], webhooks: [WebhookConfig] = [],
         upstreamHTTP: (any UpstreamHTTP)? = nil, metrics: GatehouseMetrics = .none
     ) async throws -> GatehouseServices {
+        database.record(into: metrics)
         let storage: any GatehouseStorage =
             settings.cacheTTL > 0
             ? CachingStorage(database, ttl: settings.cacheTTL, clock: clock, metrics: metrics) : database

@@ -275,6 +275,13 @@ def test_metrics_count_a_known_sequence(tmp_path, server_factory):
         assert abs(value(m, "process_start_time_seconds") - time.time()) < 3600
         assert 0 <= value(m, "gatehouse_signing_key_age_seconds") < 3600
         assert value(m, "gatehouse_outbox_pending", kind="webhook") == 0
+        # The database: each token request read the client at least once; nothing holds a connection now.
+        assert value(m, "gatehouse_db_query_duration_seconds_count", operation="read") >= 5
+        assert value(m, "gatehouse_db_query_duration_seconds_count", operation="transaction") >= 1
+        assert value(m, "gatehouse_db_query_duration_seconds_sum", operation="read") > 0
+        assert value(m, "gatehouse_db_connections_max") == (16 if ON_PG else 4)
+        assert value(m, "gatehouse_db_waiting") == 0
+        assert 0 <= value(m, "gatehouse_db_connections_in_use") <= 3  # background workers may hold one
         # Counters only grow.
         again = scrape(s.gh.issuer + "/metrics")
         assert value(again, "gatehouse_http_requests_total", route="/metrics", method="GET", status_class="2xx") >= 1

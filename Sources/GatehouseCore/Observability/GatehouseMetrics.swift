@@ -54,9 +54,7 @@ public final class GatehouseMetrics: Sendable {
             ("status_class", "\(min(max(status / 100, 1), 5))xx"),
         ]
         counter("gatehouse_http_requests_total", dimensions).increment()
-        let (seconds, attoseconds) = duration.components
-        timer("gatehouse_http_request_duration_seconds", dimensions)
-            .recordNanoseconds(seconds * 1_000_000_000 + attoseconds / 1_000_000_000)
+        timer("gatehouse_http_request_duration_seconds", dimensions).recordNanoseconds(Self.nanoseconds(duration))
     }
 
     public func tokenIssued(grantType: String, clientID: String) {
@@ -90,6 +88,16 @@ public final class GatehouseMetrics: Sendable {
     /// A lookup in one of `CachingStorage`'s caches (`clients`, `revocations`).
     public func cacheLookup(_ cache: String, hit: Bool) {
         counter("gatehouse_cache_lookups_total", [("cache", cache), ("result", hit ? "hit" : "miss")]).increment()
+    }
+
+    /// One database call (`operation`: `read`, `transaction` or `snapshot`): the time it held its connection.
+    public func databaseCall(operation: String, duration: Duration) {
+        timer("gatehouse_db_query_duration_seconds", [("operation", operation)]).recordNanoseconds(Self.nanoseconds(duration))
+    }
+
+    static func nanoseconds(_ duration: Duration) -> Int64 {
+        let (seconds, attoseconds) = duration.components
+        return seconds * 1_000_000_000 + attoseconds / 1_000_000_000
     }
 
     /// A failed delivery attempt from the outbox (`kind`: `webhook`).

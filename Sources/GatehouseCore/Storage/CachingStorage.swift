@@ -121,6 +121,8 @@ public final class CachingStorage: GatehouseStorage {
     public func ping() async throws { try await base.ping() }
     public func pendingEventCount() async throws -> Int { try await base.pendingEventCount() }
     public func pendingMigrations() async throws -> [Int] { try await base.pendingMigrations() }
+    public func connectionUse() -> ConnectionUse { base.connectionUse() }
+    public func record(into metrics: GatehouseMetrics) { base.record(into: metrics) }
 
     public func insertGroup(_ group: GroupRecord) async throws { try await base.insertGroup(group) }
     public func group(name: String) async throws -> GroupRecord? { try await base.group(name: name) }

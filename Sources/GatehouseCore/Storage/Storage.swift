@@ -149,6 +149,26 @@ public protocol StorageHealth: Sendable {
     func ping() async throws
     /// The schema migrations this build knows that the database has not applied (empty: current).
     func pendingMigrations() async throws -> [Int]
+    /// Database connections now: in use, waited for, and how many there can be (for `/metrics`).
+    func connectionUse() -> ConnectionUse
+    /// Where the store records how long its database calls take (the server calls it once, at start).
+    func record(into metrics: GatehouseMetrics)
+}
+
+/// A snapshot of a store's database connections.
+public struct ConnectionUse: Sendable, Equatable {
+    /// Calls holding a connection now.
+    public var inUse: Int
+    /// Calls waiting for one (PostgreSQL: the pool is exhausted; SQLite: for the one writer).
+    public var waiting: Int
+    /// Connections the store may open (PostgreSQL: the pool's maximum; SQLite: writer + readers).
+    public var capacity: Int
+
+    public init(inUse: Int, waiting: Int, capacity: Int) {
+        self.inUse = inUse
+        self.waiting = waiting
+        self.capacity = capacity
+    }
 }
 
 /// Every store: what `SQLStore` implements and the server is built on.

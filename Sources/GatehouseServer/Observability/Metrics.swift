@@ -41,6 +41,10 @@ public final class ServerMetrics: Sendable {
             registry.makeGauge(name: "gatehouse_signing_key_age_seconds", labels: [])
                 .set(Double(max(0, services.clock.nowSeconds - since)))
         }
+        let use = services.storage.connectionUse()
+        registry.makeGauge(name: "gatehouse_db_connections_in_use", labels: []).set(Double(use.inUse))
+        registry.makeGauge(name: "gatehouse_db_waiting", labels: []).set(Double(use.waiting))
+        registry.makeGauge(name: "gatehouse_db_connections_max", labels: []).set(Double(use.capacity))
         if let pending = try? await services.storage.pendingEventCount() {
             registry.makeGauge(name: "gatehouse_outbox_pending", labels: [("kind", "webhook")]).set(Double(pending))
         }
