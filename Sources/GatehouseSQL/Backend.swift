@@ -7,6 +7,7 @@ import PostgresKit
 import SQLKit
 import SQLiteKit
 import Synchronization
+import Tracing
 
 /// How the store reaches its database: reads may run concurrently; writes run as one transaction each.
 protocol SQLBackend: Sendable {
@@ -289,11 +290,15 @@ final class InstrumentedBackend: SQLBackend {
         waiting.subtract(1, ordering: .relaxed)
         inUse.add(1, ordering: .relaxed)
         let metrics = self.metrics.withLock { $0 }
+        // Tracing on: a client span per call, in the request's trace (no statement text: it may hold values).
+        let span = InstrumentationSystem.tracer.startSpan("db.\(operation)", ofKind: .client)
+        span.attributes["db.system"] = base.isPostgres ? "postgresql" : "sqlite"
         let clock = ContinuousClock()
         let start = clock.now
         defer {
             inUse.subtract(1, ordering: .relaxed)
             metrics?.databaseCall(operation: operation, duration: clock.now - start)
+            span.end()
         }
         return try await body(db)
     }

@@ -173,6 +173,13 @@ enum Migrations {
                 "CREATE INDEX sessions_id ON sessions (id)",
             ]
         ),
+        Migration(
+            version: 7, name: "operations",
+            statements: [
+                // The trace an event was raised in (W3C trace context as JSON), for the delivery's span.
+                "ALTER TABLE webhook_outbox ADD COLUMN trace_context TEXT",
+            ]
+        ),
     ]
 
     /// The versions of `all` the database has not applied (it throws when there is no migrations table).

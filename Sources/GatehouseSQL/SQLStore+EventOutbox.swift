@@ -13,10 +13,10 @@ extension SQLStore {
                 try await db.raw(
                     """
                     INSERT INTO webhook_outbox (id, event, url, payload, attempts, next_attempt_at, created_at,
-                        delivered_at, failed_at, last_error)
+                        delivered_at, failed_at, last_error, trace_context)
                     VALUES (\(bind: r.id), \(bind: r.event), \(bind: r.url), \(bind: r.payload), \(bind: r.attempts),
                         \(bind: r.nextAttemptAt), \(bind: r.createdAt), \(bind: r.deliveredAt), \(bind: r.failedAt),
-                        \(bind: r.lastError))
+                        \(bind: r.lastError), \(bind: r.traceContext))
                     """
                 ).run()
             }
@@ -32,7 +32,8 @@ extension SQLStore {
             createdAt: try row.decode(column: "created_at", as: Int64.self),
             deliveredAt: try row.decode(column: "delivered_at", as: Int64?.self),
             failedAt: try row.decode(column: "failed_at", as: Int64?.self),
-            lastError: try row.decode(column: "last_error", as: String?.self))
+            lastError: try row.decode(column: "last_error", as: String?.self),
+            traceContext: try row.decode(column: "trace_context", as: String?.self))
     }
 
     public func claimDueEvents(at time: Int64, limit: Int, lease: Int64) async throws -> [OutboxRecord] {

@@ -41,11 +41,14 @@ public struct GatehouseApplication: Sendable {
     /// Runs until SIGTERM or SIGINT, then shuts down gracefully: `/readyz` answers 503 at once, requests are
     /// served for `shutdown_grace` more seconds (`DrainService`), then the listener closes, in-flight
     /// requests finish and the background workers stop after their current item; then it returns.
-    public func run(gracefulShutdownSignals: [UnixSignal] = [.sigterm, .sigint]) async throws {
+    ///
+    /// `observability` (the trace exporter) starts first and stops last, after the last span ended.
+    public func run(gracefulShutdownSignals: [UnixSignal] = [.sigterm, .sigint], observability: [any Service] = []) async throws {
         // A service group shuts its services down in reverse order, each after the previous one returned: the
         // drain first, then the application (its server, then its workers).
         var configuration = ServiceGroupConfiguration(
-            services: (metricsServer.map { [ServiceGroupConfiguration.ServiceConfiguration(service: $0)] } ?? []) + [
+            services: observability.map { ServiceGroupConfiguration.ServiceConfiguration(service: $0) }
+                + (metricsServer.map { [ServiceGroupConfiguration.ServiceConfiguration(service: $0)] } ?? []) + [
                 .init(service: application),
                 .init(service: DrainService(readiness: services.readiness, grace: shutdownGrace, logger: logger)),
             ],
@@ -69,7 +72,7 @@ public func buildApplication(
     let services = try await GatehouseServices.make(
         storage: storage, settings: config.settings, clock: dependencies.clock, passwords: dependencies.passwords,
         providers: config.providers, webhooks: config.webhooks, upstreamHTTP: dependencies.upstreamHTTP,
-        metrics: metrics.gatehouse)
+        metrics: config.metricsEnabled ? metrics.gatehouse : .none)
     for profile in config.compat.profiles { try await profile.prepare(services) }
     var compat = config.compat
     if compat.profiles.contains(.dgp), compat.dgpSigner == nil {
@@ -78,10 +81,13 @@ public func buildApplication(
         }
         compat.dgpSigner = try await RSATokenSigner(privatePEM: compat.dgpPrivateKey, publicPEM: compat.dgpPublicKey)
     }
-    let router = try buildRouter(services, logger: logger, compat: compat, accessLog: config.accessLog)
-    // `GET /metrics`: on the main port, or alone on `metrics_port`.
+    let router = try buildRouter(
+        services, logger: logger, compat: compat, accessLog: config.accessLog, tracing: config.otelEndpoint != nil)
+    // `GET /metrics`: on the main port, or alone on `metrics_port` (none with `metrics` off).
     var metricsServer: Application<RouterResponder<GatehouseRequestContext>>?
-    if config.metricsPort == 0 {
+    if !config.metricsEnabled {
+        // Nothing recorded, nothing served.
+    } else if config.metricsPort == 0 {
         metrics.addRoute(to: router, services: services, token: config.metricsToken)
     } else {
         // The same request ids, access log, headers and problem+json refusals as the main port.

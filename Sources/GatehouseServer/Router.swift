@@ -6,13 +6,16 @@ import Logging
 /// The HTTP routes. Handlers decode, call the core, encode. Each compatibility profile's routes mount only
 /// when it is on.
 func buildRouter(
-    _ services: GatehouseServices, logger: Logger, compat: CompatOptions = CompatOptions(), accessLog: Bool = true
+    _ services: GatehouseServices, logger: Logger, compat: CompatOptions = CompatOptions(), accessLog: Bool = true,
+    tracing: Bool = false
 ) throws -> Router<GatehouseRequestContext> {
     // HEAD answers like GET without a body on every GET route (RFC 9110 §9.3.2).
     let router = Router(context: GatehouseRequestContext.self, options: .autoGenerateHeadEndpoints)
     // Outermost: every response, the router's own refusals included, gets an X-Request-Id.
     router.add(middleware: RequestLogMiddleware(
         accessLog: accessLog, settings: services.settings, metrics: services.metrics, logger: logger))
+    // A server span per request, inside the request id (`otel_endpoint`).
+    if tracing { router.add(middleware: TracingMiddleware()) }
     router.add(middleware: SecurityHeadersMiddleware())
     typealias Path = ServerMetadata.Path
 

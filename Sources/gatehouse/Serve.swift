@@ -5,6 +5,9 @@ import GatehouseSQL
 import GatehouseServer
 import Hummingbird
 import Logging
+import OTel
+import ServiceLifecycle
+import Tracing
 
 struct Serve: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
@@ -76,13 +79,40 @@ struct Serve: AsyncParsableCommand {
             throw error
         }
         do {
+            let observability = try Self.tracing(config, logger: logger)
             let app = try await buildApplication(config, storage: store, logger: logger)
-            try await app.run()
+            try await app.run(observability: observability)
         } catch {
             await store.close()
             throw CLIError("cannot serve on \(config.host):\(config.port): \(error)")
         }
         await store.close()
+    }
+}
+
+extension Serve {
+    /// With `otel_endpoint`: swift-otel's tracer (OTLP/HTTP protobuf to `<endpoint>/v1/traces`, W3C trace
+    /// context, parent-based trace-id ratio sampling) as the process's tracer, and the exporter service to
+    /// run beside the server. Logs and metrics stay Gatehouse's own (no OTel logging or metrics).
+    static func tracing(_ config: GatehouseConfiguration, logger: Logger) throws -> [any Service] {
+        guard let endpoint = config.otelEndpoint else { return [] }
+        var otel = OTel.Configuration.default
+        otel.serviceName = "gatehouse"
+        otel.logs.enabled = false
+        otel.metrics.enabled = false
+        otel.traces.enabled = true
+        otel.propagators = [.traceContext]
+        otel.traces.sampler = .parentBasedTraceIDRatio(ratio: config.otelSamplingRatio) ?? .parentBasedAlwaysOn
+        otel.traces.exporter = .otlp
+        otel.traces.otlpExporter.protocol = .httpProtobuf
+        let base = endpoint.hasSuffix("/") ? String(endpoint.dropLast()) : endpoint
+        otel.traces.otlpExporter.endpoint = base.hasSuffix("/v1/traces") ? base : base + "/v1/traces"
+        otel.diagnosticLogger = .custom(logger)
+        otel.diagnosticLogLevel = .warning
+        let backend = try OTel.makeTracingBackend(configuration: otel)
+        InstrumentationSystem.bootstrap(backend.factory)
+        logger.info("tracing to \(Redaction.url(otel.traces.otlpExporter.endpoint)) (sampling \(config.otelSamplingRatio))")
+        return [backend.service]
     }
 }
 

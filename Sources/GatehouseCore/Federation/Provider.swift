@@ -273,9 +273,13 @@ public struct OutboxRecord: Sendable, Equatable {
     public var deliveredAt: Int64?
     public var failedAt: Int64?
     public var lastError: String?
+    /// The W3C trace context (`traceparent`, `tracestate`) of the request that raised the event, when it was
+    /// traced: the delivery joins that trace and sends `traceparent` on to the hook.
+    public var traceContext: String?
     public init(
         id: String, event: String, url: String, payload: String, attempts: Int = 0, nextAttemptAt: Int64,
-        createdAt: Int64, deliveredAt: Int64? = nil, failedAt: Int64? = nil, lastError: String? = nil
+        createdAt: Int64, deliveredAt: Int64? = nil, failedAt: Int64? = nil, lastError: String? = nil,
+        traceContext: String? = nil
     ) {
         self.id = id
         self.event = event
@@ -287,6 +291,7 @@ public struct OutboxRecord: Sendable, Equatable {
         self.deliveredAt = deliveredAt
         self.failedAt = failedAt
         self.lastError = lastError
+        self.traceContext = traceContext
     }
 }
 

@@ -68,7 +68,10 @@ public struct Events: Sendable {
             let payload = String(
                 decoding: try JSONSerialization.data(withJSONObject: body, options: [.sortedKeys, .withoutEscapingSlashes]),
                 as: UTF8.self)
-            records.append(OutboxRecord(id: id, event: event, url: hook.url, payload: payload, nextAttemptAt: now, createdAt: now))
+            records.append(
+                OutboxRecord(
+                    id: id, event: event, url: hook.url, payload: payload, nextAttemptAt: now, createdAt: now,
+                    traceContext: TraceContext.current()))
         }
         try await outbox.enqueueEvents(records)
     }

@@ -1,3 +1,5 @@
+import Tracing
+
 /// The token endpoint (RFC 6749 §3.2): authenticates the client, then hands the request to the grant
 /// registered for its `grant_type`.
 public struct TokenEndpoint: Sendable {
@@ -67,11 +69,19 @@ public struct TokenEndpoint: Sendable {
         guard !client.isPublic || Grant.allowsPublicClients else {
             throw OAuthError.unauthorizedClient.with(description: "Public clients cannot use the \(Grant.grantType) grant.")
         }
+        // Tracing on: a span per grant, with its type and client (the database calls are its children).
+        let span = InstrumentationSystem.tracer.startSpan("oauth2.token \(Grant.grantType)")
+        span.attributes["oauth.grant_type"] = Grant.grantType
+        span.attributes["gatehouse.client_id"] = client.id
+        defer { span.end() }
         let issued: IssuedTokens
         do {
             let validated = try grant.validate(request, context: context)
-            issued = try await grant.issue(validated, context: context)
+            issued = try await ServiceContext.$current.withValue(span.context) {
+                try await grant.issue(validated, context: context)
+            }
         } catch let error as OAuthError {
+            span.attributes["oauth.error"] = error.code
             context.metrics.tokenError(code: error.code, grantType: Grant.grantType)
             throw error
         }

@@ -3,6 +3,7 @@ import GatehouseCore
 import Hummingbird
 import Logging
 import ServiceLifecycle
+import Tracing
 
 /// Delivers the webhook outbox: claims due events, POSTs each signed, records the outcome (retry with
 /// backoff, or failed after 12 attempts). Polls every second; a restart picks up where it left off.
@@ -42,9 +43,18 @@ struct WebhookService: Service, CustomStringConvertible {
         let now = services.clock.nowSeconds
         var status: Int?
         var failure: String?
+        // Tracing on: a span in the trace of the request that raised the event (its outgoing call carries
+        // `traceparent` to the hook).
+        let span = InstrumentationSystem.tracer.startSpan(
+            "webhook \(record.event)", context: TraceContext.restore(record.traceContext) ?? .topLevel, ofKind: .producer)
+        span.attributes["gatehouse.event"] = record.event
+        span.attributes["gatehouse.attempt"] = record.attempts + 1
+        defer { span.end() }
         if let headers = delivery.headers(for: record, now: now) {
             do {
-                status = try await http.postJSON(record.url, body: record.payload, headers: headers).status
+                status = try await ServiceContext.$current.withValue(span.context) {
+                    try await http.postJSON(record.url, body: record.payload, headers: headers).status
+                }
             } catch let e as UpstreamError {
                 failure = e.detail
             } catch {

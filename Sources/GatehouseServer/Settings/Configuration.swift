@@ -27,6 +27,12 @@ public struct GatehouseConfiguration: Sendable {
     public var metricsPort = 0
     /// The bearer token `GET /metrics` requires (`metrics_token`; nil: none).
     public var metricsToken: String?
+    /// Record metrics and serve `/metrics` (`metrics`).
+    public var metricsEnabled = true
+    /// The OTLP/HTTP collector traces go to (`otel_endpoint`; nil: no tracing).
+    public var otelEndpoint: String?
+    /// The trace-id ratio of new traces that are recorded (`otel_sampling_ratio`).
+    public var otelSamplingRatio = 1.0
     /// The JSON config file (`config`), when one was given.
     public var configFile: String?
     /// Upstream identity providers from the config file (`providers`), in addition to those in the database.
@@ -124,6 +130,9 @@ public struct GatehouseConfiguration: Sendable {
         settings.issuer = issuer
         if metricsPort != 0, metricsPort == port {
             throw Error(description: "invalid \(source("metrics_port")): metrics_port \(metricsPort) is the main port; use 0 to serve /metrics there")
+        }
+        if !metricsEnabled, metricsPort != 0 || metricsToken != nil {
+            throw Error(description: "invalid \(source(metricsPort != 0 ? "metrics_port" : "metrics_token")): metrics is false, so there is no /metrics to serve")
         }
         if let url = webhookURL {
             guard let secret = webhookSecret else { throw Error(description: "invalid \(source("webhook_url")): webhook_url needs webhook_secret") }

@@ -152,6 +152,24 @@ extension GatehouseConfiguration {
         .duration(
             "shutdown_grace", \.shutdownGrace, range: 0...300,
             help: "0–5m. After SIGTERM, `/readyz` answers 503 at once and requests are still served this long (so a load balancer can stop sending); then new connections stop, in-flight requests finish and the process exits 0"),
+        .boolean(
+            "metrics", \.metricsEnabled,
+            help: "`false`: nothing is recorded and `/metrics` answers 404 ([docs/operations.md](docs/operations.md#metrics))"),
+        .text(
+            "otel_endpoint", \.otelEndpoint, accepts: "`http` or `https` URL of an OTLP/HTTP receiver (collector), e.g. `http://127.0.0.1:4318`",
+            help: "Send OpenTelemetry traces (OTLP/HTTP, protobuf) to this collector; spans go to its `/v1/traces`. Unset: no tracing ([docs/operations.md](docs/operations.md#tracing))",
+            check: { v in
+                guard let url = URL(string: v), let scheme = url.scheme?.lowercased(), scheme == "http" || scheme == "https",
+                    let host = url.host, !host.isEmpty, url.query == nil, url.fragment == nil, url.user == nil
+                else { throw Setting.Invalid("not an http(s) URL without credentials, query or fragment") }
+            }),
+        Setting(
+            "otel_sampling_ratio", default: "1", accepts: "a number from 0 to 1",
+            help: "Share of new traces recorded (trace-id ratio); a request whose `traceparent` says sampled is always recorded, one that says not sampled never",
+            apply: { v, c in
+                guard let ratio = Double(v), ratio >= 0, ratio <= 1 else { throw Setting.Invalid("'\(v)' is not a number from 0 to 1") }
+                c.otelSamplingRatio = ratio
+            }, effective: { "\($0.otelSamplingRatio)" }),
     ]
 
     /// The settings table as Markdown: README.md's (`help` column) or docs/configuration.md's (`accepts`).

@@ -1,0 +1,33 @@
+import Foundation
+import Tracing
+
+/// The W3C trace context of the current span, kept with work that runs later (an outbox event), so that the
+/// later work joins the trace it was started in. Nothing when tracing is off or no span is current.
+public enum TraceContext {
+    /// The current context as stored text (`{"traceparent":"00-…"}`), or nil.
+    public static func current() -> String? {
+        guard let context = ServiceContext.current else { return nil }
+        var carrier: [String: String] = [:]
+        InstrumentationSystem.instrument.inject(context, into: &carrier, using: DictionaryInjector())
+        guard !carrier.isEmpty else { return nil }
+        return (try? String(decoding: JSONEncoder.sortedWithoutEscapingSlashes.encode(carrier), as: UTF8.self))
+    }
+
+    /// The context stored by `current()`, as the parent of a new span (nil: start a new trace).
+    public static func restore(_ stored: String?) -> ServiceContext? {
+        guard let stored, let carrier = try? JSONDecoder().decode([String: String].self, from: Data(stored.utf8)) else {
+            return nil
+        }
+        var context = ServiceContext.topLevel
+        InstrumentationSystem.instrument.extract(carrier, into: &context, using: DictionaryExtractor())
+        return context
+    }
+
+    struct DictionaryInjector: Injector {
+        func inject(_ value: String, forKey key: String, into carrier: inout [String: String]) { carrier[key] = value }
+    }
+
+    struct DictionaryExtractor: Extractor {
+        func extract(key: String, from carrier: [String: String]) -> String? { carrier[key] }
+    }
+}
