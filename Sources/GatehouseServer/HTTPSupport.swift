@@ -127,7 +127,14 @@ enum HTTP {
 extension GatehouseServices {
     /// The client's IP address: the TCP peer, or behind `trusted_proxies` the address they forwarded.
     func clientAddress(_ request: Request, _ context: GatehouseRequestContext) -> String? {
-        ClientAddressResolver(trusted: settings.trustedProxies, header: settings.forwardedHeader).resolve(
+        settings.clientAddress(request, context)
+    }
+}
+
+extension ServerSettings {
+    /// The client's IP address: the TCP peer, or behind `trusted_proxies` the address they forwarded.
+    func clientAddress(_ request: Request, _ context: GatehouseRequestContext) -> String? {
+        ClientAddressResolver(trusted: trustedProxies, header: forwardedHeader).resolve(
             peer: context.remoteAddress?.ipAddress, forwarded: request.headers[values: .forwarded],
             xForwardedFor: request.headers[values: .xForwardedFor])
     }

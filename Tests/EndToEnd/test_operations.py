@@ -10,6 +10,7 @@ import os
 import secrets
 import shutil
 import signal
+import socket
 import sqlite3
 import subprocess
 import threading
@@ -305,3 +306,27 @@ def test_metrics_on_their_own_port_with_a_token(tmp_path, server_factory):
         cfg = subprocess.run([str(BIN), "config", "show", "--metrics-token", token], capture_output=True, text=True,
                              timeout=60)
         assert token not in cfg.stdout + cfg.stderr
+
+
+@pytest.mark.skipif(ON_PG, reason="the bound is the server's, not the database's: tested once, on SQLite")
+def test_a_trickling_client_cannot_hold_the_shutdown(tmp_path, server_factory):
+    """A client that sends a request's head and then only part of its body keeps that request in flight. After
+    SIGTERM the shutdown waits for it at most shutdown_grace + 30 s, then cancels it and the process exits."""
+    s = server_factory(f"sqlite://{tmp_path}/trickle.sqlite", "--shutdown-grace", "0s")
+    sock = socket.create_connection(("127.0.0.1", s.port), timeout=60)
+    try:
+        sock.sendall(b"POST /oauth2/token HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                     b"Content-Type: application/x-www-form-urlencoded\r\nContent-Length: 1000\r\n\r\ngrant_type=")
+        # The server has the request (it answers others meanwhile), then SIGTERM.
+        assert requests.get(s.gh.issuer + "/healthz", timeout=10).status_code == 200
+        start = time.monotonic()
+        s.proc.send_signal(signal.SIGTERM)
+        wait_until(lambda: s.proc.poll() is not None, "the process to exit within shutdown_grace + 30 s", timeout=45,
+                   interval=0.2)
+        elapsed = time.monotonic() - start
+        # Not before the in-flight limit (the request was still open), not long after it.
+        assert 29 <= elapsed <= 40, elapsed
+        assert s.proc.returncode == 0, s.text()[-2000:]
+        assert "shutting down" in s.text()
+    finally:
+        sock.close()

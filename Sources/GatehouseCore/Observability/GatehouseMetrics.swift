@@ -9,12 +9,8 @@ import Synchronization
 /// templates, configured provider ids).
 public final class GatehouseMetrics: Sendable {
     let factory: any MetricsFactory
-    private struct Key: Hashable {
-        let label: String
-        let dimensions: [String]
-    }
-    private let counters = Mutex<[Key: Counter]>([:])
-    private let timers = Mutex<[Key: Timer]>([:])
+    private let counters = MetricCache<Counter>()
+    private let timers = MetricCache<Timer>()
 
     public init(factory: any MetricsFactory) { self.factory = factory }
 
@@ -23,25 +19,11 @@ public final class GatehouseMetrics: Sendable {
 
     /// A counter, made once per label set (the factory's lookup is not on every increment).
     func counter(_ label: String, _ dimensions: [(String, String)] = []) -> Counter {
-        let key = Key(label: label, dimensions: dimensions.flatMap { [$0.0, $0.1] })
-        if let c = counters.withLock({ $0[key] }) { return c }
-        let made = Counter(label: label, dimensions: dimensions, factory: factory)
-        return counters.withLock { table in
-            if let c = table[key] { return c }
-            table[key] = made
-            return made
-        }
+        counters.get(label, dimensions) { Counter(label: label, dimensions: dimensions, factory: factory) }
     }
 
     func timer(_ label: String, _ dimensions: [(String, String)]) -> Timer {
-        let key = Key(label: label, dimensions: dimensions.flatMap { [$0.0, $0.1] })
-        if let t = timers.withLock({ $0[key] }) { return t }
-        let made = Timer(label: label, dimensions: dimensions, factory: factory)
-        return timers.withLock { table in
-            if let t = table[key] { return t }
-            table[key] = made
-            return made
-        }
+        timers.get(label, dimensions) { Timer(label: label, dimensions: dimensions, factory: factory) }
     }
 
     /// Methods that get their own label value; anything else is `other`.
@@ -103,5 +85,25 @@ public final class GatehouseMetrics: Sendable {
     /// A failed delivery attempt from the outbox (`kind`: `webhook`).
     public func deliveryFailure(kind: String) {
         counter("gatehouse_outbox_delivery_failures_total", [("kind", kind)]).increment()
+    }
+}
+
+/// Metric handles by label and label values, each made once.
+private final class MetricCache<Metric: AnyObject & Sendable>: Sendable {
+    private struct Key: Hashable {
+        let label: String
+        let dimensions: [String]
+    }
+    private let table = Mutex<[Key: Metric]>([:])
+
+    func get(_ label: String, _ dimensions: [(String, String)], make: () -> Metric) -> Metric {
+        let key = Key(label: label, dimensions: dimensions.flatMap { [$0.0, $0.1] })
+        if let m = table.withLock({ $0[key] }) { return m }
+        let made = make()
+        return table.withLock { table in
+            if let m = table[key] { return m }
+            table[key] = made
+            return made
+        }
     }
 }

@@ -63,11 +63,7 @@ struct RequestLogMiddleware: RouterMiddleware {
                 "status": .stringConvertible(Int(response.status.code)),
                 "duration_ms": .stringConvertible((ms * 1000).rounded() / 1000),
             ]
-            if let address = ClientAddressResolver(trusted: settings.trustedProxies, header: settings.forwardedHeader)
-                .resolve(
-                    peer: context.remoteAddress?.ipAddress, forwarded: request.headers[values: .forwarded],
-                    xForwardedFor: request.headers[values: .xForwardedFor])
-            {
+            if let address = settings.clientAddress(request, context) {
                 fields["remote_address"] = .string(address)
             }
             if let client = context.facts.clientID { fields["client_id"] = .string(client) }
