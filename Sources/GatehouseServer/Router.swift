@@ -12,10 +12,9 @@ func buildRouter(
     // HEAD answers like GET without a body on every GET route (RFC 9110 §9.3.2).
     let router = Router(context: GatehouseRequestContext.self, options: .autoGenerateHeadEndpoints)
     // Outermost: every response, the router's own refusals included, gets an X-Request-Id.
+    // With `tracing` (`otel_endpoint`), each request runs in a server span (`RequestSpan`).
     router.add(middleware: RequestLogMiddleware(
-        accessLog: accessLog, settings: services.settings, metrics: services.metrics, logger: logger))
-    // A server span per request, inside the request id (`otel_endpoint`).
-    if tracing { router.add(middleware: TracingMiddleware()) }
+        accessLog: accessLog, tracing: tracing, settings: services.settings, metrics: services.metrics, logger: logger))
     router.add(middleware: SecurityHeadersMiddleware())
     typealias Path = ServerMetadata.Path
 

@@ -54,7 +54,8 @@ struct Serve: AsyncParsableCommand {
     func run() async throws {
         let flags = try Self.parseSettingFlags(settingFlags)
         let config = try common.configuration(extra: flags)
-        config.logFormat.bootstrap()
+        // With tracing, every line logged inside a traced request names its trace_id and span_id.
+        config.logFormat.bootstrap(also: config.otelEndpoint == nil ? [] : [OTel.makeLoggingMetadataProvider()])
         var logger = Logger(label: "gatehouse")
         logger.logLevel = config.logLevel
         let store: SQLStore

@@ -125,7 +125,7 @@ def test_request_grant_database_webhook_and_upstream_spans_form_one_trace(tmp_pa
         config.write_text(json.dumps({"webhooks": [
             {"url": receiver.base + "/hook", "secret": "w" * 24, "events": ["token.issued"]}]}))
         s = server_factory(database, "--config", str(config), "--otel-endpoint", receiver.base,
-                           "--otel-sampling-ratio", "1")
+                           "--otel-sampling-ratio", "1", "--log-format", "json")
         client = s.gh.create_client(grant_types=["client_credentials"])
 
         header, trace_id, parent_id = traceparent()
@@ -145,6 +145,10 @@ def test_request_grant_database_webhook_and_upstream_spans_form_one_trace(tmp_pa
         assert a["http.response.status_code"] == 200
         assert a["gatehouse.request_id"] == r.headers["X-Request-Id"]
         assert a["gatehouse.client_id"] == client["client_id"]
+        # The access line of that request names the trace and the server span.
+        line = wait_until(lambda: next((l for l in s.json_lines() if l.get("request_id") == r.headers["X-Request-Id"]
+                                        and l.get("message") == "request"), None), "the access line", timeout=10)
+        assert line["trace_id"] == trace_id and line["span_id"] == span.span_id.hex(), line
         resources = [res for sp, res in receiver.spans if sp.trace_id.hex() == trace_id]
         assert all(res.get("service.name") == "gatehouse" for res in resources), resources
 

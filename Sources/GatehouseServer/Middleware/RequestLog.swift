@@ -18,6 +18,8 @@ import Logging
 struct RequestLogMiddleware: RouterMiddleware {
     typealias Context = GatehouseRequestContext
     let accessLog: Bool
+    /// A server span around each request (`otel_endpoint`; `RequestSpan`).
+    var tracing = false
     let settings: ServerSettings
     /// Requests by route template, method and status class, and their latency.
     let metrics: GatehouseMetrics
@@ -28,7 +30,10 @@ struct RequestLogMiddleware: RouterMiddleware {
     {
         let id = Self.requestID(request.headers[.xRequestID])
         return try await RequestID.$current.withValue(id) {
-            var response = try await run(request, context: context, next: next)
+            var response =
+                tracing
+                ? try await RequestSpan.around(request, context: context) { try await run(request, context: context, next: next) }
+                : try await run(request, context: context, next: next)
             response.headers[.xRequestID] = id
             return response
         }

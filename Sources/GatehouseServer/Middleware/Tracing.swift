@@ -5,43 +5,37 @@ import Instrumentation
 import NIOHTTP1
 import Tracing
 
-/// One server span per request when tracing is on (`otel_endpoint`), named by method and route template.
-/// A W3C `traceparent` (and `tracestate`) on the request makes it a child of the caller's trace; the span's
+/// One server span per request when tracing is on (`otel_endpoint`), named by method and route template;
+/// `RequestLogMiddleware` runs each request inside it, so the access line carries its `trace_id`. A W3C
+/// `traceparent` (and `tracestate`) on the request makes it a child of the caller's trace; the span's
 /// context is current while the handler runs, so the database spans and the outgoing calls to providers and
 /// webhooks (which carry `traceparent` on) belong to it.
 ///
 /// Gatehouse's own rather than Hummingbird's `TracingMiddleware`, which records the path as sent and the
 /// query string: those may hold an authorization code, a state or a token. This one records the route
 /// template, the method, the status and the request id, nothing the client chose.
-struct TracingMiddleware: RouterMiddleware {
-    typealias Context = GatehouseRequestContext
-
-    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws
-        -> Response
-    {
+enum RequestSpan {
+    static func around(
+        _ request: Request, context: GatehouseRequestContext, _ body: () async throws -> Response
+    ) async throws -> Response {
         var parent = ServiceContext.current ?? .topLevel
         InstrumentationSystem.instrument.extract(request.headers, into: &parent, using: HTTPFieldsExtractor())
         let method = request.method.rawValue
-        let span = InstrumentationSystem.tracer.startSpan("\(method)", context: parent, ofKind: .server)
+        let span = InstrumentationSystem.tracer.startSpan(method, context: parent, ofKind: .server)
         span.attributes["http.request.method"] = method
         if let id = RequestID.current { span.attributes["gatehouse.request_id"] = id }
         defer { span.end() }
         do {
-            let response = try await ServiceContext.$current.withValue(span.context) {
-                try await next(request, context)
-            }
+            let response = try await ServiceContext.$current.withValue(span.context) { try await body() }
             finish(span, method: method, context: context, status: Int(response.status.code))
             return response
-        } catch let error as any HTTPResponseError {
-            finish(span, method: method, context: context, status: Int(error.status.code))
-            throw error
         } catch {
             finish(span, method: method, context: context, status: 500)
             throw error
         }
     }
 
-    private func finish(_ span: any Span, method: String, context: Context, status: Int) {
+    private static func finish(_ span: any Span, method: String, context: GatehouseRequestContext, status: Int) {
         let route = context.endpointPath.flatMap { $0.hasPrefix("/") ? $0 : nil } ?? "unmatched"
         span.operationName = "\(method) \(route)"
         span.attributes["http.route"] = route

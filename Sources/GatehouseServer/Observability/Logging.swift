@@ -11,15 +11,20 @@ public enum LogFormat: String, Sendable {
     /// One JSON object per line on standard error (`JSONLogHandler`).
     case json
 
+    /// Metadata values longer than this are cut (`…`), in both formats.
+    static let valueLimit = 2000
+
     /// Makes every logger of the process write in this format. Call once, before the first logger is made.
-    public func bootstrap() {
+    /// `also`: more metadata on every line (`gatehouse serve` with tracing adds the trace and span ids).
+    public func bootstrap(also: [Logger.MetadataProvider] = []) {
+        let provider = Logger.MetadataProvider.multiplex([RequestID.metadataProvider] + also) ?? RequestID.metadataProvider
         switch self {
         case .text:
             LoggingSystem.bootstrap(
                 { TextLogHandler(StreamLogHandler.standardError(label: $0, metadataProvider: $1)) },
-                metadataProvider: RequestID.metadataProvider)
+                metadataProvider: provider)
         case .json:
-            LoggingSystem.bootstrap({ JSONLogHandler(label: $0, metadataProvider: $1) }, metadataProvider: RequestID.metadataProvider)
+            LoggingSystem.bootstrap({ JSONLogHandler(label: $0, metadataProvider: $1) }, metadataProvider: provider)
         }
     }
 }
@@ -61,8 +66,8 @@ public struct TextLogHandler: LogHandler {
 
     static func escaped(_ value: Logger.Metadata.Value) -> Logger.Metadata.Value {
         switch value {
-        case .string(let s): return .string(quoted(Redaction.logValue(s, limit: 2000)))
-        case .stringConvertible(let v): return .string(quoted(Redaction.logValue(v.description, limit: 2000)))
+        case .string(let s): return .string(quoted(Redaction.logValue(s, limit: LogFormat.valueLimit)))
+        case .stringConvertible(let v): return .string(quoted(Redaction.logValue(v.description, limit: LogFormat.valueLimit)))
         case .array(let items): return .array(items.map(escaped))
         case .dictionary(let dict): return .dictionary(dict.mapValues(escaped))
         }
@@ -171,8 +176,10 @@ public struct JSONLogHandler: LogHandler {
         }
     }
 
-    /// A metadata value of at most 2000 characters (`…` marks a cut), as in the text format.
-    static func capped(_ s: String) -> String { s.count <= 2000 ? s : String(s.prefix(2000)) + "…" }
+    /// A metadata value of at most `LogFormat.valueLimit` characters (`…` marks a cut), as in the text format.
+    static func capped(_ s: String) -> String {
+        s.count <= LogFormat.valueLimit ? s : String(s.prefix(LogFormat.valueLimit)) + "…"
+    }
 
     /// A JSON string (RFC 8259 §7): quotes, backslashes and control characters escaped; U+2028 and U+2029
     /// too, so a line is also a valid JavaScript literal.
