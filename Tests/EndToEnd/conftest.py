@@ -354,13 +354,14 @@ class Browser:
 
 
 @contextmanager
-def serving(args: list[str], log_path: Path, ready_url: str, title: str, env: dict | None = None):
+def serving(args: list[str], log_path: Path, ready_url: str, title: str, env: dict | None = None,
+            verify: bool | str = True):
     """Run a server process with its output in `log_path`, wait until `ready_url` answers 200, and stop it
-    (SIGTERM, then kill after 10 s) when the block ends."""
+    (SIGTERM, then kill after 10 s) when the block ends. `verify`: requests' TLS verification (a CA file)."""
     log = open(log_path, "w")
     proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env)
     try:
-        wait_until_ok(ready_url, proc, title, lambda: log_path.read_text(errors="replace"))
+        wait_until_ok(ready_url, proc, title, lambda: log_path.read_text(errors="replace"), verify=verify)
         yield proc
     finally:
         proc.terminate()
@@ -388,13 +389,13 @@ def wait_until(predicate, message="the condition", timeout: float = 10.0, interv
         time.sleep(min(interval, deadline - now))
 
 
-def wait_until_ok(url: str, proc: subprocess.Popen, title: str, log_text) -> None:
+def wait_until_ok(url: str, proc: subprocess.Popen, title: str, log_text, verify: bool | str = True) -> None:
     """Until `url` answers 200; fails with the process log if it exits or takes too long."""
     def answering() -> bool:
         if proc.poll() is not None:
             pytest.fail(f"{title} exited with {proc.returncode}:\n{log_text()}")
         try:
-            return requests.get(url, timeout=2).status_code == 200
+            return requests.get(url, timeout=2, verify=verify).status_code == 200
         except requests.RequestException:
             return False
 
