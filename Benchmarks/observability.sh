@@ -9,13 +9,14 @@
 # Loopback only; every wrk run is bounded (DUR); every server this script starts is stopped by its PID.
 #
 # Usage: GATEHOUSE_BIN=dist/gatehouse Benchmarks/observability.sh
-# Env:   ROUNDS=2 DUR=10s THREADS=2 CONNS=32 PORT=18091 PEERS_SRC=../shared/peers OUT=/tmp/gatehouse-obs-bench
+# Figures are medians over the rounds.
+# Env:   ROUNDS=4 DUR=8s THREADS=2 CONNS=32 PORT=18091 PEERS_SRC=../shared/peers OUT=/tmp/gatehouse-obs-bench
 set -euo pipefail
 cd "$(dirname "$0")/.."
 : "${GATEHOUSE_BIN:?set GATEHOUSE_BIN to a release binary (scripts/release)}"
 PORT="${PORT:-18091}"
-ROUNDS="${ROUNDS:-2}"
-export DUR="${DUR:-10s}"
+ROUNDS="${ROUNDS:-4}"
+export DUR="${DUR:-8s}"
 PEERS_SRC="${PEERS_SRC:-$(cd .. && pwd)/shared/peers}"
 OUT_BASE="${OUT:-/tmp/gatehouse-obs-bench}"
 rm -rf "$OUT_BASE"; mkdir -p "$OUT_BASE"
@@ -77,7 +78,8 @@ for variant in ("off", "metrics", "tracing"):
         for line in open(os.path.join(base, f"{variant}-{r}", "results.jsonl")):
             d = json.loads(line)
             rows.setdefault((variant, d["label"]), []).append(d)
-def mean(xs): return sum(xs) / len(xs)
+import statistics
+def mean(xs): return statistics.median(xs)  # the median over rounds: one disturbed run moves it least
 print(f'{"target":<16}{"variant":<10}{"req/s":>10}{"p50 ms":>9}{"p99 ms":>9}{"CPU ms/req":>12}{"req/s vs off":>14}{"CPU vs off":>12}{"non2xx":>8}')
 for label in ("new-cc", "new-introspect"):
     base_rps = mean([d["rps"] for d in rows[("off", label)]])

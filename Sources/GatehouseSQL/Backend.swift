@@ -291,14 +291,14 @@ final class InstrumentedBackend: SQLBackend {
         inUse.add(1, ordering: .relaxed)
         let metrics = self.metrics.withLock { $0 }
         // Tracing on: a client span per call, in the request's trace (no statement text: it may hold values).
-        let span = InstrumentationSystem.tracer.startSpan("db.\(operation)", ofKind: .client)
-        span.attributes["db.system"] = base.isPostgres ? "postgresql" : "sqlite"
+        let span = TraceContext.childSpan("db.\(operation)", ofKind: .client)
+        span?.attributes["db.system"] = base.isPostgres ? "postgresql" : "sqlite"
         let clock = ContinuousClock()
         let start = clock.now
         defer {
             inUse.subtract(1, ordering: .relaxed)
             metrics?.databaseCall(operation: operation, duration: clock.now - start)
-            span.end()
+            span?.end()
         }
         return try await body(db)
     }

@@ -70,18 +70,22 @@ public struct TokenEndpoint: Sendable {
             throw OAuthError.unauthorizedClient.with(description: "Public clients cannot use the \(Grant.grantType) grant.")
         }
         // Tracing on: a span per grant, with its type and client (the database calls are its children).
-        let span = InstrumentationSystem.tracer.startSpan("oauth2.token \(Grant.grantType)")
-        span.attributes["oauth.grant_type"] = Grant.grantType
-        span.attributes["gatehouse.client_id"] = client.id
-        defer { span.end() }
+        let span = TraceContext.childSpan("oauth2.token \(Grant.grantType)")
+        span?.attributes["oauth.grant_type"] = Grant.grantType
+        span?.attributes["gatehouse.client_id"] = client.id
+        defer { span?.end() }
         let issued: IssuedTokens
         do {
             let validated = try grant.validate(request, context: context)
-            issued = try await ServiceContext.$current.withValue(span.context) {
-                try await grant.issue(validated, context: context)
+            if let span {
+                issued = try await ServiceContext.$current.withValue(TraceContext.recording(span.context)) {
+                    try await grant.issue(validated, context: context)
+                }
+            } else {
+                issued = try await grant.issue(validated, context: context)
             }
         } catch let error as OAuthError {
-            span.attributes["oauth.error"] = error.code
+            span?.attributes["oauth.error"] = error.code
             context.metrics.tokenError(code: error.code, grantType: Grant.grantType)
             throw error
         }

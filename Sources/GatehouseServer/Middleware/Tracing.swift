@@ -26,7 +26,9 @@ enum RequestSpan {
         if let id = RequestID.current { span.attributes["gatehouse.request_id"] = id }
         defer { span.end() }
         do {
-            let response = try await ServiceContext.$current.withValue(span.context) { try await body() }
+            // Children (grant, database, upstream calls) only under a recorded span.
+            let current = span.isRecording ? TraceContext.recording(span.context) : span.context
+            let response = try await ServiceContext.$current.withValue(current) { try await body() }
             finish(span, method: method, context: context, status: Int(response.status.code))
             return response
         } catch {

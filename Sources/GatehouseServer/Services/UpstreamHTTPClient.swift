@@ -44,19 +44,22 @@ struct UpstreamHTTPClient: UpstreamHTTP {
 
     /// In a client span (when tracing is on) whose `traceparent` the request carries to the provider or hook.
     private func execute(_ request: HTTPClientRequest) async throws -> UpstreamResponse {
-        let span = InstrumentationSystem.tracer.startSpan("HTTP \(request.method.rawValue)", ofKind: .client)
-        defer { span.end() }
-        span.attributes["http.request.method"] = request.method.rawValue
-        if let host = URL(string: request.url)?.host { span.attributes["server.address"] = host }
+        let span = TraceContext.childSpan("HTTP \(request.method.rawValue)", ofKind: .client)
+        defer { span?.end() }
+        span?.attributes["http.request.method"] = request.method.rawValue
+        if let host = URL(string: request.url)?.host { span?.attributes["server.address"] = host }
         var request = request
-        InstrumentationSystem.instrument.inject(span.context, into: &request.headers, using: HTTPHeadersInjector())
+        // The span's trace context, or (a request that is not sampled) the caller's, with its sampled flag.
+        if let context = span?.context ?? ServiceContext.current {
+            InstrumentationSystem.instrument.inject(context, into: &request.headers, using: HTTPHeadersInjector())
+        }
         do {
             let response = try await Self.shared.execute(request, timeout: timeout)
             let body = try await response.body.collect(upTo: Self.maxBody)
-            span.attributes["http.response.status_code"] = Int(response.status.code)
+            span?.attributes["http.response.status_code"] = Int(response.status.code)
             return UpstreamResponse(status: Int(response.status.code), body: Array(body.readableBytesView))
         } catch {
-            span.setStatus(SpanStatus(code: .error))
+            span?.setStatus(SpanStatus(code: .error))
             throw UpstreamError(.unavailable, "The provider could not be reached.", detail: "\(Redaction.url(request.url)): \(error)")
         }
     }

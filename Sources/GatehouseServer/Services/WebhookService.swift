@@ -45,14 +45,16 @@ struct WebhookService: Service, CustomStringConvertible {
         var failure: String?
         // Tracing on: a span in the trace of the request that raised the event (its outgoing call carries
         // `traceparent` to the hook).
-        let span = InstrumentationSystem.tracer.startSpan(
-            "webhook \(record.event)", context: TraceContext.restore(record.traceContext) ?? .topLevel, ofKind: .producer)
-        span.attributes["gatehouse.event"] = record.event
-        span.attributes["gatehouse.attempt"] = record.attempts + 1
-        defer { span.end() }
+        // Only events raised in a recorded request have a trace context.
+        let span = TraceContext.restore(record.traceContext).map {
+            InstrumentationSystem.tracer.startSpan("webhook \(record.event)", context: $0, ofKind: .producer)
+        }
+        span?.attributes["gatehouse.event"] = record.event
+        span?.attributes["gatehouse.attempt"] = record.attempts + 1
+        defer { span?.end() }
         if let headers = delivery.headers(for: record, now: now) {
             do {
-                status = try await ServiceContext.$current.withValue(span.context) {
+                status = try await ServiceContext.$current.withValue(span.map { TraceContext.recording($0.context) }) {
                     try await http.postJSON(record.url, body: record.payload, headers: headers).status
                 }
             } catch let e as UpstreamError {
