@@ -82,7 +82,8 @@ public func buildApplication(
         compat.dgpSigner = try await RSATokenSigner(privatePEM: compat.dgpPrivateKey, publicPEM: compat.dgpPublicKey)
     }
     let router = try buildRouter(
-        services, logger: logger, compat: compat, accessLog: config.accessLog, tracing: config.otelEndpoint != nil)
+        services, logger: logger, compat: compat, accessLog: config.accessLog,
+        tracing: config.otelEndpoint == nil ? nil : TraceSampler(ratio: config.otelSamplingRatio))
     // `GET /metrics`: on the main port, or alone on `metrics_port` (none with `metrics` off).
     var metricsServer: Application<RouterResponder<GatehouseRequestContext>>?
     if !config.metricsEnabled {

@@ -7,12 +7,12 @@ import Logging
 /// when it is on.
 func buildRouter(
     _ services: GatehouseServices, logger: Logger, compat: CompatOptions = CompatOptions(), accessLog: Bool = true,
-    tracing: Bool = false
+    tracing: TraceSampler? = nil
 ) throws -> Router<GatehouseRequestContext> {
     // HEAD answers like GET without a body on every GET route (RFC 9110 §9.3.2).
     let router = Router(context: GatehouseRequestContext.self, options: .autoGenerateHeadEndpoints)
     // Outermost: every response, the router's own refusals included, gets an X-Request-Id.
-    // With `tracing` (`otel_endpoint`), each request runs in a server span (`RequestSpan`).
+    // With `tracing` (`otel_endpoint`), sampled requests run in a server span (`RequestSpan`).
     router.add(middleware: RequestLogMiddleware(
         accessLog: accessLog, tracing: tracing, settings: services.settings, metrics: services.metrics, logger: logger))
     router.add(middleware: SecurityHeadersMiddleware())

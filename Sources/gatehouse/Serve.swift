@@ -103,7 +103,9 @@ extension Serve {
         otel.metrics.enabled = false
         otel.traces.enabled = true
         otel.propagators = [.traceContext]
-        otel.traces.sampler = .parentBasedTraceIDRatio(ratio: config.otelSamplingRatio) ?? .parentBasedAlwaysOn
+        // The ratio is applied to new requests by the server (`TraceSampler`, no span for those not drawn);
+        // what reaches the tracer is recorded, or follows the caller's sampled flag.
+        otel.traces.sampler = .parentBasedAlwaysOn
         otel.traces.exporter = .otlp
         otel.traces.otlpExporter.protocol = .httpProtobuf
         let base = endpoint.hasSuffix("/") ? String(endpoint.dropLast()) : endpoint

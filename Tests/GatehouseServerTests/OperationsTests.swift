@@ -48,6 +48,19 @@ struct OperationsTests {
         }
     }
 
+    /// `otel_sampling_ratio` for new requests: the share drawn is the ratio (within 1 % over 200,000 draws),
+    /// 0 draws none and 1 draws all.
+    @Test func traceSamplerDrawsTheRatio() {
+        for ratio in [0.01, 0.25, 0.5] {
+            let sampler = TraceSampler(ratio: ratio)
+            let drawn = (0..<200_000).reduce(0) { n, _ in n + (sampler.sample() ? 1 : 0) }
+            #expect(abs(Double(drawn) / 200_000 - ratio) < 0.01, "ratio \(ratio): \(drawn)")
+        }
+        #expect(!(0..<10_000).contains { _ in TraceSampler(ratio: 0).sample() })
+        let all = TraceSampler(ratio: 1)
+        #expect((0..<10_000).allSatisfy { _ in all.sample() })
+    }
+
     @Test func readinessDeadlineDoesNotWaitForAHungCheck() async {
         let value = await HealthRoutes.within(.milliseconds(100)) { () async -> Int in
             // Ignores cancellation for a while, as a hung connection would.

@@ -18,8 +18,8 @@ import Logging
 struct RequestLogMiddleware: RouterMiddleware {
     typealias Context = GatehouseRequestContext
     let accessLog: Bool
-    /// A server span around each request (`otel_endpoint`; `RequestSpan`).
-    var tracing = false
+    /// A server span around each sampled request (`otel_endpoint`; `RequestSpan`).
+    var tracing: TraceSampler?
     let settings: ServerSettings
     /// Requests by route template, method and status class, and their latency.
     let metrics: GatehouseMetrics
@@ -30,10 +30,14 @@ struct RequestLogMiddleware: RouterMiddleware {
     {
         let id = Self.requestID(request.headers[.xRequestID])
         return try await RequestID.$current.withValue(id) {
-            var response =
-                tracing
-                ? try await RequestSpan.around(request, context: context) { try await run(request, context: context, next: next) }
-                : try await run(request, context: context, next: next)
+            var response: Response
+            if let tracing, RequestSpan.traced(request, sampler: tracing) {
+                response = try await RequestSpan.around(request, context: context) {
+                    try await run(request, context: context, next: next)
+                }
+            } else {
+                response = try await run(request, context: context, next: next)
+            }
             response.headers[.xRequestID] = id
             return response
         }

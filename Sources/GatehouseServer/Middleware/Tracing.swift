@@ -3,6 +3,7 @@ import HTTPTypes
 import Hummingbird
 import Instrumentation
 import NIOHTTP1
+import Synchronization
 import Tracing
 
 /// One server span per request when tracing is on (`otel_endpoint`), named by method and route template;
@@ -15,6 +16,14 @@ import Tracing
 /// query string: those may hold an authorization code, a state or a token. This one records the route
 /// template, the method, the status and the request id, nothing the client chose.
 enum RequestSpan {
+    /// Whether the request gets a span: always when it carries a `traceparent` (the tracer follows the
+    /// caller's sampled flag), else with the sampler's probability. An unsampled new request thus costs
+    /// no span at all (the tracer's own sampler, parent-based always-on, would still make one and draw its
+    /// ids under a lock).
+    static func traced(_ request: Request, sampler: TraceSampler) -> Bool {
+        request.headers[.traceparent] != nil || sampler.sample()
+    }
+
     static func around(
         _ request: Request, context: GatehouseRequestContext, _ body: () async throws -> Response
     ) async throws -> Response {
@@ -45,6 +54,34 @@ enum RequestSpan {
         if let client = context.facts.clientID { span.attributes["gatehouse.client_id"] = client }
         if status >= 500 { span.setStatus(SpanStatus(code: .error)) }
     }
+}
+
+/// The share of new traces recorded (`otel_sampling_ratio`): a lock-free draw per request (SplitMix64 over
+/// an atomic counter seeded at random; uniform enough for sampling, and no system call).
+final class TraceSampler: Sendable {
+    let ratio: Double
+    private let state: Atomic<UInt64>
+    private let threshold: UInt64
+
+    init(ratio: Double) {
+        self.ratio = ratio
+        self.state = Atomic(UInt64.random(in: .min ... .max))
+        self.threshold = ratio >= 1 ? .max : UInt64(ratio * Double(UInt64.max))
+    }
+
+    func sample() -> Bool {
+        guard ratio > 0 else { return false }
+        guard ratio < 1 else { return true }
+        var z = state.wrappingAdd(0x9E37_79B9_7F4A_7C15, ordering: .relaxed).newValue
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        z ^= z >> 31
+        return z < threshold
+    }
+}
+
+extension HTTPField.Name {
+    static let traceparent = Self("traceparent")!
 }
 
 /// Reads `traceparent` / `tracestate` from a request's fields.

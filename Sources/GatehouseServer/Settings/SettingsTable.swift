@@ -165,7 +165,7 @@ extension GatehouseConfiguration {
             }),
         Setting(
             "otel_sampling_ratio", default: "1", accepts: "a number from 0 to 1",
-            help: "Share of new traces recorded (trace-id ratio); a request whose `traceparent` says sampled is always recorded, one that says not sampled never",
+            help: "Share of new requests traced (a random draw per request; one not drawn gets no span at all); a request whose `traceparent` says sampled is always traced, one that says not sampled never",
             apply: { v, c in
                 guard let ratio = Double(v), ratio >= 0, ratio <= 1 else { throw Setting.Invalid("'\(v)' is not a number from 0 to 1") }
                 c.otelSamplingRatio = ratio
