@@ -35,6 +35,8 @@ public struct AsyncHTTPClientFetcher: HTTPFetching {
         var configuration = HTTPClient.Configuration()
         configuration.redirectConfiguration = .disallow
         configuration.timeout = .init(connect: .seconds(5), read: .seconds(5))
+        // No AsyncHTTPClient spans (they record full URLs); the application traces its own calls.
+        configuration.tracing.tracer = nil
         return HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
     }()
 

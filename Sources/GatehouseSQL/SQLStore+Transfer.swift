@@ -20,6 +20,8 @@ import Synchronization
 /// refused and nothing is imported.
 public enum Transfer {
     public static let format = "gatehouse-export"
+    /// The largest integer a cell may hold (2^53: JSON-safe; every time and counter is far below it).
+    static let maxInteger: UInt64 = 1 << 53
     public static let version = 1
 
     /// What an export holds. Tables are durable state; `tokenTables` are left out by `--no-tokens`.
@@ -237,7 +239,22 @@ extension SQLStore {
             throw Transfer.Failure("the database is at schema version \(applied.max() ?? 0) and the export at \(schema): import into a new, empty database")
         }
         let isPostgres = backend.isPostgres
-        let summary = try await backend.transaction { db in
+        let summary: Transfer.Summary
+        do {
+            summary = try await importRows(tables: tables, schema: schema, isPostgres: isPostgres, next: next)
+        } catch {
+            // A refused file leaves the database as a newly migrated one (not stuck at an older schema).
+            if applied.isEmpty { _ = try? await Migrations.migrate(backend, clock: clock) }
+            throw error
+        }
+        _ = try await Migrations.migrate(backend, clock: clock)
+        return summary
+    }
+
+    private func importRows(
+        tables: [String], schema: Int, isPostgres: Bool, next: @escaping @Sendable () throws -> String?
+    ) async throws -> Transfer.Summary {
+        try await backend.transaction { db in
             for table in Transfer.occupancyTables {
                 let row = try await db.raw("SELECT COUNT(*) AS n FROM \(ident: table)").first()
                 if let n = try row?.decode(column: "n", as: Int64.self), n > 0 {
@@ -246,8 +263,9 @@ extension SQLStore {
             }
             var columns: [String: [String: ColumnInfo]] = [:]
             for table in tables {
-                columns[table] = Dictionary(
-                    uniqueKeysWithValues: try await Self.columns(of: table, db, isPostgres: isPostgres).map { ($0.name, $0) })
+                let found = try await Self.columns(of: table, db, isPostgres: isPostgres)
+                guard !found.isEmpty else { throw Transfer.Failure("line 1: there is no table \(table) at schema \(schema)") }
+                columns[table] = Dictionary(uniqueKeysWithValues: found.map { ($0.name, $0) })
                 // What migrations put there (built-in scopes, shared settings) is replaced by the export's.
                 try await db.raw("DELETE FROM \(ident: table)").run()
             }
@@ -285,6 +303,9 @@ extension SQLStore {
                     switch (cell, column.isInteger) {
                     case (.text, true), (.integer, false):
                         throw Transfer.Failure("line \(lineNumber): \(table).\(name) has the wrong type")
+                    case (.integer(let i), true) where i.magnitude > Transfer.maxInteger:
+                        // Times and counters are far below 2^53; larger values would overflow later arithmetic.
+                        throw Transfer.Failure("line \(lineNumber): \(table).\(name) is out of range")
                     default: break
                     }
                 }
@@ -297,10 +318,35 @@ extension SQLStore {
                 throw Transfer.Failure("the file ends before the export's last line (was the export interrupted?): nothing imported")
             }
             if !batch.isEmpty { summary.rows[batch.table, default: 0] += try await batch.flush(db) }
+            try await self.checkSealedValues(db)
             return summary
         }
-        _ = try await Migrations.migrate(backend, clock: clock)
-        return summary
+    }
+
+    /// Before the import commits: every private key and provider secret opens with this installation's
+    /// `secrets_key`, and with a `secrets_key` none is stored in clear (an export of such an installation
+    /// never holds one; a file that does was made by hand).
+    private func checkSealedValues(_ db: any SQLDatabase) async throws {
+        let sealed: [(table: String, id: String, value: String?, context: String)] =
+            try await db.raw("SELECT kid, private_pem FROM signing_keys").all().map {
+                let kid = try $0.decode(column: "kid", as: String.self)
+                return ("signing key", kid, try $0.decode(column: "private_pem", as: String?.self), Self.privateKeyContext(kid))
+            }
+            + db.raw("SELECT id, client_secret FROM providers").all().map {
+                let id = try $0.decode(column: "id", as: String.self)
+                return ("provider", id, try $0.decode(column: "client_secret", as: String?.self), Self.providerSecretContext(id))
+            }
+        for item in sealed {
+            guard let value = item.value else { continue }
+            if secrets != nil, !value.hasPrefix(SecretBox.prefix) {
+                throw Transfer.Failure("\(item.table) \(item.id) is stored unencrypted, but secrets_key is set: refused")
+            }
+            do {
+                _ = try openSecret(value, context: item.context)
+            } catch {
+                throw Transfer.Failure("\(item.table) \(item.id) does not open with this secrets_key: import with the secrets_key of the installation that exported it")
+            }
+        }
     }
 
     /// `gatehouse backup --to FILE`: a consistent copy of an SQLite database file (`VACUUM INTO`, safe
@@ -309,19 +355,24 @@ extension SQLStore {
     public func backup(to path: String) async throws {
         switch url {
         case .postgres(let host, let port, let user, _, let database, _):
+            // Each value shell-quoted when it needs it: the line is meant to be pasted.
+            func q(_ s: String) -> String {
+                s.unicodeScalars.allSatisfy({ CharacterSet.alphanumerics.contains($0) || "-_./:@".unicodeScalars.contains($0) })
+                    ? s : "'" + s.replacingOccurrences(of: "'", with: "'\\''") + "'"
+            }
             throw Transfer.Failure(
-                "backup copies an SQLite file; for PostgreSQL use pg_dump: pg_dump --format=custom --host=\(host) --port=\(port) --username=\(user) --file=\(path) \(database) (docs/operations.md, \"Backups\")")
+                "backup copies an SQLite file; for PostgreSQL use pg_dump: pg_dump --format=custom --host=\(q(host)) --port=\(port) --username=\(q(user)) --file=\(q(path)) \(q(database)) (docs/operations.md, \"Backups\")")
         case .sqliteMemory:
             throw Transfer.Failure("an in-memory database has nothing to back up")
         case .sqliteFile:
             break
         }
         let fm = FileManager.default
-        if let size = (try? fm.attributesOfItem(atPath: path))?[.size] as? Int, size > 0 {
-            throw Transfer.Failure("\(path) exists: backup never overwrites a file")
-        }
-        guard fm.createFile(atPath: path, contents: nil, attributes: [.posixPermissions: 0o600]) else {
-            throw Transfer.Failure("cannot create \(path)")
+        // An empty file of our own, mode 0600 from the start, that VACUUM INTO then fills.
+        do {
+            try PrivateFile.create(path).close()
+        } catch let failure as PrivateFile.Failure {
+            throw Transfer.Failure("cannot back up to \(failure)")
         }
         do {
             try await backend.read { db in try await db.raw("VACUUM INTO \(bind: path)").run() }

@@ -111,7 +111,12 @@ extension Serve {
         let base = endpoint.hasSuffix("/") ? String(endpoint.dropLast()) : endpoint
         otel.traces.otlpExporter.endpoint = base.hasSuffix("/v1/traces") ? base : base + "/v1/traces"
         otel.diagnosticLogger = .custom(logger)
-        otel.diagnosticLogLevel = .warning
+        // swift-otel's warnings include the carrier of a trace context it could not parse (all request
+        // headers): only its errors are logged. Requests reach it with valid trace headers only anyway.
+        otel.diagnosticLogLevel = .error
+        // A collector that is down or slow costs a shutdown at most a few seconds.
+        otel.traces.otlpExporter.timeout = .seconds(2)
+        otel.traces.batchSpanProcessor.exportTimeout = .seconds(2)
         let backend = try OTel.makeTracingBackend(configuration: otel)
         InstrumentationSystem.bootstrap(backend.factory)
         logger.info("tracing to \(Redaction.url(otel.traces.otlpExporter.endpoint)) (sampling \(config.otelSamplingRatio))")

@@ -171,12 +171,11 @@ final class LineWriter: Sendable {
     }
 
     init(creating path: String) throws {
-        let fm = FileManager.default
-        if fm.fileExists(atPath: path) { throw CLIError("\(path) exists: export never overwrites a file") }
-        guard fm.createFile(atPath: path, contents: nil, attributes: [.posixPermissions: 0o600]),
-            let handle = FileHandle(forWritingAtPath: path)
-        else { throw CLIError("cannot create \(path)") }
-        self.handle = handle
+        do {
+            self.handle = try PrivateFile.create(path)
+        } catch let failure as PrivateFile.Failure {
+            throw CLIError("cannot export to \(failure)")
+        }
         self.path = path
     }
 

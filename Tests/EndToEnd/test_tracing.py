@@ -30,6 +30,7 @@ class Receiver:
     def __init__(self):
         self.spans: list[tuple[trace_pb2.Span, dict]] = []  # (span, resource attributes)
         self.requests: list[tuple[str, str, dict]] = []  # (method, path, headers) to /hook and /me
+        self.raw_headers: list[list[tuple[str, str]]] = []  # every header line of each POST to /hook
         self.lock = threading.Lock()
         receiver = self
 
@@ -57,6 +58,7 @@ class Receiver:
                     return
                 with receiver.lock:
                     receiver.requests.append(("POST", self.path, dict(self.headers)))
+                    receiver.raw_headers.append(list(self.headers.items()))
                 self.send_response(204)
                 self.end_headers()
 
@@ -123,7 +125,7 @@ def test_request_grant_database_webhook_and_upstream_spans_form_one_trace(tmp_pa
     with own_database(tmp_path) as database:
         config = tmp_path / "gatehouse.json"  # token.issued goes only to hooks that ask for it
         config.write_text(json.dumps({"webhooks": [
-            {"url": receiver.base + "/hook", "secret": "w" * 24, "events": ["token.issued"]}]}))
+            {"url": receiver.base + "/hook?token=HOOKQUERYTOKEN", "secret": "w" * 24, "events": ["token.issued"]}]}))
         s = server_factory(database, "--config", str(config), "--otel-endpoint", receiver.base,
                            "--otel-sampling-ratio", "1", "--log-format", "json")
         client = s.gh.create_client(grant_types=["client_credentials"])
@@ -165,7 +167,7 @@ def test_request_grant_database_webhook_and_upstream_spans_form_one_trace(tmp_pa
         assert all(d.kind == trace_pb2.Span.SPAN_KIND_CLIENT for d in db)
 
         # The webhook for token.issued is delivered in that trace and carries traceparent to the hook.
-        hooks = wait_until(lambda: receiver.seen("POST", "/hook"), "the webhook delivery", timeout=20)
+        hooks = wait_until(lambda: receiver.seen("POST", "/hook?token=HOOKQUERYTOKEN"), "the webhook delivery", timeout=20)
         sent = hooks[0].get("traceparent") or hooks[0].get("Traceparent")
         assert sent and sent.split("-")[1] == trace_id, hooks[0]
         wait_until(lambda: [sp for sp in receiver.trace(trace_id) if sp.name == "webhook token.issued"],
@@ -196,7 +198,7 @@ def test_request_grant_database_webhook_and_upstream_spans_form_one_trace(tmp_pa
         with receiver.lock:
             everything = repr([(sp.name, attrs(sp)) for sp, _ in receiver.spans])
         for secret in (client["client_secret"], exchanger["client_secret"], "upstream-token-123",
-                       "upstream-client-secret", "w" * 24):
+                       "upstream-client-secret", "w" * 24, "HOOKQUERYTOKEN"):
             assert secret not in everything
 
 
@@ -229,3 +231,39 @@ def test_bad_tracing_settings_are_refused(tmp_path):
                            capture_output=True, text=True, timeout=60)
         assert p.returncode != 0 and message in p.stderr, (flags, p.stderr)
         assert "user:pw" not in p.stderr  # credentials in a URL are not echoed
+
+
+def test_hostile_trace_headers_are_dropped_not_logged_or_forwarded(tmp_path, server_factory, receiver):
+    """A malformed traceparent (swift-otel would log the request's headers in its warning) and a huge
+    tracestate (it would ride on every outgoing call) are left out; one traceparent goes to the hook."""
+    with own_database(tmp_path) as database:
+        config = tmp_path / "gatehouse.json"
+        config.write_text(json.dumps({"webhooks": [
+            {"url": receiver.base + "/hook", "secret": "w" * 24, "events": ["token.issued"]}]}))
+        s = server_factory(database, "--config", str(config), "--otel-endpoint", receiver.base,
+                           "--otel-sampling-ratio", "1", "--log-format", "json")
+        client = s.gh.create_client(grant_types=["client_credentials"])
+        auth = basic_auth(client["client_id"], client["client_secret"])
+        for bad in ["00-zzzz-bad", "00-" + "A" * 32 + "-" + "b" * 16 + "-01", "ff-" + "a" * 32 + "-" + "b" * 16 + "-01", ""]:
+            r = requests.post(s.gh.token_endpoint, data={"grant_type": "client_credentials"}, timeout=10,
+                              headers={"Authorization": auth, "traceparent": bad, "tracestate": "Vendor=x,,",
+                                       "Cookie": "__Host-gatehouse_session=SESSIONCOOKIEVALUE"})
+            assert r.status_code == 200, r.text
+        header, trace_id, _ = traceparent()
+        huge = ",".join(f"k{i}=v{i}" for i in range(3000))
+        r = requests.post(s.gh.token_endpoint, data={"grant_type": "client_credentials"}, timeout=10,
+                          headers={"Authorization": auth, "traceparent": header, "tracestate": huge})
+        assert r.status_code == 200, r.text
+        # Five token.issued deliveries, each with exactly one traceparent and no tracestate of the request's.
+        wait_until(lambda: len(receiver.raw_headers) >= 5, "five webhook deliveries", timeout=30)
+        with receiver.lock:
+            deliveries = list(receiver.raw_headers)
+        for headers in deliveries:
+            names = [k.lower() for k, _ in headers]
+            assert names.count("traceparent") == 1, headers
+            assert "k2999=v2999" not in repr(headers)
+        assert any(v.split("-")[1] == trace_id for h in deliveries for k, v in h if k.lower() == "traceparent")
+        assert s.proc.poll() is None  # still serving
+        log = s.text()
+        assert "SESSIONCOOKIEVALUE" not in log and auth.split()[1] not in log and client["client_secret"] not in log
+        assert "Failed to extract" not in log

@@ -57,6 +57,15 @@ struct TransferTests {
         }
     }
 
+    /// A row line with one cell changed.
+    static func changing(_ line: String, _ column: String, to value: Any) throws -> String {
+        var object = try #require(try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any])
+        var cells = try #require(object["row"] as? [String: Any])
+        cells[column] = value
+        object["row"] = cells
+        return String(decoding: try JSONSerialization.data(withJSONObject: object), as: UTF8.self)
+    }
+
     /// The row lines, in an order independent of the database's.
     static func rows(_ lines: [String]) -> [String] { Array(lines.dropFirst().dropLast()).sorted() }
 
@@ -148,6 +157,22 @@ struct TransferTests {
         badTable[user] = badTable[user].replacingOccurrences(of: "\"table\":\"users\"", with: "\"table\":\"gatehouse_migrations\"")
         try await refused(badTable, "not in the export's header")
 
+        var huge = lines
+        huge[user] = try Self.changing(huge[user], "created_at", to: Int64.max)
+        try await refused(huge, "out of range")
+
+        // Sealed values must open with this secrets_key before anything is committed; none may be in clear.
+        try await db.withStore(secrets: try SecretBox(base64Keys: [Data(repeating: 9, count: 32).base64EncodedString()])) { store in
+            var text = "no error"
+            do { _ = try await Self.importing(lines, into: store) } catch let failure as Transfer.Failure { text = failure.description }
+            #expect(text.contains("does not open with this secrets_key"), "\(text)")
+            #expect(try await store.user(username: "dan") == nil)
+        }
+        let key = try #require(lines.firstIndex { $0.contains("\"table\":\"signing_keys\"") })
+        var clear = lines
+        clear[key] = try Self.changing(clear[key], "private_pem", to: try SigningKey.generate(.es256).pemRepresentation)
+        try await refused(clear, "stored unencrypted, but secrets_key is set")
+
         // A database in use is refused, and keeps its rows.
         try await db.withStore(secrets: Self.box) { store in
             _ = try await Administration(storage: store, passwords: PasswordHasher(cost: 4))
@@ -171,6 +196,14 @@ struct TransferTests {
         let mode = try FileManager.default.attributesOfItem(atPath: copy)[.posixPermissions] as? Int
         #expect(mode == 0o600)
         await #expect(throws: Transfer.Failure.self) { try await source.backup(to: copy) }  // never overwrites
+        // Nor an empty file, nor a dangling symlink.
+        let empty = dir.appendingPathComponent("empty").path
+        FileManager.default.createFile(atPath: empty, contents: nil)
+        await #expect(throws: Transfer.Failure.self) { try await source.backup(to: empty) }
+        let dangling = dir.appendingPathComponent("dangling").path
+        try FileManager.default.createSymbolicLink(atPath: dangling, withDestinationPath: dir.appendingPathComponent("nowhere").path)
+        await #expect(throws: Transfer.Failure.self) { try await source.backup(to: dangling) }
+        #expect(!FileManager.default.fileExists(atPath: dir.appendingPathComponent("nowhere").path))
         let before = Self.rows(try await Self.export(source))
         await source.close()
 

@@ -61,6 +61,28 @@ struct OperationsTests {
         #expect((0..<10_000).allSatisfy { _ in all.sample() })
     }
 
+    /// Trace headers reach the tracer only within W3C bounds (a huge `tracestate` would ride on every
+    /// outgoing call; a malformed one made swift-otel log the request's headers).
+    @Test func traceHeadersAreBounded() {
+        let good = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+        #expect(HTTPFieldsExtractor.isTraceParent(good))
+        for bad in [
+            "00-0AF7651916CD43DD8448EB211C80319C-b7ad6b7169203331-01", "01-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+            "00-00000000000000000000000000000000-b7ad6b7169203331-01", "00-0af7651916cd43dd8448eb211c80319c-0000000000000000-01",
+            good + "-x", "00-bad", "",
+        ] {
+            #expect(!HTTPFieldsExtractor.isTraceParent(bad), "\(bad)")
+        }
+        let extractor = HTTPFieldsExtractor()
+        var fields = HTTPFields()
+        fields[HTTPField.Name("tracestate")!] = (0..<33).map { "k\($0)=v" }.joined(separator: ",")
+        #expect(extractor.extract(key: "tracestate", from: fields) == nil)
+        fields[HTTPField.Name("tracestate")!] = "k=" + String(repeating: "v", count: 600)
+        #expect(extractor.extract(key: "tracestate", from: fields) == nil)
+        fields[HTTPField.Name("tracestate")!] = "vendor=abc,other=def"
+        #expect(extractor.extract(key: "tracestate", from: fields) == "vendor=abc,other=def")
+    }
+
     @Test func readinessDeadlineDoesNotWaitForAHungCheck() async {
         let value = await HealthRoutes.within(.milliseconds(100)) { () async -> Int in
             // Ignores cancellation for a while, as a hung connection would.

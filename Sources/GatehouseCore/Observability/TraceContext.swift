@@ -36,7 +36,8 @@ public enum TraceContext {
 
     /// The context stored by `current()`, as the parent of a new span (nil: start a new trace).
     public static func restore(_ stored: String?) -> ServiceContext? {
-        guard let stored, let carrier = try? JSONDecoder().decode([String: String].self, from: Data(stored.utf8)) else {
+        // What `current()` stores is a traceparent and a bounded tracestate: anything larger is not ours.
+        guard let stored, stored.utf8.count <= 1024, let carrier = try? JSONDecoder().decode([String: String].self, from: Data(stored.utf8)) else {
             return nil
         }
         var context = ServiceContext.topLevel

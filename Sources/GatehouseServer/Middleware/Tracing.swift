@@ -84,11 +84,42 @@ extension HTTPField.Name {
     static let traceparent = Self("traceparent")!
 }
 
-/// Reads `traceparent` / `tracestate` from a request's fields.
+/// Reads `traceparent` / `tracestate` from a request's fields, within W3C Trace Context's bounds: a
+/// `traceparent` of version 00 is exactly 55 characters of `0-9 a-f -`, and a `tracestate` at most 512
+/// characters in at most 32 entries (the limits a vendor may truncate to). Anything else is left out, so a
+/// request can neither make every outgoing call carry tens of kilobytes of its headers nor reach the tracer
+/// with a malformed value (whose warning would print the request's headers).
 struct HTTPFieldsExtractor: Extractor {
+    static let maxTraceState = 512
+
     func extract(key: String, from fields: HTTPFields) -> String? {
         guard let name = HTTPField.Name(key) else { return nil }
-        return fields[name]
+        let values = fields[values: name]
+        guard values.count == 1, let value = values.first else { return nil }
+        switch key.lowercased() {
+        case "traceparent":
+            return Self.isTraceParent(value) ? value : nil
+        case "tracestate":
+            guard value.utf8.count <= Self.maxTraceState, value.split(separator: ",").count <= 32,
+                value.utf8.allSatisfy({ $0 >= 0x20 && $0 < 0x7F })
+            else { return nil }
+            return value
+        default:
+            return nil
+        }
+    }
+
+    /// `00-<32 hex>-<16 hex>-<2 hex>`, lower case, ids not all zero.
+    static func isTraceParent(_ value: String) -> Bool {
+        let bytes = Array(value.utf8)
+        guard bytes.count == 55, bytes[0] == UInt8(ascii: "0"), bytes[1] == UInt8(ascii: "0"),
+            bytes[2] == UInt8(ascii: "-"), bytes[35] == UInt8(ascii: "-"), bytes[52] == UInt8(ascii: "-")
+        else { return false }
+        func hex(_ range: Range<Int>) -> Bool {
+            bytes[range].allSatisfy { (0x30...0x39).contains($0) || (0x61...0x66).contains($0) }
+        }
+        func zero(_ range: Range<Int>) -> Bool { bytes[range].allSatisfy { $0 == 0x30 } }
+        return hex(3..<35) && hex(36..<52) && hex(53..<55) && !zero(3..<35) && !zero(36..<52)
     }
 }
 

@@ -14,6 +14,9 @@ struct UpstreamHTTPClient: UpstreamHTTP {
         // A refused connection is retried until the connect timeout: keep it short, so a provider or hook that
         // is down fails in about 2 s rather than hanging a sign-in page or the webhook worker.
         configuration.timeout = .init(connect: .seconds(2), read: .seconds(10))
+        // No spans of AsyncHTTPClient's own: they record the full URL (a webhook's query token) and add a
+        // second traceparent. Gatehouse's client span (below) is the only one, and injects once.
+        configuration.tracing.tracer = nil
         return HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
     }()
     let timeout: TimeAmount = .seconds(10)
