@@ -159,7 +159,8 @@ let package = Package(
             path: "Tests/GatehouseTestSupport",
             swiftSettings: swiftSettings
         ),
-        // Helpers shared by the resource-server test targets (an in-memory issuer, a settable clock, token minting).
+        // Helpers shared by the resource-server test targets (an in-memory issuer, a settable clock, token minting),
+        // and the wait on a condition with a deadline that every test target uses.
         .target(
             name: "GatehouseResourceServerTestSupport",
             dependencies: ["GatehouseCore", "GatehouseResourceServer", .product(name: "JWTKit", package: "jwt-kit")],
@@ -168,13 +169,13 @@ let package = Package(
         ),
         .testTarget(
             name: "GatehouseCoreTests",
-            dependencies: ["GatehouseCore", .product(name: "JWTKit", package: "jwt-kit")],
+            dependencies: ["GatehouseCore", "GatehouseResourceServerTestSupport", .product(name: "JWTKit", package: "jwt-kit")],
             swiftSettings: swiftSettings
         ),
         .testTarget(
             name: "GatehouseSQLTests",
             dependencies: [
-                "GatehouseSQL", "GatehouseCore", "GatehouseTestSupport", .product(name: "Logging", package: "swift-log"),
+                "GatehouseSQL", "GatehouseCore", "GatehouseTestSupport", "GatehouseResourceServerTestSupport", .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: swiftSettings
         ),

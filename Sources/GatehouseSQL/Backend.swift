@@ -251,8 +251,9 @@ final class PostgresBackend: SQLBackend {
 final class InstrumentedBackend: SQLBackend {
     let base: any SQLBackend
     let capacity: Int
+    /// Calls in progress (waiting or holding a connection); those holding one. Waiting is the difference.
+    private let calls = Atomic<Int>(0)
     private let inUse = Atomic<Int>(0)
-    private let waiting = Atomic<Int>(0)
     private let metrics = Mutex<GatehouseMetrics?>(nil)
 
     init(_ base: any SQLBackend, capacity: Int) {
@@ -263,31 +264,15 @@ final class InstrumentedBackend: SQLBackend {
     var isPostgres: Bool { base.isPostgres }
 
     var use: ConnectionUse {
-        ConnectionUse(inUse: inUse.load(ordering: .relaxed), waiting: waiting.load(ordering: .relaxed), capacity: capacity)
+        let holding = inUse.load(ordering: .relaxed)
+        return ConnectionUse(inUse: holding, waiting: max(0, calls.load(ordering: .relaxed) - holding), capacity: capacity)
     }
 
     func record(into metrics: GatehouseMetrics) { self.metrics.withLock { $0 = metrics } }
 
-    /// One call: waiting until its body starts on a connection.
-    private final class Call: Sendable {
-        let started = Atomic<Bool>(false)
-    }
-
-    private func begin() -> Call {
-        waiting.add(1, ordering: .relaxed)
-        return Call()
-    }
-
-    /// A call that failed before it got a connection stops waiting here.
-    private func end(_ call: Call) {
-        if !call.started.load(ordering: .relaxed) { waiting.subtract(1, ordering: .relaxed) }
-    }
-
-    private func held<T: Sendable>(
-        _ operation: String, _ call: Call, _ db: any SQLDatabase, _ body: @Sendable (any SQLDatabase) async throws -> T
+    private func counted<T: Sendable>(
+        _ operation: String, _ db: any SQLDatabase, _ body: @Sendable (any SQLDatabase) async throws -> T
     ) async throws -> T {
-        call.started.store(true, ordering: .relaxed)
-        waiting.subtract(1, ordering: .relaxed)
         inUse.add(1, ordering: .relaxed)
         let metrics = self.metrics.withLock { $0 }
         // Tracing on: a client span per call, in the request's trace (no statement text: it may hold values).
@@ -304,21 +289,21 @@ final class InstrumentedBackend: SQLBackend {
     }
 
     func read<T: Sendable>(_ body: @Sendable (any SQLDatabase) async throws -> T) async throws -> T {
-        let call = begin()
-        defer { end(call) }
-        return try await base.read { db in try await self.held("read", call, db, body) }
+        calls.add(1, ordering: .relaxed)
+        defer { calls.subtract(1, ordering: .relaxed) }
+        return try await base.read { db in try await self.counted("read", db, body) }
     }
 
     func transaction<T: Sendable>(_ body: @Sendable (any SQLDatabase) async throws -> T) async throws -> T {
-        let call = begin()
-        defer { end(call) }
-        return try await base.transaction { db in try await self.held("transaction", call, db, body) }
+        calls.add(1, ordering: .relaxed)
+        defer { calls.subtract(1, ordering: .relaxed) }
+        return try await base.transaction { db in try await self.counted("transaction", db, body) }
     }
 
     func snapshot<T: Sendable>(_ body: @Sendable (any SQLDatabase) async throws -> T) async throws -> T {
-        let call = begin()
-        defer { end(call) }
-        return try await base.snapshot { db in try await self.held("snapshot", call, db, body) }
+        calls.add(1, ordering: .relaxed)
+        defer { calls.subtract(1, ordering: .relaxed) }
+        return try await base.snapshot { db in try await self.counted("snapshot", db, body) }
     }
 
     func shutdown() async { await base.shutdown() }

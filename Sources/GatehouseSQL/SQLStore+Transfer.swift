@@ -110,9 +110,7 @@ public enum Transfer {
     }
 
     static func encode<T: Encodable>(_ value: T) throws -> String {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-        return String(decoding: try encoder.encode(value), as: UTF8.self)
+        String(decoding: try JSONEncoder.sortedWithoutEscapingSlashes.encode(value), as: UTF8.self)
     }
 }
 

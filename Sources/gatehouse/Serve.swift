@@ -93,7 +93,7 @@ struct Serve: AsyncParsableCommand {
 
 extension Serve {
     /// With `otel_endpoint`: swift-otel's tracer (OTLP/HTTP protobuf to `<endpoint>/v1/traces`, W3C trace
-    /// context, parent-based trace-id ratio sampling) as the process's tracer, and the exporter service to
+    /// context, parent-based always-on sampling: the ratio is drawn at the edge) as the process's tracer, and the exporter service to
     /// run beside the server. Logs and metrics stay Gatehouse's own (no OTel logging or metrics).
     static func tracing(_ config: GatehouseConfiguration, logger: Logger) throws -> [any Service] {
         guard let endpoint = config.otelEndpoint else { return [] }

@@ -3,6 +3,7 @@ import Synchronization
 import Testing
 
 @testable import GatehouseCore
+import GatehouseResourceServerTestSupport
 
 /// RFC 6749: scope syntax (§3.3), parameters (§3.1/§3.2), client authentication (§2.3.1), errors (§5.2).
 @Suite("RFC 6749")
@@ -178,17 +179,6 @@ private final class Flag: Sendable {
     var isSet: Bool { state.withLock { $0 } }
 }
 
-/// Whether `condition` holds within `timeout`, polled every few milliseconds: a wait on a condition with a
-/// deadline instead of a sleep that merely hopes it holds by then.
-private func waitUntil(timeout: Duration = .seconds(5), _ condition: () async throws -> Bool) async throws -> Bool {
-    let clock = ContinuousClock()
-    let deadline = clock.now.advanced(by: timeout)
-    while true {
-        if try await condition() { return true }
-        if clock.now >= deadline { return false }
-        try await Task.sleep(for: .milliseconds(5))
-    }
-}
 
 final class MutableClock: @unchecked Sendable {
     var seconds: Double = 1_800_000_000

@@ -262,17 +262,6 @@ struct TokenVerifierTests {
     }
 }
 
-/// Whether `condition` holds within `timeout`, polled every few milliseconds: a wait on a condition with a
-/// deadline instead of a sleep that merely hopes it holds by then.
-private func waitUntil(timeout: Duration = .seconds(5), _ condition: () async throws -> Bool) async throws -> Bool {
-    let clock = ContinuousClock()
-    let deadline = clock.now.advanced(by: timeout)
-    while true {
-        if try await condition() { return true }
-        if clock.now >= deadline { return false }
-        try await Task.sleep(for: .milliseconds(5))
-    }
-}
 
 @Suite("Introspection verifier")
 struct IntrospectionVerifierTests {

@@ -1,5 +1,6 @@
 import Foundation
 import GatehouseCore
+import GatehouseResourceServerTestSupport
 import GatehouseTestSupport
 import Synchronization
 import Testing

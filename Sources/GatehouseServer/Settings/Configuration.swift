@@ -31,7 +31,7 @@ public struct GatehouseConfiguration: Sendable {
     public var metricsEnabled = true
     /// The OTLP/HTTP collector traces go to (`otel_endpoint`; nil: no tracing).
     public var otelEndpoint: String?
-    /// The trace-id ratio of new traces that are recorded (`otel_sampling_ratio`).
+    /// The share of new requests traced, drawn per request (`otel_sampling_ratio`, `TraceSampler`).
     public var otelSamplingRatio = 1.0
     /// The JSON config file (`config`), when one was given.
     public var configFile: String?
