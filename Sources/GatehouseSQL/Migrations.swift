@@ -12,6 +12,9 @@ enum Migrations {
         let version: Int
         let name: String
         let statements: [String]
+        /// Statements for one dialect only (indexes whose form differs), run after `statements`.
+        var sqlite: [String] = []
+        var postgres: [String] = []
     }
 
     static let all: [Migration] = [
@@ -180,6 +183,49 @@ enum Migrations {
                 "ALTER TABLE webhook_outbox ADD COLUMN trace_context TEXT",
             ]
         ),
+        Migration(
+            version: 8, name: "administration",
+            statements: [
+                "ALTER TABLE users ADD COLUMN disabled_at BIGINT",
+                "ALTER TABLE users ADD COLUMN password_reset_required INTEGER NOT NULL DEFAULT 0",
+                // Lowercased name, for the admin API's prefix search (username_key and email_key exist).
+                "ALTER TABLE users ADD COLUMN name_key TEXT",
+                "UPDATE users SET name_key = LOWER(name)",
+                // The ids of deleted users: a `sub` is never given to anyone else.
+                "CREATE TABLE deleted_users (id TEXT PRIMARY KEY, deleted_at BIGINT NOT NULL)",
+                // Secret rotation with a grace period.
+                "ALTER TABLE clients ADD COLUMN previous_secret_hash TEXT",
+                "ALTER TABLE clients ADD COLUMN previous_secret_expires_at BIGINT",
+                """
+                CREATE TABLE audit_events (
+                    id TEXT PRIMARY KEY, created_at BIGINT NOT NULL, actor TEXT NOT NULL, action TEXT NOT NULL,
+                    target TEXT, client_address TEXT, request_id TEXT, detail TEXT NOT NULL)
+                """,
+                // Newest first within each filter (ids are time-ordered).
+                "CREATE INDEX audit_events_actor ON audit_events (actor, id)",
+                "CREATE INDEX audit_events_action ON audit_events (action, id)",
+                "CREATE INDEX audit_events_target ON audit_events (target, id)",
+                "CREATE INDEX audit_events_created_at ON audit_events (created_at)",
+                // Tokens issued and sign-ins per 5-minute bucket, summed over every instance (the dashboard).
+                "CREATE TABLE activity_counts (kind TEXT NOT NULL, bucket BIGINT NOT NULL, n BIGINT NOT NULL, PRIMARY KEY (kind, bucket))",
+                "CREATE INDEX webhook_outbox_created_at ON webhook_outbox (created_at, id)",
+                "CREATE INDEX sessions_user_id ON sessions (user_id)",
+                "CREATE INDEX service_permissions_user_id ON service_permissions (user_id)",
+                "CREATE INDEX consents_client_id ON consents (client_id)",
+                // The reserved scopes of the admin API and the service whose permissions grant them to users.
+                "INSERT INTO scopes (name, description, is_default) VALUES ('gatehouse:admin', 'Administer Gatehouse', 0)",
+                "INSERT INTO scopes (name, description, is_default) VALUES ('gatehouse:admin:read', 'Read Gatehouse''s administration data', 0)",
+                "INSERT INTO services (name, permissions_url, created_at) SELECT 'gatehouse', NULL, 0 WHERE NOT EXISTS (SELECT 1 FROM services WHERE name = 'gatehouse')",
+            ],
+            // Prefix search by byte order: SQLite compares TEXT bytewise already; PostgreSQL needs the "C"
+            // collation for a range scan that matches exactly the strings with the prefix.
+            sqlite: ["CREATE INDEX users_name_key ON users (name_key)"],
+            postgres: [
+                #"CREATE INDEX users_username_key_c ON users (username_key COLLATE "C")"#,
+                #"CREATE INDEX users_email_key_c ON users (email_key COLLATE "C")"#,
+                #"CREATE INDEX users_name_key_c ON users (name_key COLLATE "C")"#,
+            ]
+        ),
     ]
 
     /// The versions of `all` the database has not applied (it throws when there is no migrations table).
@@ -206,7 +252,9 @@ enum Migrations {
             let done = Set(try rows.map { try $0.decode(column: "version", as: Int.self) })
             var applied: [Int] = []
             for m in all where !done.contains(m.version) && m.version <= (upTo ?? Int.max) {
-                for statement in m.statements { try await db.raw(SQLQueryString(statement)).run() }
+                for statement in m.statements + (isPostgres ? m.postgres : m.sqlite) {
+                    try await db.raw(SQLQueryString(statement)).run()
+                }
                 try await db.raw(
                     "INSERT INTO gatehouse_migrations (version, name, applied_at) VALUES (\(bind: m.version), \(bind: m.name), \(bind: clock.nowSeconds))"
                 ).run()

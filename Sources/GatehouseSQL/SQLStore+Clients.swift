@@ -51,7 +51,8 @@ extension SQLStore {
         try await backend.transaction { db in
             try await !db.raw(
                 """
-                UPDATE clients SET secret_hash = \(bind: secretHash), updated_at = \(bind: time)
+                UPDATE clients SET secret_hash = \(bind: secretHash), updated_at = \(bind: time),
+                    previous_secret_hash = NULL, previous_secret_expires_at = NULL
                 WHERE id = \(bind: id) AND secret_hash IS NOT NULL RETURNING id
                 """
             ).all().isEmpty
@@ -59,7 +60,7 @@ extension SQLStore {
     }
 
     static func decodeClient(_ row: any SQLRow) throws -> ClientRecord {
-        ClientRecord(
+        var client = ClientRecord(
             id: try row.decode(column: "id", as: String.self),
             name: try row.decode(column: "name", as: String.self),
             secretHash: try row.decode(column: "secret_hash", as: String?.self),
@@ -75,5 +76,8 @@ extension SQLStore {
             updatedAt: try row.decode(column: "updated_at", as: Int64.self),
             legacyRedirectState: try row.decode(column: "legacy_redirect_state", as: Int.self) != 0,
             mayExchangeFrom: JSONList.decode(try row.decode(column: "may_exchange_from", as: String.self)))
+        client.previousSecretHash = try row.decode(column: "previous_secret_hash", as: String?.self)
+        client.previousSecretExpiresAt = try row.decode(column: "previous_secret_expires_at", as: Int64?.self)
+        return client
     }
 }

@@ -21,13 +21,15 @@ extension SQLStore {
 
     public func listScopes() async throws -> [ScopeRecord] {
         try await backend.read { db in
-            try await db.raw("SELECT * FROM scopes ORDER BY name").all().map { row in
-                ScopeRecord(
-                    name: try row.decode(column: "name", as: String.self),
-                    description: try row.decode(column: "description", as: String.self),
-                    isDefault: try row.decode(column: "is_default", as: Int.self) != 0,
-                    requiredRole: try row.decode(column: "required_role", as: String?.self))
-            }
+            try await db.raw("SELECT * FROM scopes ORDER BY name").all().map(Self.decodeScope)
         }
+    }
+
+    static func decodeScope(_ row: any SQLRow) throws -> ScopeRecord {
+        ScopeRecord(
+            name: try row.decode(column: "name", as: String.self),
+            description: try row.decode(column: "description", as: String.self),
+            isDefault: try row.decode(column: "is_default", as: Int.self) != 0,
+            requiredRole: try row.decode(column: "required_role", as: String?.self))
     }
 }

@@ -110,16 +110,29 @@ extension SQLStore {
         }
     }
 
-    public func isAccessTokenRevoked(jti: String, grantID: String?, clientID: String) async throws -> Bool {
+    public func isAccessTokenRevoked(jti: String, grantID: String?, clientID: String, userID: String?) async throws -> Bool {
         try await backend.read { db in
-            // One round trip: revoked jti, revoked grant, or deleted client.
-            let row = try await db.raw(
-                """
-                SELECT (SELECT COUNT(*) FROM revoked_access_tokens WHERE jti = \(bind: jti))
-                     + (SELECT COUNT(*) FROM grants WHERE id = \(bind: grantID ?? "") AND revoked_at IS NOT NULL)
-                     + (SELECT COUNT(*) FROM clients WHERE id = \(bind: clientID)) * -1 + 1 AS n
-                """
-            ).first()
+            // One round trip: revoked jti, revoked grant, deleted client, or (for a user's token) a user who
+            // is disabled or gone.
+            let row: (any SQLRow)?
+            if let userID {
+                row = try await db.raw(
+                    """
+                    SELECT (SELECT COUNT(*) FROM revoked_access_tokens WHERE jti = \(bind: jti))
+                         + (SELECT COUNT(*) FROM grants WHERE id = \(bind: grantID ?? "") AND revoked_at IS NOT NULL)
+                         + (SELECT COUNT(*) FROM clients WHERE id = \(bind: clientID)) * -1 + 1
+                         + (SELECT COUNT(*) FROM users WHERE id = \(bind: userID) AND disabled_at IS NULL) * -1 + 1 AS n
+                    """
+                ).first()
+            } else {
+                row = try await db.raw(
+                    """
+                    SELECT (SELECT COUNT(*) FROM revoked_access_tokens WHERE jti = \(bind: jti))
+                         + (SELECT COUNT(*) FROM grants WHERE id = \(bind: grantID ?? "") AND revoked_at IS NOT NULL)
+                         + (SELECT COUNT(*) FROM clients WHERE id = \(bind: clientID)) * -1 + 1 AS n
+                    """
+                ).first()
+            }
             return try (row?.decode(column: "n", as: Int64.self) ?? 1) != 0
         }
     }

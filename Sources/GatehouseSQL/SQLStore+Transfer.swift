@@ -31,12 +31,18 @@ public enum Transfer {
     public static let tables: [String] = [
         "gatehouse_settings", "scopes", "clients", "users", "signing_keys", "providers", "identities",
         "user_groups", "memberships", "services", "service_permissions", "consents", "failure_counters",
-        "revoked_access_tokens", "webhook_outbox", "grants", "refresh_tokens", "sessions",
+        "revoked_access_tokens", "webhook_outbox", "grants", "refresh_tokens", "sessions", "deleted_users",
+        "audit_events",
     ]
     public static let tokenTables: Set<String> = ["grants", "refresh_tokens", "sessions"]
-    public static let neverExported: Set<String> = ["gatehouse_migrations", "authorization_codes", "upstream_flows"]
+    /// (`activity_counts` only feeds the dashboard's last hour and day.)
+    public static let neverExported: Set<String> = [
+        "gatehouse_migrations", "authorization_codes", "upstream_flows", "activity_counts",
+    ]
     /// Tables whose rows mean the database is in use: `import` refuses to write into it.
     static let occupancyTables = ["users", "clients", "signing_keys", "providers", "grants", "user_groups", "services"]
+    /// Rows every migrated database has (they do not mean it is in use).
+    static let migrationRows: [String: String] = ["services": "name <> 'gatehouse'"]
 
     /// A failure with a message for the operator; nothing was written.
     public struct Failure: Error, CustomStringConvertible {
@@ -254,7 +260,8 @@ extension SQLStore {
     ) async throws -> Transfer.Summary {
         try await backend.transaction { db in
             for table in Transfer.occupancyTables {
-                let row = try await db.raw("SELECT COUNT(*) AS n FROM \(ident: table)").first()
+                let condition = Transfer.migrationRows[table].map { " WHERE " + $0 } ?? ""
+                let row = try await db.raw("SELECT COUNT(*) AS n FROM \(ident: table)\(unsafeRaw: condition)").first()
                 if let n = try row?.decode(column: "n", as: Int64.self), n > 0 {
                     throw Transfer.Failure("the database is not empty (table \(table) has \(n) rows): import into a new, empty database")
                 }

@@ -20,11 +20,12 @@ extension SQLStore {
     static func insertUser(_ u: UserRecord, _ db: any SQLDatabase) async throws {
         let inserted = try await db.raw(
                 """
-                INSERT INTO users (id, username, username_key, email, email_key, name, password_hash, created_at,
-                    updated_at, profile)
+                INSERT INTO users (id, username, username_key, email, email_key, name, name_key, password_hash,
+                    created_at, updated_at, profile, disabled_at, password_reset_required)
                 VALUES (\(bind: u.id), \(bind: u.username), \(bind: u.username.lowercased()), \(bind: u.email),
-                    \(bind: u.email?.lowercased()), \(bind: u.name), \(bind: u.passwordHash), \(bind: u.createdAt),
-                    \(bind: u.updatedAt), \(bind: JSONObject.encode(u.profile)))
+                    \(bind: u.email?.lowercased()), \(bind: u.name), \(bind: u.name?.lowercased()), \(bind: u.passwordHash),
+                    \(bind: u.createdAt), \(bind: u.updatedAt), \(bind: JSONObject.encode(u.profile)), \(bind: u.disabledAt),
+                    \(bind: u.passwordResetRequired ? 1 : 0))
                 ON CONFLICT DO NOTHING RETURNING id
                 """
             ).all().count
@@ -45,7 +46,7 @@ extension SQLStore {
     }
 
     static func decodeUser(_ row: any SQLRow) throws -> UserRecord {
-        UserRecord(
+        var user = UserRecord(
             id: try row.decode(column: "id", as: String.self),
             username: try row.decode(column: "username", as: String.self),
             email: try row.decode(column: "email", as: String?.self),
@@ -55,5 +56,8 @@ extension SQLStore {
             updatedAt: try row.decode(column: "updated_at", as: Int64.self),
             profile: JSONObject.decode(UserProfile.self, try row.decode(column: "profile", as: String.self))
                 ?? UserProfile())
+        user.disabledAt = try row.decode(column: "disabled_at", as: Int64?.self)
+        user.passwordResetRequired = try row.decode(column: "password_reset_required", as: Int.self) != 0
+        return user
     }
 }

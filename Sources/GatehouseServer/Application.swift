@@ -72,7 +72,7 @@ public func buildApplication(
     let services = try await GatehouseServices.make(
         storage: storage, settings: config.settings, clock: dependencies.clock, passwords: dependencies.passwords,
         providers: config.providers, webhooks: config.webhooks, upstreamHTTP: dependencies.upstreamHTTP,
-        metrics: config.metricsEnabled ? metrics.gatehouse : .none)
+        metrics: config.metricsEnabled ? metrics.gatehouse : .unexported())
     for profile in config.compat.profiles { try await profile.prepare(services) }
     var compat = config.compat
     if compat.profiles.contains(.dgp), compat.dgpSigner == nil {
@@ -109,7 +109,8 @@ public func buildApplication(
     let base = config.issuer.hasSuffix("/") ? String(config.issuer.dropLast()) : config.issuer
     let key = try services.keys.snapshot.signingKey
     let maintenance = MaintenanceService(
-        services: services, purgeInterval: config.purgeInterval, outboxRetention: config.outboxRetention, logger: logger)
+        services: services, purgeInterval: config.purgeInterval, outboxRetention: config.outboxRetention,
+        auditRetention: config.auditRetention, logger: logger)
     var app = Application(
         router: router,
         // Idle keep-alive connections close after 30 s (slow or abandoned clients cannot hoard sockets).

@@ -32,6 +32,17 @@ public struct GatehouseServices: Sendable {
     public let readiness = Readiness()
     /// What is counted (`/metrics`; `.none` when not exported).
     public let metrics: GatehouseMetrics
+    /// Providers of the config file (read-only through administration).
+    public let configuredProviderIDs: Set<String>
+    /// The audit log (`audit_events`).
+    public let audit: AuditLog
+    /// Hashes passwords set through administration.
+    public let passwords: PasswordHasher
+
+    /// Administration (the admin API and console) acting for `actor`.
+    public func administration(_ actor: AuditActor) -> Administration {
+        Administration(storage: storage, clock: clock, passwords: passwords, audit: audit, actor: actor, settings: settings)
+    }
 
     /// Every upstream provider: the config file's, then the database's (`gatehouse providers add`; an id in
     /// both: the config file wins).
@@ -50,9 +61,10 @@ public struct GatehouseServices: Sendable {
         let keys = KeyRing(retention: settings.keyRetention, clock: clock)
         try await keys.bootstrap(store: storage, algorithm: settings.signingAlgorithm)
         let events = Events(storage: storage, hooks: webhooks, clock: clock)
+        let audit = AuditLog(store: storage, events: events, clock: clock)
         let context = TokenContext(
             storage: storage, settings: settings, clock: clock, keys: keys, passwords: passwords, events: events,
-            metrics: metrics)
+            metrics: metrics, audit: audit)
         let verifier = AccessTokenVerifier(keys: keys, issuer: settings.issuer, clock: clock)
         let hints = IDTokenHintVerifier(keys: keys, issuer: settings.issuer)
         let broker = Broker(storage: storage, events: events, clock: clock)
@@ -95,7 +107,8 @@ public struct GatehouseServices: Sendable {
             webhooks: webhooks, verifier: verifier,
             permissions: permissions,
             selfService: SelfService(storage: storage, permissions: permissions, events: events, clock: clock),
-            exchange: exchange, metrics: metrics)
+            exchange: exchange, metrics: metrics, configuredProviderIDs: Set(providers.map(\.id)), audit: audit,
+            passwords: passwords)
     }
 }
 

@@ -90,6 +90,7 @@ func buildRouter(
     }
 
     HealthRoutes(services: services).add(to: router)
+    AdminAPI(services: services, logger: logger).add(to: router)
     return router
 }
 

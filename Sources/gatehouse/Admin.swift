@@ -7,7 +7,9 @@ import GatehouseServer
 // MARK: users
 
 struct Users: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Manage users.", subcommands: [Create.self])
+    static let configuration = CommandConfiguration(
+        abstract: "Manage users.",
+        subcommands: [Create.self, List.self, Show.self, Update.self, Disable.self, Enable.self, Delete.self, SetPassword.self])
 
     struct Create: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Create a user.")
@@ -31,18 +33,17 @@ struct Users: AsyncParsableCommand {
                 while text.hasSuffix("\n") || text.hasSuffix("\r") { text.removeLast() }
                 password = text
             }
-            struct Out: Encodable { let id: String; let username: String; let email: String?; let name: String? }
             try await common.withStore { store, config in
                 let profile = UserProfile(
                     givenName: givenName, familyName: familyName, picture: picture, emailVerified: emailVerified,
                     phoneNumber: phone, address: address)
-                let user = try await Administration(storage: store).createUser(
+                let user = try await Administration.cli(store, config).createUser(
                     username: username, email: email, name: name, password: password, profile: profile)
                 // Recorded in the outbox; a running server's webhook worker delivers it.
                 try? await Events(storage: store, hooks: config.webhooks, clock: .system).emit(
                     Events.userCreated, ["user_id": user.id, "username": user.username, "provider": "cli"])
                 try common.print(
-                    json: Out(id: user.id, username: user.username, email: user.email, name: user.name),
+                    json: UserView(user),
                     text: "created user \(user.username) (id \(user.id))")
             }
         }
@@ -51,43 +52,7 @@ struct Users: AsyncParsableCommand {
 
 // MARK: clients
 
-struct ClientOutput: Encodable {
-    let client_id: String
-    let client_secret: String?
-    let name: String
-    let `public`: Bool
-    let token_endpoint_auth_method: String
-    let grant_types: [String]
-    let redirect_uris: [String]
-    let scope: String
-    let default_scope: String
-    let resources: [String]
-    let skip_consent: Bool
-    let post_logout_redirect_uris: [String]
-    let single_grant_per_user: Bool
-    let legacy_redirect_state: Bool
-    let may_exchange_from: [String]
-    let created_at: Int64
-
-    init(_ c: ClientRecord, secret: String? = nil) {
-        client_id = c.id
-        client_secret = secret
-        name = c.name
-        `public` = c.isPublic
-        token_endpoint_auth_method = c.isPublic ? "none" : "client_secret_basic"
-        grant_types = c.grantTypes
-        redirect_uris = c.redirectURIs
-        scope = c.scope.description
-        default_scope = c.defaultScope.description
-        resources = c.resources
-        skip_consent = c.skipConsent
-        post_logout_redirect_uris = c.postLogoutRedirectURIs
-        single_grant_per_user = c.singleGrantPerUser
-        legacy_redirect_state = c.legacyRedirectState
-        may_exchange_from = c.mayExchangeFrom
-        created_at = c.createdAt
-    }
-
+extension ClientView {
     var text: String {
         var lines = [
             "client_id:      \(client_id)",
@@ -106,7 +71,8 @@ struct ClientOutput: Encodable {
 
 struct Clients: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Manage OAuth clients.", subcommands: [Create.self, List.self, Show.self, Delete.self, RotateSecret.self])
+        abstract: "Manage OAuth clients.",
+        subcommands: [Create.self, List.self, Show.self, Update.self, Delete.self, RotateSecret.self])
 
     struct Create: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Register a client.")
@@ -137,7 +103,7 @@ struct Clients: AsyncParsableCommand {
         var mayExchangeFrom: [String] = []
 
         func run() async throws {
-            try await common.withStore { store, _ in
+            try await common.withStore { store, config in
                 var new = Administration.NewClient(name: name)
                 new.redirectURIs = redirectURIs
                 new.postLogoutRedirectURIs = postLogoutRedirectURIs
@@ -151,8 +117,8 @@ struct Clients: AsyncParsableCommand {
                 new.allowPasswordGrant = allowPasswordGrant
                 new.legacyRedirectState = legacyRedirectState
                 new.mayExchangeFrom = mayExchangeFrom
-                let (client, secret) = try await Administration(storage: store).createClient(new)
-                let out = ClientOutput(client, secret: secret)
+                let (client, secret) = try await Administration.cli(store, config).createClient(new)
+                let out = ClientView(client, secret: secret, now: Clock.system.nowSeconds)
                 try common.print(json: out, text: out.text)
             }
         }
@@ -163,7 +129,7 @@ struct Clients: AsyncParsableCommand {
         @OptionGroup var common: CommonOptions
         func run() async throws {
             try await common.withStore { store, _ in
-                let out = try await store.listClients().map { ClientOutput($0) }
+                let out = try await store.listClients().map { ClientView($0, now: Clock.system.nowSeconds) }
                 try common.print(
                     json: out,
                     text: out.isEmpty ? "no clients" : out.map { "\($0.client_id)  \($0.name)  [\($0.grant_types.joined(separator: " "))]" }.joined(separator: "\n"))
@@ -178,7 +144,7 @@ struct Clients: AsyncParsableCommand {
         func run() async throws {
             try await common.withStore { store, _ in
                 guard let client = try await store.client(id: id) else { throw CLIError("no client '\(id)'") }
-                let out = ClientOutput(client)
+                let out = ClientView(client, now: Clock.system.nowSeconds)
                 try common.print(json: out, text: out.text)
             }
         }
@@ -190,8 +156,8 @@ struct Clients: AsyncParsableCommand {
         @Argument(help: "client_id") var id: String
         func run() async throws {
             struct Out: Encodable { let deleted: String }
-            try await common.withStore { store, _ in
-                try await Administration(storage: store).deleteClient(id: id)
+            try await common.withStore { store, config in
+                try await Administration.cli(store, config).deleteClient(id: id)
                 try common.print(json: Out(deleted: id), text: "deleted client \(id)")
             }
         }
@@ -204,8 +170,8 @@ struct Clients: AsyncParsableCommand {
         @Argument(help: "client_id") var id: String
         func run() async throws {
             struct Out: Encodable { let client_id: String; let client_secret: String }
-            try await common.withStore { store, _ in
-                let secret = try await Administration(storage: store).rotateSecret(clientID: id)
+            try await common.withStore { store, config in
+                let secret = try await Administration.cli(store, config).rotateSecret(clientID: id)
                 try common.print(
                     json: Out(client_id: id, client_secret: secret),
                     text: "client_secret:  \(secret)   (shown once: store it now)")
@@ -217,7 +183,7 @@ struct Clients: AsyncParsableCommand {
 // MARK: scopes
 
 struct Scopes: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Manage scopes.", subcommands: [Create.self, List.self])
+    static let configuration = CommandConfiguration(abstract: "Manage scopes.", subcommands: [Create.self, List.self, Delete.self])
 
     struct ScopeOutput: Encodable {
         let name: String
@@ -235,8 +201,8 @@ struct Scopes: AsyncParsableCommand {
         @Flag(help: "Granted by default to clients that registered it.") var `default` = false
         @Option(help: "Grant the scope only to users holding this role in some group.") var requiredRole: String?
         func run() async throws {
-            try await common.withStore { store, _ in
-                let s = try await Administration(storage: store).createScope(
+            try await common.withStore { store, config in
+                let s = try await Administration.cli(store, config).createScope(
                     name: name, description: description, isDefault: `default`, requiredRole: requiredRole)
                 try common.print(json: ScopeOutput(s), text: "created scope \(s.name)")
             }
@@ -264,37 +230,11 @@ struct Keys: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Manage signing keys.", subcommands: [List.self, Rotate.self, Revoke.self, Reencrypt.self])
 
-    struct KeyOutput: Encodable {
-        let kid: String
-        let algorithm: String
-        let status: String
-        let created_at: Int64
-        let activates_at: Int64
-        let deactivated_at: Int64?
-        let retired_at: Int64?
-        let revoked_at: Int64?
+    static func outputs(_ store: SQLStore, _ config: GatehouseConfiguration) async throws -> [KeyView] {
+        try await Administration.cli(store, config).keys()
     }
 
-    static func outputs(_ store: SQLStore, retention configured: Int64) async throws -> [KeyOutput] {
-        let now = Clock.system.nowSeconds
-        let retention = max(configured, try await store.keyRetention() ?? 0)
-        let keys = try await store.listKeys()
-        let signing = KeyRing.plan(keys, now: now, retention: retention).signing?.kid
-        return keys.map { k in
-            let status: String
-            if k.revokedAt != nil { status = "revoked" }
-            else if k.retiredAt != nil { status = "retired" }
-            else if k.kid == signing { status = "signing" }
-            else if k.activeFrom > now { status = "pending" }
-            else if let off = k.deactivatedAt, off + retention <= now { status = "expiring" }
-            else { status = "published" }
-            return KeyOutput(
-                kid: k.kid, algorithm: k.algorithm.rawValue, status: status, created_at: k.createdAt,
-                activates_at: k.activeFrom, deactivated_at: k.deactivatedAt, retired_at: k.retiredAt, revoked_at: k.revokedAt)
-        }
-    }
-
-    static func text(_ keys: [KeyOutput]) -> String {
+    static func text(_ keys: [KeyView]) -> String {
         keys.isEmpty ? "no keys yet (the server creates one on first start)"
             : keys.map { "\($0.kid)  \($0.algorithm)  \($0.status)" }.joined(separator: "\n")
     }
@@ -304,7 +244,7 @@ struct Keys: AsyncParsableCommand {
         @OptionGroup var common: CommonOptions
         func run() async throws {
             try await common.withStore { store, config in
-                let out = try await Keys.outputs(store, retention: config.settings.keyRetention)
+                let out = try await Keys.outputs(store, config)
                 try common.print(json: out, text: Keys.text(out))
             }
         }
@@ -320,20 +260,14 @@ struct Keys: AsyncParsableCommand {
         var now = false
         func run() async throws {
             try await common.withStore { store, config in
-                var alg = config.settings.signingAlgorithm
-                if let algorithm {
-                    guard let a = SigningAlgorithm(name: algorithm) else {
-                        throw CLIError("unknown algorithm '\(algorithm)' (ES256, ES384, RS256, PS256, EdDSA)")
-                    }
-                    alg = a
-                }
                 let lead = now ? 0 : KeyRing.publishLead(keyReloadInterval: config.settings.keyReloadInterval)
-                let record = try await KeyRing.rotate(store: store, algorithm: alg, activatesIn: lead)
-                let out = try await Keys.outputs(store, retention: config.settings.keyRetention)
+                let record = try await Administration.cli(store, config).rotateKey(algorithm: algorithm, immediately: now)
+                let alg = record.algorithm
+                let out = try await Keys.outputs(store, config)
                 let when = now ? "signs now" : "is published now and signs in \(lead) s (publish before sign)"
                 try common.print(
                     json: out.first { $0.kid == record.kid }!,
-                    text: "new signing key \(record.kid) (\(alg.rawValue)) \(when); running servers pick it up within the key reload interval\n" + Keys.text(out))
+                    text: "new signing key \(record.kid) (\(alg)) \(when); running servers pick it up within the key reload interval\n" + Keys.text(out))
             }
         }
     }
@@ -346,16 +280,11 @@ struct Keys: AsyncParsableCommand {
         func run() async throws {
             struct Out: Encodable { let revoked: String; let replacement: String? }
             try await common.withStore { store, config in
-                let replacement: SigningKeyRecord?
-                do {
-                    replacement = try await KeyRing.revoke(kid: kid, store: store, algorithm: config.settings.signingAlgorithm)
-                } catch let e as KeyRingError {
-                    throw CLIError(e.description)
-                }
+                let replacement = try await Administration.cli(store, config).revokeKey(kid: kid)
                 try common.print(
-                    json: Out(revoked: kid, replacement: replacement?.kid),
+                    json: Out(revoked: kid, replacement: replacement),
                     text: "revoked key \(kid); running servers drop it within a second"
-                        + (replacement.map { "\nnew signing key \($0.kid) signs now" } ?? ""))
+                        + (replacement.map { "\nnew signing key \($0) signs now" } ?? ""))
             }
         }
     }

@@ -10,7 +10,7 @@ struct Gatehouse: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "gatehouse",
         abstract: "Gatehouse: an OAuth 2.1 / OpenID Connect authorization server.",
-        subcommands: [Serve.self, Migrate.self, Config.self, Users.self, Clients.self, Scopes.self, Keys.self, Providers.self, Groups.self, Services.self, Backup.self, Export.self, Import.self],
+        subcommands: [Serve.self, Migrate.self, Config.self, Users.self, Clients.self, Scopes.self, Keys.self, Providers.self, Groups.self, Services.self, Audit.self, Backup.self, Export.self, Import.self],
         defaultSubcommand: Serve.self)
 }
 
@@ -54,6 +54,9 @@ struct CommonOptions: ParsableArguments {
             await store.close()
             return result
         } catch let e as Administration.ValidationError {
+            await store.close()
+            throw CLIError(e.description)
+        } catch let e as AdminError {
             await store.close()
             throw CLIError(e.description)
         } catch {

@@ -19,7 +19,7 @@ struct AccountStoreTests {
             let admin = Self.admin(store)
             let dan = try await admin.createUser(username: "dan", email: nil, name: nil, password: nil)
             _ = try await admin.createGroup(name: "webkom")
-            await #expect(throws: Administration.ValidationError("the group 'webkom' already exists")) {
+            await #expect(throws: AdminError.conflict("the group 'webkom' already exists")) {
                 _ = try await admin.createGroup(name: "webkom")
             }
             _ = try await admin.addMember(group: "webkom", username: "dan", role: "member")

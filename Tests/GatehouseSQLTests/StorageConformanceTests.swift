@@ -41,7 +41,9 @@ struct StorageConformanceTests {
         try await db.withStore { store in
             #expect(try await store.migrate() == [])  // already applied by withStore
             let names = try await store.listScopes().map(\.name)
-            #expect(names == ["address", "email", "offline_access", "openid", "phone", "profile"])
+            #expect(names == [
+                "address", "email", "gatehouse:admin", "gatehouse:admin:read", "offline_access", "openid", "phone", "profile",
+            ])
         }
     }
 

@@ -15,7 +15,7 @@ struct AppsAndEventsTests {
         try await Harness.run(db) { h in
             let dan = try await h.makeUser()
             let eve = try await h.makeUser()
-            _ = try await h.admin.createService(name: "gatehouse", permissionsURL: nil)
+            // The service `gatehouse` exists from the start (migration 8).
             try await h.admin.grant(service: "gatehouse", username: dan.username, permissions: ["apps:create"])
             _ = try await h.admin.createScope(name: "all", description: "everything", isDefault: false, requiredRole: "admin")
 

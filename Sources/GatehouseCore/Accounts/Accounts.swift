@@ -105,11 +105,12 @@ extension Administration {
     }
 
     public func createGroup(name: String) async throws -> GroupRecord {
-        guard Self.isValidName(name) else { throw ValidationError("the group name must be 1 to 100 letters, digits or . _ - :") }
+        guard Self.isValidName(name) else { throw ValidationError("the group name must be 1 to 100 letters, digits or . _ - :", field: "name") }
         let group = GroupRecord(name: name, createdAt: clock.nowSeconds)
         do { try await storage.insertGroup(group) } catch StorageError.duplicate {
-            throw ValidationError("the group '\(name)' already exists")
+            throw AdminError.conflict("the group '\(name)' already exists")
         }
+        try await audit.record("group.created", actor: actor, target: "group:" + name)
         return group
     }
 
@@ -119,16 +120,18 @@ extension Administration {
         guard Self.isValidName(role) else { throw ValidationError("--role must be 1 to 100 letters, digits or . _ - :") }
         let membership = MembershipRecord(group: group, userID: user.id, role: role)
         try await storage.saveMembership(membership)
+        try await audit.record("group.member_added", actor: actor, target: "group:" + group, detail: ["user_id": user.id, "role": role])
         return membership
     }
 
     public func createService(name: String, permissionsURL: String?) async throws -> ServiceRecord {
-        guard Self.isValidName(name) else { throw ValidationError("the service name must be 1 to 100 letters, digits or . _ - :") }
+        guard Self.isValidName(name) else { throw ValidationError("the service name must be 1 to 100 letters, digits or . _ - :", field: "name") }
         if let permissionsURL { try ProviderRecord.checkURL(permissionsURL, option: "--permissions-url") }
         let service = ServiceRecord(name: name, permissionsURL: permissionsURL, createdAt: clock.nowSeconds)
         do { try await storage.insertService(service) } catch StorageError.duplicate {
-            throw ValidationError("the service '\(name)' already exists")
+            throw AdminError.conflict("the service '\(name)' already exists")
         }
+        try await audit.record("service.created", actor: actor, target: "service:" + name)
         return service
     }
 
@@ -140,6 +143,9 @@ extension Administration {
             throw ValidationError("'\(p)' is not a valid permission name (1 to 100 letters, digits or . _ - :)")
         }
         try await storage.grantPermissions(service: service, userID: user.id, permissions: permissions)
+        try await audit.record(
+            "service.permissions_granted", actor: actor, target: "service:" + service,
+            detail: ["user_id": user.id, "permissions": permissions.joined(separator: " ")])
     }
 
     /// A user may change their username once; after that it is fixed.

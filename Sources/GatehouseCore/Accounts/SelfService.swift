@@ -39,7 +39,7 @@ public struct SelfService: Sendable {
 
     /// The scopes a user may offer an app (those that need a role stay with administrators).
     public func registrableScopes() async throws -> [ScopeRecord] {
-        try await storage.listScopes().filter { $0.requiredRole == nil }
+        try await storage.listScopes().filter { $0.requiredRole == nil && !ScopeRecord.reservedNames.contains($0.name) }
     }
 
     /// Registers an app for `user` (who must hold `apps:create`): a confidential client with one redirect
@@ -52,6 +52,7 @@ public struct SelfService: Sendable {
         new.redirectURIs = [redirectURI ?? ""]
         new.scope = scope
         let restricted = Set(try await storage.listScopes().filter { $0.requiredRole != nil }.map(\.name))
+            .union(ScopeRecord.reservedNames)
         if let requested = scope.flatMap(Scope.init(parsing:)), let bad = requested.tokens.first(where: restricted.contains) {
             throw Refusal(
                 OAuthError.invalidScope.with(description: "The scope \(bad) cannot be registered here."),

@@ -116,6 +116,8 @@ public struct ProviderRecord: Sendable, Equatable, Codable {
         typealias V = Administration.ValidationError
         guard (1...40).contains(id.count), id.unicodeScalars.allSatisfy({ ("a"..."z").contains($0) || ("0"..."9").contains($0) || $0 == "-" || $0 == "_" })
         else { throw V("--id must be 1 to 40 of a-z, 0-9, - and _") }
+        // `/login/password` is the page where a user chooses a password an administrator asked them to change.
+        guard id != "password" else { throw V("--id cannot be 'password' (the sign-in pages use that path)") }
         guard !name.isEmpty, name.count <= 100 else { throw V("--name must be 1 to 100 characters") }
         guard !clientID.isEmpty, clientID.utf8.count <= 500 else { throw V("--client-id is required") }
         guard !clientSecret.isEmpty, clientSecret.utf8.count <= 2000 else { throw V("the client secret is required (--client-secret-stdin)") }

@@ -12,7 +12,11 @@ public struct WebhookConfig: Sendable, Equatable, Codable {
         self.secret = secret
         self.events = events
     }
-    public func wants(_ event: String) -> Bool { (events.isEmpty ? Events.defaults : events).contains(event) }
+    /// Audit events (`audit.<action>`) go only to hooks that list them, one by one or as `audit.*`.
+    public func wants(_ event: String) -> Bool {
+        if event.hasPrefix("audit.") { return events.contains(event) || events.contains(Events.auditAll) }
+        return (events.isEmpty ? Events.defaults : events).contains(event)
+    }
 }
 
 extension WebhookConfig: CustomStringConvertible, CustomDebugStringConvertible {
@@ -33,6 +37,8 @@ public struct Events: Sendable {
     public static let tokenIssued = "token.issued"
     public static let grantRevoked = "grant.revoked"
     public static let all = [userCreated, userLogin, userLogout, tokenIssued, grantRevoked]
+    /// Every audit event (`audit.user.disabled`, …): opt-in per hook.
+    public static let auditAll = "audit.*"
     /// `token.issued` fires on every token response, so a hook gets it only when it asks for it.
     public static let defaults = [userCreated, userLogin, userLogout, grantRevoked]
 

@@ -20,7 +20,7 @@ public struct IntrospectionEndpoint: Sendable {
 
     public init(storage: any Storage, verifier: AccessTokenVerifier, clock: Clock, cacheSize: Int = 10_000) {
         self.storage = storage
-        self.authenticator = ClientAuthenticator(clients: storage)
+        self.authenticator = ClientAuthenticator(clients: storage, clock: clock)
         self.verifier = verifier
         self.clock = clock
         self.cache = VerifiedTokenCache(capacity: cacheSize)
@@ -50,7 +50,8 @@ public struct IntrospectionEndpoint: Sendable {
             claims = verified.claims
         }
         guard verifier.isCurrent(claims) else { return .inactive }
-        if try await storage.isAccessTokenRevoked(jti: claims.jti, grantID: claims.grant_id, clientID: claims.client_id) {
+        if try await storage.isAccessTokenRevoked(
+            jti: claims.jti, grantID: claims.grant_id, clientID: claims.client_id, userID: claims.userID) {
             return .inactive
         }
         return IntrospectionResponse(

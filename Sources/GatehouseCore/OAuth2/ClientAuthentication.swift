@@ -13,7 +13,12 @@ public struct ClientAuthenticator: Sendable {
     }
 
     let clients: any ClientStore
-    public init(clients: any ClientStore) { self.clients = clients }
+    /// For the expiry of a previous secret's grace period.
+    let clock: Clock
+    public init(clients: any ClientStore, clock: Clock = .system) {
+        self.clients = clients
+        self.clock = clock
+    }
 
     /// Authenticates the client of a request. Throws `invalid_client` (401) for unknown clients, wrong
     /// secrets and confidential clients without a secret; `invalid_request` when two methods are mixed.
@@ -50,7 +55,12 @@ public struct ClientAuthenticator: Sendable {
             }
             return (client, .none)
         }
-        guard let secret, Secrets.verify(secret, hash: storedHash) else {
+        // After a rotation with a grace period the previous secret works until it expires (both compared).
+        let previousValid = client.previousSecretHash.map { hash in
+            secret.map { Secrets.verify($0, hash: hash) } ?? false
+        } ?? false
+        let previousLive = (client.previousSecretExpiresAt ?? 0) > clock.nowSeconds
+        guard let secret, Secrets.verify(secret, hash: storedHash) || (previousValid && previousLive) else {
             throw OAuthError.invalidClient.with(description: "Client authentication failed.", debug: "bad or missing secret for \(id)")
         }
         return (client, basic != nil ? .clientSecretBasic : .clientSecretPost)

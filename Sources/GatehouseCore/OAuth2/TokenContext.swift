@@ -4,8 +4,10 @@ import Foundation
 /// signers, the password check and the event outbox; plus the shared steps of deciding scope and audience
 /// and of minting tokens. Nothing per request lives here (that is `TokenRequest`).
 public struct TokenContext: Sendable {
-    /// Only what the grants use: clients, users, scopes, tokens, codes, roles and the lockout counters.
-    public typealias Storage = ClientStore & UserStore & ScopeStore & TokenStore & BrowserStore & AccountStore & FailureCounterStore
+    /// Only what the grants use: clients, users, scopes, tokens, codes, roles, the lockout counters and the
+    /// audit log.
+    public typealias Storage = ClientStore & UserStore & ScopeStore & TokenStore & BrowserStore & AccountStore
+        & FailureCounterStore & AuditStore
     public let storage: any Storage
     public let settings: ServerSettings
     public let clock: Clock
@@ -17,11 +19,15 @@ public struct TokenContext: Sendable {
     public let events: Events
     /// Counters of issued tokens, errors, reuse and sign-ins (`.none`: not recorded).
     public let metrics: GatehouseMetrics
+    /// Security events: sign-ins, lockouts, refresh-token reuse.
+    public let audit: AuditLog
 
     public init(
         storage: any Storage, settings: ServerSettings, clock: Clock, keys: KeyRing,
-        passwords: PasswordHasher = PasswordHasher(), events: Events = .none, metrics: GatehouseMetrics = .none
+        passwords: PasswordHasher = PasswordHasher(), events: Events = .none, metrics: GatehouseMetrics = .none,
+        audit: AuditLog = .none
     ) {
+        self.audit = audit
         self.events = events
         self.metrics = metrics
         self.storage = storage
@@ -29,12 +35,14 @@ public struct TokenContext: Sendable {
         self.clock = clock
         self.issuer = AccessTokenIssuer(keys: keys)
         self.idTokens = IDTokenIssuer(keys: keys)
-        self.passwordAuthenticator = PasswordAuthenticator(
+        var authenticator = PasswordAuthenticator(
             users: storage, passwords: passwords,
             throttle: LoginThrottle(
                 store: storage, maxFailures: settings.passwordMaxFailures, window: settings.passwordLockoutWindow,
                 clock: clock, metrics: metrics),
             metrics: metrics)
+        authenticator.audit = audit
+        self.passwordAuthenticator = authenticator
     }
 
     /// RFC 6749 §3.3: the requested scope must be allowed for the client; when omitted, the client's
@@ -56,6 +64,14 @@ public struct TokenContext: Sendable {
     /// Scopes that need a role (`ScopeRecord.requiredRole`) are granted only to users holding it in some
     /// group: `access_denied` otherwise (the user may not delegate what they do not have).
     public func checkScopeRoles(_ scope: Scope, userID: String) async throws {
+        // The admin API's scopes: only for users holding the permission in the service `gatehouse`.
+        if let reserved = scope.tokens.first(where: ScopeRecord.reservedNames.contains) {
+            let held = Set(try await storage.permissions(service: ScopeRecord.adminService, userID: userID))
+            guard ScopeRecord.permits(held, scope: reserved) && ScopeRecord.permits(held, scope: scope) else {
+                throw OAuthError.accessDenied.with(
+                    description: "The scope \(reserved) needs the permission admin of the service gatehouse, which this user does not hold.")
+            }
+        }
         let restricted = try await storage.listScopes().filter { $0.requiredRole != nil && scope.contains($0.name) }
         guard !restricted.isEmpty else { return }
         let roles = Set(try await storage.memberships(userID: userID).map(\.role))

@@ -9,7 +9,7 @@ public struct TokenEndpoint: Sendable {
 
     public init(context: TokenContext, grants: [any TokenGrant] = TokenEndpoint.defaultGrants) {
         self.context = context
-        self.authenticator = ClientAuthenticator(clients: context.storage)
+        self.authenticator = ClientAuthenticator(clients: context.storage, clock: context.clock)
         var table: [String: any TokenGrant] = [:]
         for g in grants { table[type(of: g).grantType] = g }
         self.grants = table

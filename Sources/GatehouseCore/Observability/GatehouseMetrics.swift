@@ -12,10 +12,19 @@ public final class GatehouseMetrics: Sendable {
     private let counters = MetricCache<Counter>()
     private let timers = MetricCache<Timer>()
 
-    public init(factory: any MetricsFactory) { self.factory = factory }
+    /// Tokens issued and sign-ins for the admin dashboard (always counted, exported or not).
+    public let activity: ActivityCounter
+
+    public init(factory: any MetricsFactory, activity: ActivityCounter = ActivityCounter()) {
+        self.factory = factory
+        self.activity = activity
+    }
 
     /// Records nothing.
     public static let none = GatehouseMetrics(factory: NOOPMetricsHandler.instance)
+
+    /// Exports nothing, but counts the dashboard's activity (a server with `metrics` off).
+    public static func unexported() -> GatehouseMetrics { GatehouseMetrics(factory: NOOPMetricsHandler.instance) }
 
     /// A counter, made once per label set (the factory's lookup is not on every increment).
     func counter(_ label: String, _ dimensions: [(String, String)] = []) -> Counter {
@@ -41,6 +50,7 @@ public final class GatehouseMetrics: Sendable {
 
     public func tokenIssued(grantType: String, clientID: String) {
         counter("gatehouse_tokens_issued_total", [("grant_type", grantType), ("client_id", clientID)]).increment()
+        activity.count(ActivityCounter.tokensIssued)
     }
 
     /// An RFC 6749 §5.2 error answered by the token endpoint (`error` is the code; `grant_type` the grant
@@ -54,6 +64,10 @@ public final class GatehouseMetrics: Sendable {
     /// A sign-in: `method` is `password` or `upstream`, `provider` the configured provider (or `none`).
     public func signIn(method: String, outcome: SignInOutcome) {
         counter("gatehouse_sign_ins_total", [("method", method), ("outcome", outcome.rawValue)]).increment()
+        switch outcome {
+        case .success: activity.count(ActivityCounter.signIns)
+        case .failure, .throttled: activity.count(ActivityCounter.signInFailures)
+        }
     }
 
     /// An account (or a client address) reached its failure limit and is refused until the window ends.

@@ -16,7 +16,7 @@ public struct RevocationEndpoint: Sendable {
     public init(storage: any Storage, verifier: AccessTokenVerifier, clock: Clock, events: Events = .none) {
         self.events = events
         self.storage = storage
-        self.authenticator = ClientAuthenticator(clients: storage)
+        self.authenticator = ClientAuthenticator(clients: storage, clock: clock)
         self.verifier = verifier
         self.clock = clock
     }

@@ -9,6 +9,8 @@ public struct PasswordAuthenticator: Sendable {
     let passwords: PasswordHasher
     public let throttle: LoginThrottle
     let metrics: GatehouseMetrics
+    /// Sign-in successes, failures and lockouts go to the audit log.
+    public var audit: AuditLog = .none
 
     public init(users: any UserStore, passwords: PasswordHasher, throttle: LoginThrottle, metrics: GatehouseMetrics = .none) {
         self.metrics = metrics
@@ -23,6 +25,10 @@ public struct PasswordAuthenticator: Sendable {
         case invalidCredentials
         /// Too many failures for this account or from this address; retry after this many seconds.
         case throttled(retryAfter: Int64)
+        /// The password was right, but an administrator disabled the account.
+        case disabled
+        /// The password was right, but an administrator requires a new one before the sign-in completes.
+        case mustChangePassword
     }
 
     /// The user when `password` is theirs. `address`: the client's IP address (behind `trusted_proxies`, the
@@ -37,6 +43,9 @@ public struct PasswordAuthenticator: Sendable {
             try await throttle.admit(username: String(username.prefix(150)), accountExists: user != nil, addressKey: addressKey)
         } catch LoginThrottle.Refusal.throttled(let retryAfter) {
             metrics.signIn(method: "password", outcome: .throttled)
+            await audit.note(
+                AuditAction.lockout, actor: .anonymous, target: user.map { "user:" + $0.id },
+                detail: ["username": String(username.prefix(150)), "retry_after": String(retryAfter)], address: address)
             throw Failure.throttled(retryAfter: retryAfter)
         }
         guard wellFormed else {
@@ -49,10 +58,24 @@ public struct PasswordAuthenticator: Sendable {
         guard try await passwords.verify(password, hash: user?.passwordHash), let user else {
             try await throttle.failed(addressKey: addressKey)
             metrics.signIn(method: "password", outcome: .failure)
+            await audit.note(
+                AuditAction.signInFailed, actor: .anonymous, target: user.map { "user:" + $0.id },
+                detail: ["username": username, "method": "password"], address: address)
             throw Failure.invalidCredentials
         }
         try await throttle.succeeded(username: username)
+        guard !user.isDisabled else {
+            metrics.signIn(method: "password", outcome: .failure)
+            await audit.note(
+                AuditAction.signInDisabled, actor: .user(user.id), target: "user:" + user.id, detail: ["method": "password"],
+                address: address)
+            throw Failure.disabled
+        }
+        guard !user.passwordResetRequired else { throw Failure.mustChangePassword }
         metrics.signIn(method: "password", outcome: .success)
+        await audit.note(
+            AuditAction.signInSucceeded, actor: .user(user.id), target: "user:" + user.id, detail: ["method": "password"],
+            address: address)
         return user
     }
 

@@ -44,6 +44,18 @@ public struct PasswordHasher: Sendable {
         return ok && hash != nil
     }
 
+    /// A bcrypt hash as imported from another system (`$2a$`, `$2b$` or `$2y$`, cost 4 to 16: a higher cost
+    /// would make each sign-in take seconds), 60 characters of the bcrypt alphabet.
+    public static func isBcryptHash(_ hash: String) -> Bool {
+        let b = Array(hash.utf8)
+        guard b.count == 60, b[0] == 0x24, b[1] == 0x32, [0x61, 0x62, 0x79].contains(b[2]), b[3] == 0x24, b[6] == 0x24,
+            let cost = Int(String(decoding: b[4...5], as: UTF8.self)), (4...16).contains(cost)
+        else { return false }
+        return b[7...].allSatisfy { c in
+            c == 0x2E || c == 0x2F || (0x30...0x39).contains(c) || (0x41...0x5A).contains(c) || (0x61...0x7A).contains(c)
+        }
+    }
+
     /// A bcrypt hash of a random value at `cost`, made once per cost (on the thread pool).
     private static func dummyHash(cost: UInt8) -> String {
         dummies.withLock { table in

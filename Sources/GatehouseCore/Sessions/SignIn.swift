@@ -5,8 +5,8 @@ import Foundation
 /// The session cookie carries a 256-bit random value; only its SHA-256 is stored (a database leak yields no
 /// usable session). Passwords are checked by the `PasswordAuthenticator` the password grant uses too.
 public struct SignIn: Sendable {
-    /// Only what sign-in uses: users and sessions.
-    public typealias Storage = UserStore & BrowserStore
+    /// Only what sign-in uses: users, sessions, and setting a password the user was asked to change.
+    public typealias Storage = UserStore & BrowserStore & AdminStore
     let storage: any Storage
     let clock: Clock
     let sessionLifetime: Int64
@@ -29,6 +29,16 @@ public struct SignIn: Sendable {
     public func complete(user: UserRecord, method: String, previousCookie: String?) async throws
         -> (cookie: String, session: SessionRecord)
     {
+        // The password check refused a disabled account already; this is every other way in (upstream).
+        if user.isDisabled {
+            await passwords.audit.note(
+                AuditAction.signInDisabled, actor: .user(user.id), target: "user:" + user.id, detail: ["method": method])
+            throw Failure.disabled
+        }
+        if method != "password" {
+            await passwords.audit.note(
+                AuditAction.signInSucceeded, actor: .user(user.id), target: "user:" + user.id, detail: ["method": method])
+        }
         try await endSession(cookie: previousCookie)
         let started = try await startSession(for: user)
         try? await events.emit(Events.userLogin, ["user_id": user.id, "method": method])
@@ -58,9 +68,37 @@ public struct SignIn: Sendable {
     public func session(cookie: String?) async throws -> (session: SessionRecord, user: UserRecord)? {
         guard let cookie, cookie.utf8.count == 43 else { return nil }
         guard let session = try await storage.session(hash: Secrets.hash(cookie)),
-            session.expiresAt > clock.nowSeconds, let user = try await storage.user(id: session.userID)
+            session.expiresAt > clock.nowSeconds, let user = try await storage.user(id: session.userID), !user.isDisabled
         else { return nil }
         return (session, user)
+    }
+
+    /// The user was asked to choose a new password (`require_reset`) and proved the current one: stores the
+    /// new one (8 to 72 bytes, not the current one), clears the request and ends every other session.
+    public func changeRequiredPassword(username: String, current: String, new: String, address: String?) async throws
+        -> UserRecord
+    {
+        guard (8...72).contains(new.utf8.count) else { throw PasswordChange.invalid("The new password must be 8 to 72 bytes long.") }
+        guard new != current else { throw PasswordChange.invalid("Choose a password other than the current one.") }
+        do {
+            _ = try await passwords.authenticate(username: username, password: current, address: address)
+        } catch Failure.mustChangePassword {
+            // The current password was right: this is the case the page exists for.
+        }
+        guard let user = try await storage.user(username: username.trimmingCharacters(in: .whitespaces)) else {
+            throw Failure.invalidCredentials
+        }
+        let hash = try await passwords.passwords.hash(new)
+        _ = try await storage.setPassword(userID: user.id, hash: hash, resetRequired: false, at: clock.nowSeconds)
+        _ = try await storage.deleteSessions(userID: user.id)
+        await passwords.audit.note("user.password_changed", actor: .user(user.id), target: "user:" + user.id, address: address)
+        guard let updated = try await storage.user(id: user.id) else { throw Failure.invalidCredentials }
+        return updated
+    }
+
+    /// A new password that cannot be used.
+    public enum PasswordChange: Error, Equatable {
+        case invalid(String)
     }
 
     public func endSession(cookie: String?) async throws {

@@ -53,8 +53,8 @@ public final class CachingStorage: GatehouseStorage {
         return record
     }
 
-    public func isAccessTokenRevoked(jti: String, grantID: String?, clientID: String) async throws -> Bool {
-        let key = "\(jti)\u{0}\(grantID ?? "")\u{0}\(clientID)"
+    public func isAccessTokenRevoked(jti: String, grantID: String?, clientID: String, userID: String?) async throws -> Bool {
+        let key = "\(jti)\u{0}\(grantID ?? "")\u{0}\(clientID)\u{0}\(userID ?? "")"
         let now = nowMillis
         if ttl > 0, let until = notRevoked.withLock({ $0[key] }), until > now {
             metrics.cacheLookup("revocations", hit: true)
@@ -62,7 +62,7 @@ public final class CachingStorage: GatehouseStorage {
         }
         if ttl > 0 { metrics.cacheLookup("revocations", hit: false) }
         let generation = revocationGeneration.load(ordering: .acquiring)
-        let revoked = try await base.isAccessTokenRevoked(jti: jti, grantID: grantID, clientID: clientID)
+        let revoked = try await base.isAccessTokenRevoked(jti: jti, grantID: grantID, clientID: clientID, userID: userID)
         if ttl > 0, !revoked {
             notRevoked.withLock { t in
                 guard revocationGeneration.load(ordering: .acquiring) == generation else { return }
@@ -115,6 +115,77 @@ public final class CachingStorage: GatehouseStorage {
         try await base.revokeGrants(userID: userID, clientID: clientID, at: time)
         forgetRevocations()
     }
+
+    // Administration: changes to users and clients reach the caches at once.
+    public func setUserDisabled(id: String, at time: Int64?, now: Int64) async throws -> Bool {
+        let changed = try await base.setUserDisabled(id: id, at: time, now: now)
+        forgetRevocations()
+        return changed
+    }
+    public func deleteUser(id: String, at time: Int64) async throws -> Bool {
+        let deleted = try await base.deleteUser(id: id, at: time)
+        forgetRevocations()
+        return deleted
+    }
+    public func updateClient(_ client: ClientRecord) async throws -> Bool {
+        let updated = try await base.updateClient(client)
+        forgetClient(client.id)
+        return updated
+    }
+    public func rotateClientSecret(id: String, secretHash: String, previousUntil: Int64?, at time: Int64) async throws -> Bool {
+        let rotated = try await base.rotateClientSecret(id: id, secretHash: secretHash, previousUntil: previousUntil, at: time)
+        forgetClient(id)
+        return rotated
+    }
+    public func deleteScope(name: String, force: Bool, at time: Int64) async throws -> ScopeDeletion {
+        let outcome = try await base.deleteScope(name: name, force: force, at: time)
+        // A forced deletion changed the scope of clients.
+        clients.withLock { t in
+            clientGeneration.wrappingAdd(1, ordering: .releasing)
+            t.removeAll()
+        }
+        return outcome
+    }
+
+    public func listUsers(_ query: UserQuery) async throws -> [UserRecord] { try await base.listUsers(query) }
+    public func updateUser(_ user: UserRecord) async throws -> Bool { try await base.updateUser(user) }
+    public func setPassword(userID: String, hash: String?, resetRequired: Bool, at time: Int64) async throws -> Bool {
+        try await base.setPassword(userID: userID, hash: hash, resetRequired: resetRequired, at: time)
+    }
+    public func isDeletedUser(id: String) async throws -> Bool { try await base.isDeletedUser(id: id) }
+    public func sessions(userID: String, at time: Int64) async throws -> [SessionRecord] {
+        try await base.sessions(userID: userID, at: time)
+    }
+    public func deleteSessions(userID: String) async throws -> Int { try await base.deleteSessions(userID: userID) }
+    public func scope(name: String) async throws -> ScopeRecord? { try await base.scope(name: name) }
+    public func updateScope(_ scope: ScopeRecord) async throws -> Bool { try await base.updateScope(scope) }
+    public func listGroups() async throws -> [(group: GroupRecord, members: Int)] { try await base.listGroups() }
+    public func deleteGroup(name: String) async throws -> Bool { try await base.deleteGroup(name: name) }
+    public func members(group: String) async throws -> [MembershipRecord] { try await base.members(group: group) }
+    public func removeMember(group: String, userID: String) async throws -> Bool {
+        try await base.removeMember(group: group, userID: userID)
+    }
+    public func listServices() async throws -> [ServiceRecord] { try await base.listServices() }
+    public func deleteService(name: String) async throws -> Bool { try await base.deleteService(name: name) }
+    public func serviceGrants(service: String) async throws -> [(userID: String, permissions: [String])] {
+        try await base.serviceGrants(service: service)
+    }
+    public func revokePermissions(service: String, userID: String, permissions: [String]?) async throws -> Int {
+        try await base.revokePermissions(service: service, userID: userID, permissions: permissions)
+    }
+    public func listEvents(status: OutboxStatus?, before: (createdAt: Int64, id: String)?, limit: Int) async throws
+        -> [OutboxRecord]
+    {
+        try await base.listEvents(status: status, before: before, limit: limit)
+    }
+    public func retryEvent(id: String, at time: Int64) async throws -> Bool { try await base.retryEvent(id: id, at: time) }
+    public func stats(at time: Int64) async throws -> AdminStats { try await base.stats(at: time) }
+    public func insertAuditEvents(_ events: [AuditEventRecord]) async throws { try await base.insertAuditEvents(events) }
+    public func listAuditEvents(_ query: AuditQuery) async throws -> [AuditEventRecord] {
+        try await base.listAuditEvents(query)
+    }
+    public func purgeAuditEvents(before time: Int64) async throws -> Int { try await base.purgeAuditEvents(before: time) }
+    public func addActivity(_ counts: [String: [Int64: Int64]]) async throws { try await base.addActivity(counts) }
 
     // MARK: pass-through
 

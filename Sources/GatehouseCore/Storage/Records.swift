@@ -29,6 +29,10 @@ public struct ClientRecord: Sendable, Equatable, Codable {
     public var mayExchangeFrom: [String]
     public var createdAt: Int64
     public var updatedAt: Int64
+    /// After a rotation with a grace period (`POST /admin/v1/clients/{id}/secret?grace=`): the previous
+    /// secret's hash, valid until `previousSecretExpiresAt`, so deployments can roll to the new one.
+    public var previousSecretHash: String? = nil
+    public var previousSecretExpiresAt: Int64? = nil
 
     public var isPublic: Bool { secretHash == nil }
     public func allows(grantType: String) -> Bool { grantTypes.contains(grantType) }
@@ -80,6 +84,12 @@ public struct UserRecord: Sendable, Equatable {
     public var updatedAt: Int64
     /// The OIDC standard claims (Core §5.1) beyond `name` and `email`.
     public var profile: UserProfile
+    /// When an administrator disabled the account: it cannot sign in, and its tokens are inactive.
+    public var disabledAt: Int64? = nil
+    /// The user must choose a new password before the next sign-in completes (`require_reset`).
+    public var passwordResetRequired = false
+
+    public var isDisabled: Bool { disabledAt != nil }
 
     public init(
         id: String, username: String, email: String?, name: String?, passwordHash: String?, createdAt: Int64,
@@ -133,6 +143,28 @@ public struct ScopeRecord: Sendable, Equatable, Codable {
         self.description = description
         self.isDefault = isDefault
         self.requiredRole = requiredRole
+    }
+
+    /// The admin API's scopes (`/admin/v1`): everything, or GET only.
+    public static let admin = "gatehouse:admin"
+    public static let adminRead = "gatehouse:admin:read"
+    /// Reserved: created by a migration, never registrable through self-service (or dynamic registration),
+    /// granted to clients only by the CLI or an administrator, and to users only with a permission of the
+    /// service `gatehouse` (`admin`, or `admin:read` for the read scope).
+    public static let reservedNames: Set<String> = [admin, adminRead]
+    public static let adminService = "gatehouse"
+
+    /// Whether the permissions held in the service `gatehouse` allow the reserved scopes in `scope`.
+    public static func permits(_ held: Set<String>, scope: Scope) -> Bool {
+        if scope.contains(admin), !held.contains("admin") { return false }
+        if scope.contains(adminRead), !held.contains("admin"), !held.contains("admin:read") { return false }
+        return true
+    }
+    public static func permits(_ held: Set<String>, scope name: String) -> Bool { permits(held, scope: Scope([name])) }
+
+    /// Built-in scopes (OpenID Connect's and the admin API's) cannot be deleted.
+    public static func isBuiltIn(_ name: String) -> Bool {
+        reservedNames.contains(name) || builtIn.contains { $0.name == name }
     }
 
     /// The OpenID Connect scopes that exist from the start.

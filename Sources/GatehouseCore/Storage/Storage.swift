@@ -84,8 +84,9 @@ public protocol TokenStore: Sendable {
     func revokeGrant(id: String, at time: Int64) async throws
     /// Records a revoked access token until it would have expired anyway.
     func revokeAccessToken(jti: String, expiresAt: Int64) async throws
-    /// `true` when the access token `jti` or the grant it came from was revoked, or its client deleted.
-    func isAccessTokenRevoked(jti: String, grantID: String?, clientID: String) async throws -> Bool
+    /// `true` when the access token `jti` or the grant it came from was revoked, its client deleted, or its
+    /// user (`userID`, when the token has one) disabled or deleted.
+    func isAccessTokenRevoked(jti: String, grantID: String?, clientID: String, userID: String?) async throws -> Bool
     /// Deletes expired refresh tokens and revocation entries, and erases sealed successors of tokens used
     /// more than the longest grace period (5 minutes) before `time`. Returns the number of rows removed.
     func purgeExpired(before time: Int64) async throws -> Int
@@ -174,3 +175,11 @@ public struct ConnectionUse: Sendable, Equatable {
 /// Every store: what `SQLStore` implements and the server is built on.
 public typealias GatehouseStorage = ClientStore & UserStore & ScopeStore & KeyStore & TokenStore & BrowserStore
     & FederationStore & UpstreamFlowStore & EventOutbox & AccountStore & FailureCounterStore & StorageHealth
+    & AdminStore & AuditStore
+
+extension TokenStore {
+    /// For tokens without a user (client credentials).
+    public func isAccessTokenRevoked(jti: String, grantID: String?, clientID: String) async throws -> Bool {
+        try await isAccessTokenRevoked(jti: jti, grantID: grantID, clientID: clientID, userID: nil)
+    }
+}

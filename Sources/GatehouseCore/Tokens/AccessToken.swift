@@ -135,7 +135,8 @@ public struct AccessTokenVerifier: Sendable {
     /// `nil` otherwise. For endpoints that accept our access tokens (UserInfo, token exchange, the profiles).
     public func activeClaims(_ token: String, revocations: any TokenStore) async throws -> AccessTokenClaims? {
         guard let claims = await verifySignature(token), isCurrent(claims),
-            !(try await revocations.isAccessTokenRevoked(jti: claims.jti, grantID: claims.grant_id, clientID: claims.client_id))
+            !(try await revocations.isAccessTokenRevoked(
+                jti: claims.jti, grantID: claims.grant_id, clientID: claims.client_id, userID: claims.userID))
         else { return nil }
         return claims
     }

@@ -81,8 +81,11 @@ struct LegoProfile {
                     grantType: GrantType.passwordSession, p, client: try await c.compatClient("lego"),
                     clientAddress: c.services.clientAddress(request, context))
             } catch let failure as SignIn.Failure {
-                let message = failure != .invalidCredentials
-                    ? "Too many failed attempts; try again later." : "Unable to log in with provided credentials."
+                let message = failure == .invalidCredentials
+                    ? "Unable to log in with provided credentials."
+                    : failure == .disabled ? "User account is disabled."
+                    : failure == .mustChangePassword ? "The password must be changed: sign in on the web to choose a new one."
+                    : "Too many failed attempts; try again later."
                 return CompatContext.json(["non_field_errors": [message]], status: .badRequest)
             }
             return try await answer(issued)

@@ -29,7 +29,9 @@ struct RequestLogMiddleware: RouterMiddleware {
         -> Response
     {
         let id = Self.requestID(request.headers[.xRequestID])
-        return try await RequestID.$current.withValue(id) {
+        // Audit events recorded while the request runs name its id and client address.
+        let audit = AuditRequest.Info(requestID: id, clientAddress: settings.clientAddress(request, context))
+        return try await AuditRequest.$current.withValue(audit) { try await RequestID.$current.withValue(id) {
             var response: Response
             if let tracing, RequestSpan.traced(request, sampler: tracing) {
                 response = try await RequestSpan.around(request, context: context) {
@@ -40,7 +42,7 @@ struct RequestLogMiddleware: RouterMiddleware {
             }
             response.headers[.xRequestID] = id
             return response
-        }
+        } }
     }
 
     private func run(_ request: Request, context: Context, next: (Request, Context) async throws -> Response)

@@ -20,6 +20,7 @@ struct BrowserRoutes: Sendable {
         router.post(RouterPath(Path.authorization)) { request, context in await authorize(request, context) }
         router.get(RouterPath(Path.login)) { request, _ in await loginPage(request) }
         router.post(RouterPath(Path.login)) { request, context in await login(request, context) }
+        router.post("/login/password") { request, context in await changeRequiredPassword(request, context) }
         router.post(RouterPath(Path.consent)) { request, _ in await consent(request) }
         router.get(RouterPath(Path.outOfBand)) { request, _ in outOfBand(request) }
         router.get(RouterPath(Path.account)) { request, _ in await account(request) }

@@ -79,8 +79,17 @@ extension BrowserRoutes {
                 logger.info("identity linked", metadata: ["user": .string(user.id), "provider": .string(provider.id)])
                 return withCookie(pages.seeOtherLocal(Path.account), clear)
             case .signedIn(let user, let provider, let returnTo):
-                let (cookie, session) = try await services.signIn.complete(
-                    user: user, method: provider.id, previousCookie: Cookies.value(cookies.sessionName, in: request))
+                let cookie: String, session: SessionRecord
+                do {
+                    (cookie, session) = try await services.signIn.complete(
+                        user: user, method: provider.id, previousCookie: Cookies.value(cookies.sessionName, in: request))
+                } catch SignIn.Failure.disabled {
+                    logger.notice("sign-in refused", metadata: ["user": .string(user.id), "event": "login.disabled"])
+                    return withCookie(
+                        pages.error(
+                            OAuthError.accessDenied.with(description: "This account is disabled. Ask your administrator."),
+                            heading: "You cannot sign in"), clear)
+                }
                 logger.info(
                     "user signed in", metadata: ["user": .string(user.id), "provider": .string(provider.id), "session": .string(session.id)])
                 var response = withCookie(pages.seeOtherLocal(returnTo), clear)

@@ -14,6 +14,7 @@ extension BrowserRoutes {
             var flags: [String: Bool] = [:]
             switch try query.single("error") {
             case "locked": flags["locked"] = true
+            case "disabled": flags["disabled"] = true
             case .some: flags["failed"] = true
             case nil: break
             }
@@ -60,15 +61,58 @@ extension BrowserRoutes {
                 return withCookie(
                     pages.seeOtherLocal(returnTo),
                     cookies.header(cookies.sessionName, cookie, maxAge: services.settings.sessionLifetime))
+            } catch SignIn.Failure.mustChangePassword {
+                return passwordChangePage(request, returnTo: returnTo, username: username, problem: nil)
             } catch let failure as SignIn.Failure {
-                let throttled = failure != .invalidCredentials
+                let code: String
+                switch failure {
+                case .invalidCredentials: code = "failed"
+                case .throttled: code = "locked"
+                case .disabled: code = "disabled"
+                case .mustChangePassword: code = "failed"
+                }
                 var meta: Logger.Metadata = ["address": .string(address ?? "unknown")]
-                meta["event"] = .string(throttled ? "login.locked_out" : "login.failed")
+                meta["event"] = .string(code == "locked" ? "login.locked_out" : code == "disabled" ? "login.disabled" : "login.failed")
                 logger.notice("sign-in failed", metadata: meta)
-                let query = FormEncoding.encode([
-                    ("error", throttled ? "locked" : "failed"), ("return_to", returnTo),
-                ])
+                let query = FormEncoding.encode([("error", code), ("return_to", returnTo)])
                 return pages.seeOtherLocal(Path.login + "?" + query)
+            }
+        }
+    }
+
+    /// The form for a password an administrator asked the user to change (`require_reset`): the user proves
+    /// the current password again (nothing about the first attempt is kept between the two requests).
+    func passwordChangePage(_ request: Request, returnTo: String, username: String, problem: String?) -> Response {
+        let csrf = CSRF.token(request, cookies: cookies)
+        var values: [String: Any] = ["csrf": csrf.token, "returnTo": returnTo, "username": String(username.prefix(150))]
+        if let problem { values["problem"] = problem }
+        return withCookie(pages.render("password_change", values, status: problem == nil ? .ok : .badRequest), csrf.setCookie)
+    }
+
+    func changeRequiredPassword(_ request: Request, _ context: GatehouseRequestContext) async -> Response {
+        await formPage("password_change", request) { form, request in
+            let returnTo = safeReturnTo(try form.single("return_to"))
+            let username = try form.single("username") ?? ""
+            let current = try form.single("current_password") ?? ""
+            let new = try form.single("new_password") ?? ""
+            guard new == (try form.single("new_password_repeat") ?? "") else {
+                return passwordChangePage(request, returnTo: returnTo, username: username, problem: "The new passwords differ.")
+            }
+            let address = services.clientAddress(request, context)
+            do {
+                let user = try await services.signIn.changeRequiredPassword(
+                    username: username, current: current, new: new, address: address)
+                let (cookie, session) = try await services.signIn.complete(
+                    user: user, method: "password", previousCookie: Cookies.value(cookies.sessionName, in: request))
+                logger.info("user changed password and signed in", metadata: ["user": .string(user.id), "session": .string(session.id)])
+                return withCookie(
+                    pages.seeOtherLocal(returnTo),
+                    cookies.header(cookies.sessionName, cookie, maxAge: services.settings.sessionLifetime))
+            } catch SignIn.PasswordChange.invalid(let problem) {
+                return passwordChangePage(request, returnTo: returnTo, username: username, problem: problem)
+            } catch let failure as SignIn.Failure {
+                let code = failure == .disabled ? "disabled" : { if case .throttled = failure { return "locked" } else { return "failed" } }()
+                return pages.seeOtherLocal(Path.login + "?" + FormEncoding.encode([("error", code), ("return_to", returnTo)]))
             }
         }
     }

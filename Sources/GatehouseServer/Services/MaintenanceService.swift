@@ -14,19 +14,40 @@ struct MaintenanceService: Service, CustomStringConvertible {
     let purgeInterval: Int64
     /// Seconds a delivered or abandoned outbox event is kept (`outbox_retention`).
     let outboxRetention: Int64
+    /// Seconds an audit event is kept (`audit_retention`).
+    let auditRetention: Int64
     let logger: Logger
+    /// Seconds between flushes of the dashboard's activity counters to the database.
+    static let activityFlushInterval: Int64 = 2
+
+    /// Adds what this instance counted (tokens issued, sign-ins) to the shared counters; on failure the
+    /// counts are kept for the next flush.
+    func flushActivity() async {
+        let taken = services.metrics.activity.drain()
+        guard !taken.isEmpty else { return }
+        do { try await services.storage.addActivity(taken) } catch {
+            services.metrics.activity.restore(taken)
+            logger.warning("storing activity counters failed", metadata: ["detail": .string("\(error)")])
+        }
+    }
 
     func run() async throws {
         let keyReloadInterval = services.settings.keyReloadInterval
         // A graceful shutdown ends the wait between ticks, never a tick's work (a purge finishes).
         var sinceReload: Int64 = 0
         var sincePurge: Int64 = 0
+        var sinceFlush: Int64 = 0
         while !Task.isCancelled && !Task.isShuttingDownGracefully {
             // Every second: has a key been revoked (`keys revoke`)? Then reload at once.
             try? await cancelWhenGracefulShutdown { try await Task.sleep(for: .seconds(1)) }
             if Task.isCancelled || Task.isShuttingDownGracefully { break }
             sinceReload += 1
             sincePurge += 1
+            sinceFlush += 1
+            if sinceFlush >= Self.activityFlushInterval {
+                sinceFlush = 0
+                await flushActivity()
+            }
             var reload = sinceReload >= keyReloadInterval
             // Checked on every tick, also when a periodic reload is due (it may fail).
             if let known = try? services.keys.snapshot.revoked,
@@ -53,9 +74,12 @@ struct MaintenanceService: Service, CustomStringConvertible {
                 let now = services.clock.nowSeconds
                 var removed = (try? await services.storage.purgeExpired(before: now)) ?? 0
                 removed += (try? await services.storage.purgeFinishedEvents(before: now - outboxRetention)) ?? 0
+                removed += (try? await services.storage.purgeAuditEvents(before: now - auditRetention)) ?? 0
                 logger.debug("purged expired rows", metadata: ["rows": .stringConvertible(removed)])
             }
         }
+        // What was counted since the last flush is not lost at shutdown.
+        await flushActivity()
     }
 }
 

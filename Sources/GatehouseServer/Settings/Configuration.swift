@@ -46,6 +46,8 @@ public struct GatehouseConfiguration: Sendable {
     public var webhookRetryBase: Int64 = 5
     /// Seconds a delivered or abandoned webhook event stays in the outbox before it is deleted.
     public var outboxRetention: Int64 = 7 * 86_400
+    /// Seconds an audit event is kept (`audit_retention`).
+    public var auditRetention: Int64 = 90 * 86_400
     /// Seconds between purges of expired rows (codes, upstream flows, failure counters, refresh tokens).
     public var purgeInterval: Int64 = 60
     /// The compatibility profiles and their settings.
@@ -169,8 +171,8 @@ public struct GatehouseConfiguration: Sendable {
             throw Error(description: "invalid \(source): \(error)")
         }
         guard secret.utf8.count >= 16 else { throw Error(description: "invalid \(source): the webhook secret must be at least 16 characters") }
-        for e in events where !Events.all.contains(e) {
-            throw Error(description: "invalid \(source): unknown event '\(e)' (known: \(Events.all.joined(separator: ", ")))")
+        for e in events where !Events.all.contains(e) && e != Events.auditAll && !(e.hasPrefix("audit.") && e.count > 6) {
+            throw Error(description: "invalid \(source): unknown event '\(e)' (known: \(Events.all.joined(separator: ", ")), audit.* or audit.<action>)")
         }
         return WebhookConfig(url: url, secret: secret, events: events)
     }

@@ -87,6 +87,9 @@ extension GatehouseConfiguration {
             "outbox_retention", \.outboxRetention, range: 3600...(90 * 86_400),
             help: "How long a delivered or abandoned webhook event stays in the outbox table, 1h–90d"),
         .duration(
+            "audit_retention", \.auditRetention, range: 86_400...(10 * 366 * 86_400),
+            help: "How long audit events (admin changes, sign-ins, security events) are kept, 1d–10y ([docs/admin.md](docs/admin.md#audit-log))"),
+        .duration(
             "purge_interval", \.purgeInterval, range: 1...3600,
             help: "How often expired rows (codes, sign-in flows, refresh tokens, counters, old outbox events) are deleted, 1s–1h"),
         Setting(

@@ -33,6 +33,10 @@ public struct PasswordGrant: TokenGrant {
                 username: request.username, password: request.password, address: request.clientAddress)
         } catch PasswordAuthenticator.Failure.invalidCredentials {
             throw OAuthError.invalidGrant.with(description: "Invalid username or password.")
+        } catch PasswordAuthenticator.Failure.disabled {
+            throw OAuthError.invalidGrant.with(description: "The account is disabled.")
+        } catch PasswordAuthenticator.Failure.mustChangePassword {
+            throw OAuthError.invalidGrant.with(description: "The password must be changed: sign in on the sign-in page to choose a new one.")
         } catch PasswordAuthenticator.Failure.throttled(let retryAfter) {
             throw OAuthError.invalidGrant.with(
                 description: "Too many failed attempts; try again later.",

@@ -117,6 +117,9 @@ public struct RefreshTokenGrant: TokenGrant {
         }
         try await context.storage.revokeGrant(id: record.grantID, at: now)
         context.metrics.refreshTokenReuse()
+        await context.audit.note(
+            AuditAction.refreshTokenReuse, actor: .client(record.clientID), target: "grant:" + record.grantID,
+            detail: ["client_id": record.clientID, "user_id": record.userID ?? ""])
         try? await context.events.emit(
             Events.grantRevoked,
             ["grant_id": record.grantID, "client_id": record.clientID, "user_id": record.userID ?? "", "reason": "refresh_token_reuse"])
