@@ -88,7 +88,7 @@ let package = Package(
                 .product(name: "Tracing", package: "swift-distributed-tracing"),
             ],
             // The page templates and stylesheet are compiled into the binary (no files to ship).
-            resources: ["layout", "login", "consent", "error", "account", "oob", "logout", "signed_out", "apps", "app_created", "password_change"].map {
+            resources: ["layout", "login", "consent", "error", "account", "oob", "logout", "signed_out", "apps", "app_created", "password_change", "admin"].map {
                 .embedInCode("Pages/Templates/\($0).mustache")
             } + [.embedInCode("Pages/Templates/gatehouse.css"), .embedInCode("Admin/openapi.json")],
             swiftSettings: swiftSettings

@@ -211,6 +211,15 @@ extension Administration {
         return n
     }
 
+    /// Ends one session (by its public id).
+    public func endSession(userID: String, sessionID: String) async throws {
+        guard let session = try await storage.sessions(userID: userID, at: now).first(where: { $0.id == sessionID }) else {
+            throw AdminError.notFound("user '\(userID)' has no session '\(sessionID)'")
+        }
+        try await storage.deleteSession(hash: session.hash)
+        try await record("user.session_ended", target: "user:" + userID, ["session_id": sessionID])
+    }
+
     /// Grants still holding a token.
     public func grants(userID: String) async throws -> [GrantView] {
         _ = try await user(id: userID)

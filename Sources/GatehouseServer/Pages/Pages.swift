@@ -19,7 +19,7 @@ struct Pages: Sendable {
             ("account", PackageResources.account_mustache), ("oob", PackageResources.oob_mustache),
             ("logout", PackageResources.logout_mustache), ("signed_out", PackageResources.signed_out_mustache),
             ("apps", PackageResources.apps_mustache), ("app_created", PackageResources.app_created_mustache),
-            ("password_change", PackageResources.password_change_mustache),
+            ("password_change", PackageResources.password_change_mustache), ("admin", PackageResources.admin_mustache),
         ]
         for (name, bytes) in templates {
             try library.register(String(decoding: bytes, as: UTF8.self), named: name)

@@ -32,6 +32,7 @@ struct BrowserRoutes: Sendable {
         router.post(RouterPath(Path.userinfo)) { request, _ in await userinfo(request) }
         addFederation(to: router)
         addApps(to: router)
+        addConsole(to: router)
         router.get(RouterPath(Path.stylesheet)) { _, _ in
             Response(
                 status: .ok,
@@ -91,6 +92,8 @@ struct BrowserRoutes: Sendable {
         guard let value, value.utf8.count <= 8192, !value.contains("\\"), !value.unicodeScalars.contains(where: { $0.value < 0x20 })
         else { return Path.account }
         if value == Path.account || value.hasPrefix(Path.authorization + "?") { return value }
+        // The admin console's pages (a path of ours: no scheme, no host, no `//`).
+        if value == "/admin" || (value.hasPrefix("/admin/") && !value.contains("//")) { return value }
         if extraReturnPrefixes.contains(where: { value.hasPrefix($0) }) { return value }
         return Path.account
     }
