@@ -36,7 +36,10 @@ public enum BearerToken {
         } else if authorizationHeader != nil {
             throw ResourceServerError.authorizationHeaderMissing()
         }
-        if let query, query.contains("access_token") {
+        if let query, query.split(separator: "&").contains(where: { pair in
+            let name = pair.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false).first.map(String.init) ?? ""
+            return (name.replacingOccurrences(of: "+", with: " ").removingPercentEncoding ?? name) == "access_token"
+        }) {
             throw ResourceServerError.tokenInvalidFormat("Send the access token in the Authorization header, not the URL.")
         }
         if let values = formValues, !values.isEmpty {

@@ -80,8 +80,10 @@ enum HTTP {
         guard request.method != .head else { return response }
         let status = response.status
         response.headers[.contentType] = "application/problem+json"
+        response.headers[.cacheControl] = "no-store"
+        let detail = status.code == 404 ? "There is nothing at this address." : status.code == 405 ? "This method is not allowed here." : status.reasonPhrase
         response.body = .init(
-            byteBuffer: ByteBuffer(string: #"{"status":\#(status.code),"title":"\#(status.reasonPhrase)","type":"about:blank"}"#))
+            byteBuffer: ByteBuffer(string: #"{"detail":"\#(detail)","status":\#(status.code),"title":"\#(status.reasonPhrase)","type":"about:blank"}"#))
         return response
     }
 

@@ -39,9 +39,7 @@ struct Users: AsyncParsableCommand {
                     phoneNumber: phone, address: address)
                 let user = try await Administration.cli(store, config).createUser(
                     username: username, email: email, name: name, password: password, profile: profile)
-                // Recorded in the outbox; a running server's webhook worker delivers it.
-                try? await Events(storage: store, hooks: config.webhooks, clock: .system).emit(
-                    Events.userCreated, ["user_id": user.id, "username": user.username, "provider": "cli"])
+                // `user.created` is in the outbox (Administration emits it); a running server's webhook worker delivers it.
                 try common.print(
                     json: UserView(user),
                     text: "created user \(user.username) (id \(user.id))")

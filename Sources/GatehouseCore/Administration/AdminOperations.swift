@@ -19,7 +19,8 @@ public enum AdminCursor {
     public static func encode(_ key: String) -> String { Base64URL.encode(Array(key.utf8)) }
     public static func decode(_ cursor: String?) throws -> String? {
         guard let cursor else { return nil }
-        guard cursor.utf8.count <= 1024, let bytes = Base64URL.decode(cursor), let key = String(bytes: bytes, encoding: .utf8)
+        guard cursor.utf8.count <= 1024, let bytes = Base64URL.decode(cursor), let key = String(bytes: bytes, encoding: .utf8),
+            !key.unicodeScalars.contains(where: { $0.value < 0x20 })
         else { throw Administration.ValidationError("the cursor is not one this server gave out", field: "cursor") }
         return key
     }
@@ -99,11 +100,15 @@ extension Administration {
             throw ValidationError("give password or password_hash, not both", field: "password_hash")
         }
         if let passwordHash, !PasswordHasher.isBcryptHash(passwordHash) {
-            throw ValidationError("password_hash must be a bcrypt hash ($2a$, $2b$ or $2y$, cost 4 to 31)", field: "password_hash")
+            throw ValidationError("password_hash must be a bcrypt hash ($2a$, $2b$ or $2y$, cost 4 to 16)", field: "password_hash")
         }
         let user = try await insertUser(
-            username: username, email: email, name: name, password: password, passwordHash: passwordHash, profile: profile)
+            username: username, email: email, name: name, password: password,
+            passwordHash: passwordHash.map(PasswordHasher.normalizedBcryptHash), profile: profile)
         try await record("user.created", target: "user:" + user.id, ["username": user.username])
+        // The lifecycle event as well (hooks that want `user.created`), however the user was made.
+        try? await audit.events.emit(
+            Events.userCreated, ["user_id": user.id, "username": user.username, "provider": actor == .cli ? "cli" : "admin"])
         return user
     }
 

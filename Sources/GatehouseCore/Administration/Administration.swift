@@ -113,12 +113,16 @@ public struct Administration: Sendable {
         if !new.mayExchangeFrom.isEmpty, !grantTypes.contains(GrantType.tokenExchange) {
             throw ValidationError("--may-exchange-from needs --grant-type \(GrantType.tokenExchange)")
         }
-        for uri in new.redirectURIs { try RedirectURI.validateForRegistration(uri) }
+        do {
+            for uri in new.redirectURIs { try RedirectURI.validateForRegistration(uri) }
+        } catch let e as ValidationError { throw ValidationError(e.description, field: "redirect_uris") }
         for uri in new.postLogoutRedirectURIs {
             guard uri != RedirectURI.outOfBand else {
                 throw ValidationError("--post-logout-redirect-uri cannot be the out-of-band URI")
             }
-            try RedirectURI.validateForRegistration(uri)
+            do { try RedirectURI.validateForRegistration(uri) } catch let e as ValidationError {
+                throw ValidationError(e.description, field: "post_logout_redirect_uris")
+            }
         }
         let known = Set(try await storage.listScopes().map(\.name))
         let defaults = Set(try await storage.listScopes().filter(\.isDefault).map(\.name))

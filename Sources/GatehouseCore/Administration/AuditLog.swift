@@ -30,7 +30,8 @@ public struct AuditActor: Sendable, Equatable, CustomStringConvertible {
 /// Details never hold a secret or a password: callers pass identifiers and names only.
 public struct AuditLog: Sendable {
     let store: (any AuditStore)?
-    let events: Events
+    /// Where `audit.*` webhook events go (and administration's lifecycle events).
+    public let events: Events
     let clock: Clock
 
     public init(store: any AuditStore, events: Events, clock: Clock) {

@@ -49,11 +49,18 @@ public struct PasswordHasher: Sendable {
     public static func isBcryptHash(_ hash: String) -> Bool {
         let b = Array(hash.utf8)
         guard b.count == 60, b[0] == 0x24, b[1] == 0x32, [0x61, 0x62, 0x79].contains(b[2]), b[3] == 0x24, b[6] == 0x24,
+            (0x30...0x39).contains(b[4]), (0x30...0x39).contains(b[5]),
             let cost = Int(String(decoding: b[4...5], as: UTF8.self)), (4...16).contains(cost)
         else { return false }
         return b[7...].allSatisfy { c in
             c == 0x2E || c == 0x2F || (0x30...0x39).contains(c) || (0x41...0x5A).contains(c) || (0x61...0x7A).contains(c)
         }
+    }
+
+    /// An imported hash in the form this bcrypt verifies: `$2y$` (PHP's name for the fixed algorithm) is the
+    /// same algorithm as `$2b$`.
+    public static func normalizedBcryptHash(_ hash: String) -> String {
+        hash.hasPrefix("$2y$") ? "$2b$" + hash.dropFirst(4) : hash
     }
 
     /// A bcrypt hash of a random value at `cost`, made once per cost (on the thread pool).

@@ -5,6 +5,7 @@ import GatehouseResourceServer
 import HTTPTypes
 import Hummingbird
 import Logging
+import Synchronization
 
 /// The admin REST API (`/admin/v1`), described by `Admin/openapi.json` (served at `/admin/v1/openapi.json`).
 /// Handlers decode, call `Administration`, encode. Authentication: a Bearer access token of this server with
@@ -18,7 +19,6 @@ struct AdminAPI: Sendable {
     /// Who is calling, from a verified token.
     struct Caller: Sendable {
         let actor: AuditActor
-        let canWrite: Bool
     }
 
     typealias Handler = @Sendable (inout Request, GatehouseRequestContext, Administration) async throws -> Response
@@ -80,7 +80,7 @@ struct AdminAPI: Sendable {
         route(router, .get, "/providers/:id", more.provider)
         route(router, .delete, "/providers/:id", more.deleteProvider)
         // Keys, grants, webhook deliveries, audit
-        let ops = OperationsRoutes()
+        let ops = OperationsRoutes(services: services)
         route(router, .get, "/keys", ops.keys)
         route(router, .post, "/keys/rotate", ops.rotateKey)
         route(router, .post, "/keys/:kid/revoke", ops.revokeKey)
@@ -89,6 +89,7 @@ struct AdminAPI: Sendable {
         route(router, .get, "/events/:id", ops.event)
         route(router, .post, "/events/:id/retry", ops.retryEvent)
         route(router, .get, "/audit", ops.audit)
+        refuseOtherMethods(router)
     }
 
     private func route(
@@ -97,6 +98,28 @@ struct AdminAPI: Sendable {
         let api = self
         router.on(RouterPath(Self.base + path), method: method) { request, context in
             await api.handle(request, context, method: method, handler)
+        }
+        methods.table.withLock { $0[path, default: []].append(method) }
+    }
+
+    /// The methods each path has: the others answer 405 with `Allow` (RFC 9110 §15.5.6).
+    private final class MethodTable: Sendable {
+        let table = Mutex<[String: [HTTPRequest.Method]]>([:])
+    }
+    private let methods = MethodTable()
+
+    private func refuseOtherMethods(_ router: Router<GatehouseRequestContext>) {
+        for (path, allowed) in methods.table.withLock({ $0 }) {
+            var allow = allowed
+            if allow.contains(.get) { allow.append(.head) }
+            let header = allow.map(\.rawValue).joined(separator: ", ")
+            for m in [HTTPRequest.Method.get, .post, .put, .patch, .delete] where !allow.contains(m) {
+                router.on(RouterPath(Self.base + path), method: m) { _, _ in
+                    var response = Problem(405, detail: "Use \(header) here.").response
+                    response.headers[.allow] = header
+                    return response
+                }
+            }
         }
     }
 
@@ -152,7 +175,7 @@ struct AdminAPI: Sendable {
                 403, detail: "The access token lacks the scope \(needed).",
                 challenge: "error=\"insufficient_scope\", scope=\"\(needed)\"")
         }
-        return Caller(actor: claims.userID.map(AuditActor.user) ?? .client(claims.client_id), canWrite: scope.contains(ScopeRecord.admin))
+        return Caller(actor: claims.userID.map(AuditActor.user) ?? .client(claims.client_id))
     }
 
     // MARK: encoding
@@ -190,12 +213,28 @@ struct AdminAPI: Sendable {
 
     static func noContent() -> Response { Response(status: .noContent) }
 
-    /// A path parameter, percent-decoded.
+    /// A path parameter, percent-decoded (nothing stored has a NUL or another control character in its key).
     static func parameter(_ context: GatehouseRequestContext, _ name: String) throws -> String {
-        guard let raw = context.parameters.get(name), let value = raw.removingPercentEncoding, !value.isEmpty else {
+        guard let raw = context.parameters.get(name), let value = raw.removingPercentEncoding, !value.isEmpty,
+            value.utf8.count <= 1000, !value.unicodeScalars.contains(where: { $0.value < 0x20 || $0.value == 0x7F })
+        else {
             throw Problem(404, detail: "Not found.")
         }
         return value
+    }
+
+    /// A path segment for a `Location` header (percent-encoded: a name may hold `/`, `?`, `%` or non-ASCII).
+    static func segment(_ value: String) -> String {
+        value.addingPercentEncoding(withAllowedCharacters: .alphanumerics.union(CharacterSet(charactersIn: "-._~:@"))) ?? value
+    }
+
+    /// `If-Match` on a resource that has no representation of its own (a membership, a session list): only
+    /// `*` can match (RFC 9110 §13.1.1), since no ETag is given out for it.
+    static func checkIfMatchWithoutETag(_ request: Request) throws {
+        let values = request.headers[values: .ifMatch]
+        guard !values.isEmpty else { return }
+        let tags = values.flatMap { $0.split(separator: ",") }.map { $0.trimmingCharacters(in: .whitespaces) }
+        guard tags.contains("*") else { throw Problem(412, detail: "This resource has no ETag: If-Match can only be *.") }
     }
 }
 
@@ -225,6 +264,13 @@ struct Problem: Error, Sendable {
         isAuthentication = true
     }
 
+    /// RFC 9110 §15 reason phrases: with type `about:blank`, the title is the status's phrase (RFC 9457 §4.2.1).
+    static let titles = [
+        400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 404: "Not Found", 405: "Method Not Allowed",
+        409: "Conflict", 412: "Precondition Failed", 413: "Content Too Large", 415: "Unsupported Media Type",
+        422: "Unprocessable Content", 500: "Internal Server Error", 503: "Service Unavailable",
+    ]
+
     var response: Response {
         struct Body: Encodable {
             let type: String
@@ -235,7 +281,7 @@ struct Problem: Error, Sendable {
         }
         let code = HTTPResponse.Status(code: status)
         let body = Body(
-            type: "about:blank", title: code.reasonPhrase, status: status, detail: String(detail.prefix(500)),
+            type: "about:blank", title: Self.titles[status] ?? "Error", status: status, detail: String(detail.prefix(500)),
             errors: status == 422 ? errors : nil)
         var response = HTTP.raw(
             Array((try? AdminAPI.encoder.encode(body)) ?? Data()), status: code, noStore: true,
@@ -305,14 +351,19 @@ struct JSONInput {
         errors.append(.init(field: key, message: "\(key) must be \(expected)"))
     }
 
-    /// Absent: nil. Present: the string (null is a type error).
+    /// Absent: nil. Present: the string (null is a type error; so is a control character other than tab and
+    /// newline: no stored value has one, and PostgreSQL cannot store NUL).
     mutating func string(_ key: String) -> String? {
         guard let v = value(key) else { return nil }
-        guard case .string(let s) = v else {
-            wrong(key, "a string")
+        guard case .string(let s) = v, Self.isClean(s) else {
+            wrong(key, "a string without control characters")
             return nil
         }
         return s
+    }
+
+    static func isClean(_ s: String) -> Bool {
+        !s.unicodeScalars.contains { ($0.value < 0x20 && $0.value != 0x09 && $0.value != 0x0A && $0.value != 0x0D) || $0.value == 0x7F }
     }
 
     /// Absent: nil; null: `.some(nil)`; a string: `.some(value)`.
@@ -320,9 +371,9 @@ struct JSONInput {
         switch value(key) {
         case nil: return nil
         case .null: return .some(nil)
-        case .string(let s): return .some(s)
+        case .string(let s) where Self.isClean(s): return .some(s)
         default:
-            wrong(key, "a string or null")
+            wrong(key, "a string without control characters, or null")
             return nil
         }
     }
@@ -344,7 +395,7 @@ struct JSONInput {
         }
         var out: [String] = []
         for item in list {
-            guard case .string(let s) = item else {
+            guard case .string(let s) = item, Self.isClean(s) else {
                 wrong(key, "a list of at most \(max) strings")
                 return nil
             }
@@ -381,9 +432,14 @@ struct ListQuery {
     }
 
     func string(_ name: String) throws -> String? {
-        do { return try parameters.single(name) } catch {
+        let value: String?
+        do { value = try parameters.single(name) } catch {
             throw Problem(422, detail: "\(name) is given twice", errors: [.init(field: name, message: "\(name) is given twice")])
         }
+        if let value, !JSONInput.isClean(value) || value.utf8.count > 1000 {
+            throw Problem(422, detail: "\(name) is malformed", errors: [.init(field: name, message: "\(name) is malformed")])
+        }
+        return value
     }
 
     var cursor: String? { get throws { try string("cursor") } }

@@ -31,7 +31,7 @@ struct UsersRoutes: Sendable {
         try body.finish()
         let user = try await admin.createUser(
             username: username ?? "", email: email, name: name, password: password, passwordHash: hash, profile: profile)
-        return try API.resource(UserView(user), status: .created, location: API.base + "/users/" + user.id)
+        return try API.resource(UserView(user), status: .created, location: API.base + "/users/" + API.segment(user.id))
     }
 
     @Sendable func show(_ request: inout Request, _ context: GatehouseRequestContext, _ admin: Administration) async throws -> Response {
@@ -85,6 +85,7 @@ struct UsersRoutes: Sendable {
     }
 
     @Sendable func endSessions(_ request: inout Request, _ context: GatehouseRequestContext, _ admin: Administration) async throws -> Response {
+        try API.checkIfMatchWithoutETag(request)
         _ = try await admin.endSessions(userID: try API.parameter(context, "id"))
         return API.noContent()
     }
@@ -108,6 +109,7 @@ struct UsersRoutes: Sendable {
     }
 
     @Sendable func unlink(_ request: inout Request, _ context: GatehouseRequestContext, _ admin: Administration) async throws -> Response {
+        try API.checkIfMatchWithoutETag(request)
         try await admin.unlinkIdentity(
             userID: try API.parameter(context, "id"), provider: try API.parameter(context, "provider"),
             subject: try API.parameter(context, "subject"))
@@ -142,7 +144,7 @@ struct ClientsRoutes: Sendable {
         let (client, secret) = try await admin.createClient(new)
         // The secret is in this answer only; the ETag is that of the client without it.
         var response = try API.json(ClientView(client, secret: secret, now: admin.now), status: .created)
-        response.headers[.location] = API.base + "/clients/" + client.id
+        response.headers[.location] = API.base + "/clients/" + API.segment(client.id)
         response.headers[.eTag] = API.etag(Array(try API.encoder.encode(ClientView(client, now: admin.now))))
         return response
     }
@@ -182,7 +184,9 @@ struct ClientsRoutes: Sendable {
         let id = try API.parameter(context, "id")
         let grace = try ListQuery(request).integer("grace")
         let (client, secret) = try await admin.rotateSecret(clientID: id, grace: grace)
-        return try API.json(ClientView(client, secret: secret, now: admin.now))
+        var response = try API.json(ClientView(client, secret: secret, now: admin.now))
+        response.headers[.eTag] = API.etag(Array(try API.encoder.encode(ClientView(client, now: admin.now))))
+        return response
     }
 }
 
@@ -207,7 +211,7 @@ struct DirectoryRoutes: Sendable {
             throw Administration.ValidationError("the admin scopes cannot be default scopes", field: "default")
         }
         let scope = try await admin.createScope(name: name, description: description, isDefault: isDefault, requiredRole: role)
-        return try API.resource(ScopeView(scope), status: .created, location: API.base + "/scopes/" + name)
+        return try API.resource(ScopeView(scope), status: .created, location: API.base + "/scopes/" + API.segment(name))
     }
 
     @Sendable func scope(_ request: inout Request, _ context: GatehouseRequestContext, _ admin: Administration) async throws -> Response {
@@ -244,7 +248,7 @@ struct DirectoryRoutes: Sendable {
         let name = body.required("name") ?? ""
         try body.finish()
         let group = try await admin.createGroup(name: name)
-        return try API.resource(GroupView(group, members: 0), status: .created, location: API.base + "/groups/" + name)
+        return try API.resource(GroupView(group, members: 0), status: .created, location: API.base + "/groups/" + API.segment(name))
     }
 
     @Sendable func group(_ request: inout Request, _ context: GatehouseRequestContext, _ admin: Administration) async throws -> Response {
@@ -268,10 +272,11 @@ struct DirectoryRoutes: Sendable {
         let user = body.required("user") ?? ""
         let role = body.string("role") ?? "member"
         try body.finish()
-        return try API.json(try await admin.addMember(group: name, user: user, role: role), status: .created)
+        return try API.json(try await admin.addMember(group: name, user: user, role: role))
     }
 
     @Sendable func removeMember(_ request: inout Request, _ context: GatehouseRequestContext, _ admin: Administration) async throws -> Response {
+        try API.checkIfMatchWithoutETag(request)
         try await admin.removeMember(group: try API.parameter(context, "name"), user: try API.parameter(context, "user"))
         return API.noContent()
     }
@@ -288,7 +293,7 @@ struct DirectoryRoutes: Sendable {
         let url = body.string("permissions_url")
         try body.finish()
         let service = try await admin.createService(name: name, permissionsURL: url)
-        return try API.resource(ServiceView(service), status: .created, location: API.base + "/services/" + name)
+        return try API.resource(ServiceView(service), status: .created, location: API.base + "/services/" + API.segment(name))
     }
 
     @Sendable func service(_ request: inout Request, _ context: GatehouseRequestContext, _ admin: Administration) async throws -> Response {
@@ -312,10 +317,11 @@ struct DirectoryRoutes: Sendable {
         let user = body.required("user") ?? ""
         let permissions = body.strings("permissions") ?? []
         try body.finish()
-        return try API.json(try await admin.grantPermissions(service: name, user: user, permissions: permissions), status: .created)
+        return try API.json(try await admin.grantPermissions(service: name, user: user, permissions: permissions))
     }
 
     @Sendable func revokePermissions(_ request: inout Request, _ context: GatehouseRequestContext, _ admin: Administration) async throws -> Response {
+        try API.checkIfMatchWithoutETag(request)
         let q = try ListQuery(request)
         let named = q.parameters.all("permission")
         _ = try await admin.revokePermissions(
@@ -360,6 +366,7 @@ struct DirectoryRoutes: Sendable {
 
 struct OperationsRoutes: Sendable {
     typealias API = AdminAPI
+    let services: GatehouseServices
 
     @Sendable func keys(_ request: inout Request, _ context: GatehouseRequestContext, _ admin: Administration) async throws -> Response {
         try API.json(try page(try await admin.keys(), key: { String(format: "%020lld", $0.created_at) + $0.kid }, request))
@@ -370,7 +377,10 @@ struct OperationsRoutes: Sendable {
         let algorithm = body.string("algorithm")
         let immediately = body.bool("immediately") ?? false
         try body.finish()
-        return try API.json(try await admin.rotateKey(algorithm: algorithm, immediately: immediately), status: .created)
+        let key = try await admin.rotateKey(algorithm: algorithm, immediately: immediately)
+        // This instance publishes (and, with `immediately`, signs with) the key now; the others at their next reload.
+        _ = try? await services.keys.reload(from: services.storage)
+        return try API.json(key, status: .created)
     }
 
     @Sendable func revokeKey(_ request: inout Request, _ context: GatehouseRequestContext, _ admin: Administration) async throws -> Response {
@@ -385,10 +395,15 @@ struct OperationsRoutes: Sendable {
             enum K: String, CodingKey { case revoked, replacement }
         }
         let kid = try API.parameter(context, "kid")
-        return try API.json(Out(revoked: kid, replacement: try await admin.revokeKey(kid: kid)))
+        let replacement = try await admin.revokeKey(kid: kid)
+        // Out of this instance's key set at once (the others drop it within about a second).
+        try? await services.keys.drop([kid])
+        _ = try? await services.keys.reload(from: services.storage)
+        return try API.json(Out(revoked: kid, replacement: replacement))
     }
 
     @Sendable func revokeGrant(_ request: inout Request, _ context: GatehouseRequestContext, _ admin: Administration) async throws -> Response {
+        try API.checkIfMatchWithoutETag(request)
         try await admin.revokeGrant(id: try API.parameter(context, "id"))
         return API.noContent()
     }

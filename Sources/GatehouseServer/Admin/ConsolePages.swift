@@ -176,7 +176,8 @@ extension BrowserRoutes {
                     .init(name: "scope", label: "Scopes (space-separated; empty: the default scopes)"),
                     .init(name: "post_logout_redirect_uris", label: "Post-logout redirect URIs (one per line)", kind: .textarea),
                     .init(name: "public", label: "Public client (no secret: native and browser apps)", kind: .checkbox),
-                    .init(name: "skip_consent", label: "First-party: skip the consent page", kind: .checkbox),
+                    .init(name: "skip_consent", label: "First-party: skip the consent page", kind: .checkbox,
+                          help: "Only for confidential clients: a public client cannot prove who it is."),
                 ], id: "new-client")))
         }
         return render(page, request, a, current: "/admin/clients")
@@ -203,8 +204,9 @@ extension BrowserRoutes {
                     .init(name: "default_scope", label: "Default scope (space-separated)", value: c.default_scope),
                     .init(name: "post_logout_redirect_uris", label: "Post-logout redirect URIs (one per line)", kind: .textarea,
                           value: c.post_logout_redirect_uris.joined(separator: "\n")),
+                ] + (c.public ? [] : [
                     .init(name: "skip_consent", label: "First-party: skip the consent page", kind: .checkbox, checked: c.skip_consent),
-                ], id: "client-form")))
+                ]), id: "client-form")))
             var actions: [ConsoleTable.Action] = [.init(label: "Delete", link: base + "/delete", danger: true)]
             if !c.public {
                 actions.insert(.init(label: "Rotate secret (old one keeps working 1 h)", link: base + "/rotate?grace=3600"), at: 0)

@@ -47,7 +47,7 @@ extension BrowserRoutes {
                     form.hidden = [("confirm", "yes")] + ["grace", "force"].compactMap { k in (try? extra.single(k)).flatMap { $0 }.map { (k, $0) } }
                     form.id = "confirm-form"
                     page.add(.form(nil, form))
-                    return render(page, request, admin, current: back)
+                    return render(page, request, admin, current: "/" + back.split(separator: "/").prefix(2).joined(separator: "/"))
                 }
             }
             router.post(RouterPath(path)) { request, context in
