@@ -217,13 +217,17 @@ enum Migrations {
                 "INSERT INTO scopes (name, description, is_default) VALUES ('gatehouse:admin:read', 'Read Gatehouse''s administration data', 0)",
                 "INSERT INTO services (name, permissions_url, created_at) SELECT 'gatehouse', NULL, 0 WHERE NOT EXISTS (SELECT 1 FROM services WHERE name = 'gatehouse')",
             ],
-            // Prefix search by byte order: SQLite compares TEXT bytewise already; PostgreSQL needs the "C"
-            // collation for a range scan that matches exactly the strings with the prefix.
-            sqlite: ["CREATE INDEX users_name_key ON users (name_key)"],
+            // The admin API's user search (`SQLStore.listUsers`): a prefix is one range per column in byte order
+            // (SQLite compares TEXT bytewise; PostgreSQL needs the "C" collation), and each index also holds the
+            // username key, so the matches of a column come out in username order without reading their rows.
+            sqlite: [
+                "CREATE INDEX users_email_search ON users (email_key, username_key)",
+                "CREATE INDEX users_name_search ON users (name_key, username_key)",
+            ],
             postgres: [
-                #"CREATE INDEX users_username_key_c ON users (username_key COLLATE "C")"#,
-                #"CREATE INDEX users_email_key_c ON users (email_key COLLATE "C")"#,
-                #"CREATE INDEX users_name_key_c ON users (name_key COLLATE "C")"#,
+                #"CREATE INDEX users_username_key_c ON users (username_key COLLATE "C") INCLUDE (id)"#,
+                #"CREATE INDEX users_email_search ON users (email_key COLLATE "C", username_key COLLATE "C") INCLUDE (id)"#,
+                #"CREATE INDEX users_name_search ON users (name_key COLLATE "C", username_key COLLATE "C") INCLUDE (id)"#,
             ]
         ),
     ]

@@ -12,38 +12,53 @@ extension SQLStore {
 
     public func listUsers(_ q: UserQuery) async throws -> [UserRecord] {
         let isPostgres = backend.isPostgres
-        return try await backend.read { db in
-            var sql = SQLQueryString("SELECT u.* FROM users u")
+        // Byte order on both backends ("C" on PostgreSQL), so a prefix is one index range.
+        let c = isPostgres ? #" COLLATE "C""# : ""
+        let limit = max(1, q.limit)
+        /// The conditions every branch shares (alias `b`): group, status, the page's keyset position.
+        @Sendable func filters(_ sql: inout SQLQueryString) {
             if let group = q.group {
-                sql.appendInterpolation(unsafeRaw: " JOIN memberships m ON m.user_id = u.id AND m.group_name = ")
+                sql.appendInterpolation(unsafeRaw: " JOIN memberships mm ON mm.user_id = b.id AND mm.group_name = ")
                 sql.appendInterpolation(bind: group)
             }
             sql.appendInterpolation(unsafeRaw: " WHERE 1 = 1")
-            if let prefix = q.prefix?.lowercased(), !prefix.isEmpty {
-                // A range per column, so each is an index range scan (byte order: "C" on PostgreSQL).
-                let c = isPostgres ? #" COLLATE "C""# : ""
-                let upper = Self.prefixUpperBound(prefix)
-                sql.appendInterpolation(unsafeRaw: " AND (")
-                for (i, column) in ["u.username_key", "u.email_key", "u.name_key"].enumerated() {
-                    if i > 0 { sql.appendInterpolation(unsafeRaw: " OR ") }
-                    sql.appendInterpolation(unsafeRaw: "(\(column)\(c) >= ")
-                    sql.appendInterpolation(bind: prefix)
-                    sql.appendInterpolation(unsafeRaw: " AND \(column)\(c) < ")
-                    sql.appendInterpolation(bind: upper)
-                    sql.appendInterpolation(unsafeRaw: ")")
-                }
-                sql.appendInterpolation(unsafeRaw: ")")
-            }
             if let disabled = q.disabled {
-                sql.appendInterpolation(unsafeRaw: disabled ? " AND u.disabled_at IS NOT NULL" : " AND u.disabled_at IS NULL")
+                sql.appendInterpolation(unsafeRaw: disabled ? " AND b.disabled_at IS NOT NULL" : " AND b.disabled_at IS NULL")
             }
-            let c = isPostgres ? #" COLLATE "C""# : ""
             if let after = q.after {
-                sql.appendInterpolation(unsafeRaw: " AND u.username_key\(c) > ")
+                sql.appendInterpolation(unsafeRaw: " AND b.username_key\(c) > ")
                 sql.appendInterpolation(bind: after)
             }
-            sql.appendInterpolation(unsafeRaw: " ORDER BY u.username_key\(c) LIMIT ")
-            sql.appendInterpolation(bind: max(1, q.limit))
+        }
+        return try await backend.read { db in
+            guard let prefix = q.prefix?.lowercased(), !prefix.isEmpty else {
+                var sql = SQLQueryString("SELECT b.* FROM users b")
+                filters(&sql)
+                sql.appendInterpolation(unsafeRaw: " ORDER BY b.username_key\(c) LIMIT ")
+                sql.appendInterpolation(bind: limit)
+                return try await db.raw(sql).all().map(Self.decodeUser)
+            }
+            // A prefix of the username, email or name: one branch per column, each an index range that yields
+            // at most `limit` keys in username order (covering indexes: no row is read), merged and cut to
+            // `limit`; only those rows are then read. Far cheaper than sorting every match when thousands match.
+            let key = isPostgres ? "id" : "rowid"
+            let upper = Self.prefixUpperBound(prefix)
+            var sql = SQLQueryString("SELECT u.* FROM users u WHERE u.\(unsafeRaw: key) IN (SELECT r FROM (")
+            for (i, column) in ["username_key", "email_key", "name_key"].enumerated() {
+                if i > 0 { sql.appendInterpolation(unsafeRaw: " UNION ") }
+                sql.appendInterpolation(unsafeRaw: "SELECT * FROM (SELECT b.\(key) AS r, b.username_key AS k FROM users b")
+                filters(&sql)
+                sql.appendInterpolation(unsafeRaw: " AND b.\(column)\(c) >= ")
+                sql.appendInterpolation(bind: prefix)
+                sql.appendInterpolation(unsafeRaw: " AND b.\(column)\(c) < ")
+                sql.appendInterpolation(bind: upper)
+                sql.appendInterpolation(unsafeRaw: " ORDER BY b.username_key\(c) LIMIT ")
+                sql.appendInterpolation(bind: limit)
+                sql.appendInterpolation(unsafeRaw: ") AS s\(i)")
+            }
+            sql.appendInterpolation(unsafeRaw: ") AS m ORDER BY k\(c) LIMIT ")
+            sql.appendInterpolation(bind: limit)
+            sql.appendInterpolation(unsafeRaw: ") ORDER BY u.username_key\(c)")
             return try await db.raw(sql).all().map(Self.decodeUser)
         }
     }
@@ -398,16 +413,18 @@ extension SQLStore {
     public func insertAuditEvents(_ events: [AuditEventRecord]) async throws {
         guard !events.isEmpty else { return }
         try await backend.transaction { db in
-            for e in events {
-                try await db.raw(
-                    """
-                    INSERT INTO audit_events (id, created_at, actor, action, target, client_address, request_id, detail)
-                    VALUES (\(bind: e.id), \(bind: e.createdAt), \(bind: e.actor), \(bind: e.action), \(bind: e.target),
-                        \(bind: e.clientAddress), \(bind: e.requestID), \(bind: JSONObject.encode(e.detail)))
-                    """
-                ).run()
-            }
+            for e in events { try await Self.insertAuditEvent(e, db) }
         }
+    }
+
+    static func insertAuditEvent(_ e: AuditEventRecord, _ db: any SQLDatabase) async throws {
+        try await db.raw(
+            """
+            INSERT INTO audit_events (id, created_at, actor, action, target, client_address, request_id, detail)
+            VALUES (\(bind: e.id), \(bind: e.createdAt), \(bind: e.actor), \(bind: e.action), \(bind: e.target),
+                \(bind: e.clientAddress), \(bind: e.requestID), \(bind: JSONObject.encode(e.detail)))
+            """
+        ).run()
     }
 
     public func listAuditEvents(_ q: AuditQuery) async throws -> [AuditEventRecord] {

@@ -10,6 +10,13 @@ extension SQLStore {
         try await backend.transaction { db in try await Self.insertUser(u, db) }
     }
 
+    public func insertUser(_ u: UserRecord, audit: AuditEventRecord?) async throws {
+        try await backend.transaction { db in
+            try await Self.insertUser(u, db)
+            if let audit { try await Self.insertAuditEvent(audit, db) }
+        }
+    }
+
     public func insertUser(_ u: UserRecord, linking identity: IdentityRecord) async throws {
         try await backend.transaction { db in
             try await Self.insertUser(u, db)
@@ -22,10 +29,12 @@ extension SQLStore {
                 """
                 INSERT INTO users (id, username, username_key, email, email_key, name, name_key, password_hash,
                     created_at, updated_at, profile, disabled_at, password_reset_required)
-                VALUES (\(bind: u.id), \(bind: u.username), \(bind: u.username.lowercased()), \(bind: u.email),
+                SELECT \(bind: u.id), \(bind: u.username), \(bind: u.username.lowercased()), \(bind: u.email),
                     \(bind: u.email?.lowercased()), \(bind: u.name), \(bind: u.name?.lowercased()), \(bind: u.passwordHash),
                     \(bind: u.createdAt), \(bind: u.updatedAt), \(bind: JSONObject.encode(u.profile)), \(bind: u.disabledAt),
-                    \(bind: u.passwordResetRequired ? 1 : 0))
+                    \(bind: u.passwordResetRequired ? 1 : 0)
+                -- Never a deleted user's id: a `sub` names one person forever.
+                WHERE NOT EXISTS (SELECT 1 FROM deleted_users WHERE id = \(bind: u.id))
                 ON CONFLICT DO NOTHING RETURNING id
                 """
             ).all().count

@@ -54,6 +54,32 @@ struct FederationCoreTests {
         #expect(throws: UpstreamError.self) { try client.map(["email": "x"], provider: p) }
     }
 
+    @Test func auditEventsGoOnlyToHooksThatAskForThem() {
+        let plain = WebhookConfig(url: "https://h.example.com", secret: "s")
+        #expect(plain.wants(Events.userCreated))
+        #expect(!plain.wants("audit.user.disabled"))
+        let all = WebhookConfig(url: "https://h.example.com", secret: "s", events: [Events.auditAll])
+        #expect(all.wants("audit.user.disabled"))
+        #expect(all.wants("audit.signin.failed"))
+        #expect(!all.wants(Events.userCreated))  // listing events replaces the defaults
+        let one = WebhookConfig(url: "https://h.example.com", secret: "s", events: ["audit.user.disabled", Events.userLogin])
+        #expect(one.wants("audit.user.disabled"))
+        #expect(!one.wants("audit.user.deleted"))
+        #expect(one.wants(Events.userLogin))
+    }
+
+    @Test func importedBcryptHashesAreCheckedAndNormalised() {
+        let b = "$2b$10$N9qo8uLOickgx2ZMRZoMyeIjZAgcfl7p92ldGxad68LJZdL17lhWy"
+        #expect(PasswordHasher.isBcryptHash(b))
+        #expect(PasswordHasher.isBcryptHash("$2y$" + b.dropFirst(4)))
+        #expect(PasswordHasher.normalizedBcryptHash("$2y$" + b.dropFirst(4)) == b)
+        #expect(!PasswordHasher.isBcryptHash("$2b$31$" + b.dropFirst(7)))  // a cost that makes sign-ins take minutes
+        #expect(!PasswordHasher.isBcryptHash("$2b$+5$" + b.dropFirst(7)))
+        #expect(!PasswordHasher.isBcryptHash("$2x$10$" + b.dropFirst(7)))
+        #expect(!PasswordHasher.isBcryptHash(String(b.dropLast())))
+        #expect(!PasswordHasher.isBcryptHash(b.dropLast() + "!"))
+    }
+
     @Test func webhookSignatureIsHMACOverTimestampAndBody() {
         let body = #"{"event":"user.login"}"#
         let signature = Events.signature(secret: "0123456789abcdef", timestamp: 1700000000, body: body)

@@ -105,7 +105,6 @@ extension Administration {
         let user = try await insertUser(
             username: username, email: email, name: name, password: password,
             passwordHash: passwordHash.map(PasswordHasher.normalizedBcryptHash), profile: profile)
-        try await record("user.created", target: "user:" + user.id, ["username": user.username])
         // The lifecycle event as well (hooks that want `user.created`), however the user was made.
         try? await audit.events.emit(
             Events.userCreated, ["user_id": user.id, "username": user.username, "provider": actor == .cli ? "cli" : "admin"])

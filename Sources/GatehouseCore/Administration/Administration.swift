@@ -161,7 +161,8 @@ public struct Administration: Sendable {
         try await audit.record("client.deleted", actor: actor, target: "client:" + id, detail: ["name": client.name])
     }
 
-    /// Validates and stores a user; the password (if any) is bcrypt-hashed off the event loop.
+    /// Validates and stores a user, with its audit event in the same transaction; the password (if any) is
+    /// bcrypt-hashed off the event loop.
     func insertUser(
         username: String, email: String?, name: String?, password: String?, passwordHash: String?, profile: UserProfile
     ) async throws -> UserRecord {
@@ -186,18 +187,18 @@ public struct Administration: Sendable {
             throw ValidationError("phone_number_verified needs a phone number", field: "phone_number_verified")
         }
         let now = clock.nowSeconds
-        // A random id, and never a deleted user's (a `sub` names one person forever).
-        var id = UUID().uuidString.lowercased()
-        while try await storage.isDeletedUser(id: id) { id = UUID().uuidString.lowercased() }
+        // A random id; the store never gives out a deleted user's (a `sub` names one person forever).
         let user = UserRecord(
-            id: id, username: username, email: email, name: name,
+            id: UUID().uuidString.lowercased(), username: username, email: email, name: name,
             passwordHash: try await password.asyncMap(passwords.hash) ?? passwordHash, createdAt: now, updatedAt: now,
             profile: profile)
+        let event = audit.event("user.created", actor: actor, target: "user:" + user.id, detail: ["username": user.username])
         do {
-            try await storage.insertUser(user)
+            try await storage.insertUser(user, audit: event)
         } catch StorageError.duplicate {
             throw AdminError.conflict("the username '\(username)' is already taken")
         }
+        if let event { await audit.publish(event) }
         return user
     }
 

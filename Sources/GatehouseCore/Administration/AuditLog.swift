@@ -54,19 +54,33 @@ public struct AuditLog: Sendable {
         _ action: String, actor: AuditActor, target: String? = nil, detail: [String: String] = [:],
         address: String? = nil
     ) async throws {
-        guard let store else { return }
+        guard let store, let event = event(action, actor: actor, target: target, detail: detail, address: address) else {
+            return
+        }
+        try await store.insertAuditEvents([event])
+        await publish(event)
+    }
+
+    /// The event to store (with a change, in its transaction); `nil` when this log records nothing.
+    public func event(
+        _ action: String, actor: AuditActor, target: String? = nil, detail: [String: String] = [:], address: String? = nil
+    ) -> AuditEventRecord? {
+        guard store != nil else { return nil }
         let request = AuditRequest.current
         let millis = Int64(clock.now.timeIntervalSince1970 * 1000)
-        let event = AuditEventRecord(
+        return AuditEventRecord(
             id: AuditEventRecord.newID(millis: Self.orderedMillis(millis)), createdAt: millis / 1000, actor: actor.description,
             action: action, target: target, clientAddress: address ?? request?.clientAddress,
             requestID: request?.requestID, detail: detail.mapValues { String($0.prefix(500)) })
-        try await store.insertAuditEvents([event])
+    }
+
+    /// The stored event's webhook (`audit.<action>`), for hooks that listed it.
+    public func publish(_ event: AuditEventRecord) async {
         var data = event.detail
         data["audit_id"] = event.id
         data["actor"] = event.actor
-        if let target { data["target"] = target }
-        try? await events.emit("audit." + action, data)
+        if let target = event.target { data["target"] = target }
+        try? await events.emit("audit." + event.action, data)
     }
 
     private static let lastMillis = Atomic<Int64>(0)

@@ -135,6 +135,8 @@ public enum ScopeDeletion: Sendable, Equatable {
 public protocol AdminStore: Sendable {
     /// Up to `query.limit` users in username order.
     func listUsers(_ query: UserQuery) async throws -> [UserRecord]
+    /// Inserts a user and, when given, its audit event in one transaction (`UserStore.insertUser`'s rules).
+    func insertUser(_ user: UserRecord, audit: AuditEventRecord?) async throws
     /// Replaces the user's profile fields (username, email, name, profile) and `updatedAt`. Throws
     /// `StorageError.duplicate` when the new username is taken; `false` when there is no such user.
     func updateUser(_ user: UserRecord) async throws -> Bool

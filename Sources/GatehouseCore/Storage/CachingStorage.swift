@@ -148,6 +148,9 @@ public final class CachingStorage: GatehouseStorage {
     }
 
     public func listUsers(_ query: UserQuery) async throws -> [UserRecord] { try await base.listUsers(query) }
+    public func insertUser(_ user: UserRecord, audit: AuditEventRecord?) async throws {
+        try await base.insertUser(user, audit: audit)
+    }
     public func updateUser(_ user: UserRecord) async throws -> Bool { try await base.updateUser(user) }
     public func setPassword(userID: String, hash: String?, resetRequired: Bool, at time: Int64) async throws -> Bool {
         try await base.setPassword(userID: userID, hash: hash, resetRequired: resetRequired, at: time)
