@@ -64,6 +64,11 @@ public struct TokenContext: Sendable {
     /// Scopes that need a role (`ScopeRecord.requiredRole`) are granted only to users holding it in some
     /// group: `access_denied` otherwise (the user may not delegate what they do not have).
     public func checkScopeRoles(_ scope: Scope, userID: String) async throws {
+        // Every user token passes here (code, password, refresh, exchange, first-party): none for a disabled or
+        // deleted account, however the request reached the token endpoint.
+        guard let user = try await storage.user(id: userID), !user.isDisabled else {
+            throw OAuthError.invalidGrant.with(description: "The account is disabled.", debug: "disabled or deleted user \(userID)")
+        }
         // The admin API's scopes: only for users holding the permission in the service `gatehouse`.
         if let reserved = scope.tokens.first(where: ScopeRecord.reservedNames.contains) {
             let held = Set(try await storage.permissions(service: ScopeRecord.adminService, userID: userID))

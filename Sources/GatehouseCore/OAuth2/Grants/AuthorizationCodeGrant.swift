@@ -53,6 +53,8 @@ public struct AuthorizationCodeGrant: TokenGrant {
         guard let user = try await context.storage.user(id: code.userID) else {
             throw invalid.with(description: invalid.description, debug: "user deleted")
         }
+        // A code issued before an administrator disabled the account gives nothing afterwards.
+        guard !user.isDisabled else { throw invalid.with(description: invalid.description, debug: "user disabled") }
 
         let grant = GrantRecord(
             id: code.grantID, clientID: client.id, userID: user.id, scope: code.scope, createdAt: now, revokedAt: nil,
