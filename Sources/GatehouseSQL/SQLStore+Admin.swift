@@ -88,6 +88,8 @@ extension SQLStore {
             ).all().isEmpty
             guard found, time != nil else { return found }
             try await db.raw("DELETE FROM sessions WHERE user_id = \(bind: id)").run()
+            // Unused codes go too (the code grant refuses a disabled user's code as well).
+            try await db.raw("DELETE FROM authorization_codes WHERE user_id = \(bind: id) AND used_at IS NULL").run()
             try await db.raw(
                 "UPDATE grants SET revoked_at = \(bind: now) WHERE user_id = \(bind: id) AND revoked_at IS NULL"
             ).run()

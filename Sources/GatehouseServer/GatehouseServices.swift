@@ -106,7 +106,7 @@ public struct GatehouseServices: Sendable {
             }(),
             webhooks: webhooks, verifier: verifier,
             permissions: permissions,
-            selfService: SelfService(storage: storage, permissions: permissions, events: events, clock: clock),
+            selfService: SelfService(storage: storage, permissions: permissions, events: events, clock: clock, audit: audit),
             exchange: exchange, metrics: metrics, configuredProviderIDs: Set(providers.map(\.id)), audit: audit,
             passwords: passwords)
     }

@@ -11,11 +11,14 @@ public struct SelfService: Sendable {
     let permissions: PermissionResolver
     let events: Events
     let clock: Clock
+    /// A registered app is audited (`client.created`, by the user).
+    let audit: AuditLog
 
     public static let appsPermission = "apps:create"
     public static let appsService = "gatehouse"
 
-    public init(storage: any Storage, permissions: PermissionResolver, events: Events, clock: Clock) {
+    public init(storage: any Storage, permissions: PermissionResolver, events: Events, clock: Clock, audit: AuditLog = .none) {
+        self.audit = audit
         self.storage = storage
         self.permissions = permissions
         self.events = events
@@ -59,7 +62,7 @@ public struct SelfService: Sendable {
                 log: "restricted scope \(bad)")
         }
         do {
-            return try await Administration(storage: storage, clock: clock).createClient(new)
+            return try await Administration(storage: storage, clock: clock, audit: audit, actor: .user(user.id)).createClient(new)
         } catch let e as Administration.ValidationError {
             throw Refusal(
                 OAuthError.invalidRequest.with(description: e.description), heading: "The app was not registered",

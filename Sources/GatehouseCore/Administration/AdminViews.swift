@@ -214,7 +214,7 @@ public struct ServiceView: Encodable, Sendable {
     public var created_at: Int64
     public init(_ s: ServiceRecord) {
         name = s.name
-        permissions_url = s.permissionsURL
+        permissions_url = s.permissionsURL.map(Redaction.url)
         created_at = s.createdAt
     }
     public func encode(to encoder: any Encoder) throws {
@@ -398,14 +398,15 @@ public struct EventView: Encodable, Sendable {
     public init(_ r: OutboxRecord) {
         id = r.id
         event = r.event
-        url = Redaction.url(r.url)
+        // Only the hook's origin: chat services put the hook's token in the path.
+        url = Redaction.origin(r.url)
         status = r.deliveredAt != nil ? "delivered" : r.failedAt != nil ? "failed" : "pending"
         attempts = r.attempts
         next_attempt_at = status == "pending" ? r.nextAttemptAt : nil
         created_at = r.createdAt
         delivered_at = r.deliveredAt
         failed_at = r.failedAt
-        last_error = r.lastError
+        last_error = r.lastError.map { $0.replacingOccurrences(of: r.url, with: url) }
     }
     public func encode(to encoder: any Encoder) throws {
         enum K: String, CodingKey {

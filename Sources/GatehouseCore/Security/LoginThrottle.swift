@@ -50,6 +50,8 @@ public final class LoginThrottle: Sendable {
     let store: any FailureCounterStore
     let clock: Clock
     let metrics: GatehouseMetrics
+    /// Where a lockout is recorded, once when it starts (`signin.locked_out`).
+    let audit = Mutex<AuditLog>(.none)
     /// Keys known to be refused until the given time.
     private let refusedUntil = Mutex<[String: Int64]>([:])
     static let cacheCapacity = 50_000
@@ -109,7 +111,14 @@ public final class LoginThrottle: Sendable {
         let counted = try await store.recordFailure(key: key, at: now, window: window)
         if counted.failures > maxFailures {
             // The first refusal of the window is the lockout (later attempts are refused by it).
-            if counted.failures == maxFailures + 1 { metrics.lockout(kind: "account") }
+            if counted.failures == maxFailures + 1 {
+                metrics.lockout(kind: "account")
+                // Once per lockout, not per refused attempt (a flood of guesses must not flood the audit log).
+                if accountExists {
+                    await audit.withLock { $0 }.note(
+                        AuditAction.lockout, actor: .anonymous, detail: ["kind": "account", "username": username])
+                }
+            }
             throw refuse(key, wait: counted.windowStart + window - now, lockedOut: true, now: now)
         }
     }
@@ -127,7 +136,10 @@ public final class LoginThrottle: Sendable {
         let now = clock.nowSeconds
         let count = try await store.recordFailure(key: addressKey, at: now, window: window)
         if count.failures >= addressMaxFailures {
-            if count.failures == addressMaxFailures { metrics.lockout(kind: "address") }
+            if count.failures == addressMaxFailures {
+                metrics.lockout(kind: "address")
+                await audit.withLock { $0 }.note(AuditAction.lockout, actor: .anonymous, detail: ["kind": "address"])
+            }
             remember(addressKey, until: count.windowStart + window)
         }
     }

@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 
 /// Checks a username and password for every door that takes one (login page, password grant, lego
 /// token-auth), with one `LoginThrottle`: the same budget of failures per account and per client address,
@@ -10,7 +11,9 @@ public struct PasswordAuthenticator: Sendable {
     public let throttle: LoginThrottle
     let metrics: GatehouseMetrics
     /// Sign-in successes, failures and lockouts go to the audit log.
-    public var audit: AuditLog = .none
+    public var audit: AuditLog = .none {
+        didSet { throttle.audit.withLock { $0 = audit } }
+    }
 
     public init(users: any UserStore, passwords: PasswordHasher, throttle: LoginThrottle, metrics: GatehouseMetrics = .none) {
         self.metrics = metrics
@@ -43,9 +46,6 @@ public struct PasswordAuthenticator: Sendable {
             try await throttle.admit(username: String(username.prefix(150)), accountExists: user != nil, addressKey: addressKey)
         } catch LoginThrottle.Refusal.throttled(let retryAfter) {
             metrics.signIn(method: "password", outcome: .throttled)
-            await audit.note(
-                AuditAction.lockout, actor: .anonymous, target: user.map { "user:" + $0.id },
-                detail: ["username": String(username.prefix(150)), "retry_after": String(retryAfter)], address: address)
             throw Failure.throttled(retryAfter: retryAfter)
         }
         guard wellFormed else {
@@ -60,7 +60,7 @@ public struct PasswordAuthenticator: Sendable {
             metrics.signIn(method: "password", outcome: .failure)
             await audit.note(
                 AuditAction.signInFailed, actor: .anonymous, target: user.map { "user:" + $0.id },
-                detail: ["username": username, "method": "password"], address: address)
+                detail: ["username": username, "method": "password"], address: address)  // well-formed: letters, digits, . _ - @ +
             throw Failure.invalidCredentials
         }
         try await throttle.succeeded(username: username)

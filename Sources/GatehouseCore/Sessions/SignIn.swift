@@ -82,6 +82,8 @@ public struct SignIn: Sendable {
         guard new != current else { throw PasswordChange.invalid("Choose a password other than the current one.") }
         do {
             _ = try await passwords.authenticate(username: username, password: current, address: address)
+            // The password was right but no change was asked for: this page changes nothing then.
+            throw PasswordChange.invalid("No password change is pending for this account: sign in on the sign-in page.")
         } catch Failure.mustChangePassword {
             // The current password was right: this is the case the page exists for.
         }

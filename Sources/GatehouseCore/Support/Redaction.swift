@@ -4,6 +4,16 @@ import Foundation
 public enum Redaction {
     /// A URL without what often carries a secret: the credentials before the host, the query (webhook and
     /// callback URLs often hold a token there; `?…` marks that one was cut) and the fragment.
+    /// `scheme://host[:port]/…`: no user, path, query or fragment (a hook's token may be in its path).
+    public static func origin(_ text: String) -> String {
+        guard let parts = URLComponents(string: text), let scheme = parts.scheme, let host = parts.host else {
+            return "<unparseable URL>"
+        }
+        let port = parts.port.map { ":\($0)" } ?? ""
+        let rest = parts.path.isEmpty || parts.path == "/" ? (parts.query == nil ? "" : "/…") : "/…"
+        return "\(scheme)://\(host)\(port)\(rest)"
+    }
+
     public static func url(_ text: String) -> String {
         guard var parts = URLComponents(string: text), parts.scheme != nil else { return "<unparseable URL>" }
         parts.user = nil

@@ -355,15 +355,20 @@ struct JSONInput {
     /// newline: no stored value has one, and PostgreSQL cannot store NUL).
     mutating func string(_ key: String) -> String? {
         guard let v = value(key) else { return nil }
-        guard case .string(let s) = v, Self.isClean(s) else {
+        guard case .string(let s) = v, Self.isClean(s, multiline: Self.multiline.contains(key)) else {
             wrong(key, "a string without control characters")
             return nil
         }
         return s
     }
 
-    static func isClean(_ s: String) -> Bool {
-        !s.unicodeScalars.contains { ($0.value < 0x20 && $0.value != 0x09 && $0.value != 0x0A && $0.value != 0x0D) || $0.value == 0x7F }
+    /// Fields that may hold line breaks (a postal address); every other field is one line.
+    static let multiline: Set<String> = ["address"]
+
+    static func isClean(_ s: String, multiline: Bool = false) -> Bool {
+        !s.unicodeScalars.contains {
+            ($0.value < 0x20 && !(multiline && ($0.value == 0x0A || $0.value == 0x0D)) && $0.value != 0x09) || $0.value == 0x7F
+        }
     }
 
     /// Absent: nil; null: `.some(nil)`; a string: `.some(value)`.
@@ -371,7 +376,7 @@ struct JSONInput {
         switch value(key) {
         case nil: return nil
         case .null: return .some(nil)
-        case .string(let s) where Self.isClean(s): return .some(s)
+        case .string(let s) where Self.isClean(s, multiline: Self.multiline.contains(key)): return .some(s)
         default:
             wrong(key, "a string without control characters, or null")
             return nil
