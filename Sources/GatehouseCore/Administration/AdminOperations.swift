@@ -66,6 +66,16 @@ public struct ClientPatch: Sendable {
 }
 
 extension Administration {
+    /// The console's refusals (403 pages): no admin permission; `admin:read` trying to change something.
+    public static let consoleNotAllowed = Refusal(
+        OAuthError(code: "access_denied", description: "Your account may not use the administration console.", status: 403),
+        heading: "Not allowed", log: "no gatehouse admin permission")
+    public static let consoleReadOnly = Refusal(
+        OAuthError(
+            code: "access_denied",
+            description: "Your account may look at the administration console but not change anything.", status: 403),
+        heading: "Not allowed", log: "admin:read may not change anything")
+
     public var now: Int64 { clock.nowSeconds }
 
     private func record(_ action: String, target: String?, _ detail: [String: String] = [:]) async throws {

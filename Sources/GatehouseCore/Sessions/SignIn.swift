@@ -98,6 +98,11 @@ public struct SignIn: Sendable {
         return updated
     }
 
+    /// The page for a disabled account that signed in some other way than with a password (an upstream provider).
+    public static let disabledAccount = Refusal(
+        OAuthError.accessDenied.with(description: "This account is disabled. Ask your administrator."),
+        heading: "You cannot sign in", log: "disabled account")
+
     /// A new password that cannot be used.
     public enum PasswordChange: Error, Equatable {
         case invalid(String)

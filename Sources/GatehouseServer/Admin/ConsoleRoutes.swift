@@ -342,10 +342,7 @@ extension BrowserRoutes {
         let canWrite = held.contains("admin")
         guard canWrite || (!write && held.contains("admin:read")) else {
             return .refused(pages.error(
-                OAuthError(code: "access_denied", description: write && held.contains("admin:read")
-                    ? "Your account may look at the administration console but not change anything."
-                    : "Your account may not use the administration console.", status: 403),
-                heading: "Not allowed"))
+                write && held.contains("admin:read") ? Administration.consoleReadOnly : Administration.consoleNotAllowed))
         }
         return .allowed(ConsoleUser(user: user, canWrite: canWrite, admin: services.administration(.user(user.id))))
     }

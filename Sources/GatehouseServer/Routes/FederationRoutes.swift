@@ -85,10 +85,7 @@ extension BrowserRoutes {
                         user: user, method: provider.id, previousCookie: Cookies.value(cookies.sessionName, in: request))
                 } catch SignIn.Failure.disabled {
                     logger.notice("sign-in refused", metadata: ["user": .string(user.id), "event": "login.disabled"])
-                    return withCookie(
-                        pages.error(
-                            OAuthError.accessDenied.with(description: "This account is disabled. Ask your administrator."),
-                            heading: "You cannot sign in"), clear)
+                    return withCookie(pages.error(SignIn.disabledAccount), clear)
                 }
                 logger.info(
                     "user signed in", metadata: ["user": .string(user.id), "provider": .string(provider.id), "session": .string(session.id)])
